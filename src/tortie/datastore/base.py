@@ -1,0 +1,47 @@
+"""The datastore protocol: a revisioned key-value store with two write primitives.
+
+Every backend (memory, SQLite, etcd) implements exactly this.  Keys are strings in
+Calico's etcd layout (see ``tortie.datastore.keys``); values are JSON text.  Revisions
+are integers that grow with every write to the store (etcd mod revisions), so a
+deleted-and-recreated key never reuses an old revision.
+
+Rules every backend keeps (the contract suite in ``tests/datastore`` checks them):
+
+* ``get`` returns ``None`` for a missing key.
+* ``list(prefix)`` returns every key starting with ``prefix``, sorted by key.
+* ``create`` raises ``AlreadyExists`` when the key is present.
+* ``update`` raises ``RevisionConflict`` when the key is missing or its revision differs.
+* ``delete`` raises ``RevisionConflict`` likewise; ``delete`` with ``revision=None``
+  deletes whatever is there and raises ``NotFound`` when nothing is.
+* Unreachable stores raise ``Unavailable``; nothing else escapes but ``TortieError``s.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+
+@dataclass(frozen=True, slots=True)
+class KV:
+    """One stored key with its JSON value and the revision of its last write."""
+
+    key: str
+    value: str
+    revision: int
+
+
+class Datastore(Protocol):
+    """A revisioned key-value store (see module docstring for the contract)."""
+
+    def get(self, key: str) -> KV | None: ...
+
+    def list(self, prefix: str) -> list[KV]: ...
+
+    def create(self, key: str, value: str) -> KV: ...
+
+    def update(self, key: str, value: str, revision: int) -> KV: ...
+
+    def delete(self, key: str, revision: int | None = None) -> None: ...
+
+    def close(self) -> None: ...
