@@ -1,0 +1,645 @@
+"""The etcd v3 datastore: the protocol of ``tortie.datastore.base`` over etcd's JSON gateway.
+
+Standard library only (``http.client``, ``json``, ``base64``): the CNI plugin imports this
+module on every pod, so there is no ``requests``/gRPC/protobuf.  See
+``docs/design/etcd-client.md`` for the decision and the measured numbers.
+
+* Every call is one ``POST /v3/...`` on a kept-alive connection (a small pool per endpoint,
+  safe to share between threads).  Keys and values travel base64-encoded, revisions as
+  JSON strings.  Revisions are etcd mod revisions.
+* Writes are single transactions: create = ``create_revision == 0 -> put``, update and
+  delete = ``mod_revision == rev -> put/deleterange``; the failure branch reads the key.
+* Failover: a connection error, timeout or "no leader"-type answer moves on to the next
+  endpoint; each request waits at most ``request_timeout`` (2 s) and the whole operation
+  at most ``total_timeout`` (6 s), then ``Unavailable`` names the endpoints tried.  Every
+  request carries ``hasleader`` metadata, so a member without quorum answers at once with
+  "no leader" instead of hanging.
+* Ambiguous writes: when a write attempt failed after it was sent (timeout, reset,
+  "request timed out"), it may have been applied.  The retry is the same compare-and-swap
+  transaction; if its compare fails, the key as read in that same transaction decides:
+  holding exactly the value we wrote (create/update) or being gone (delete) counts as our
+  own earlier attempt having succeeded.
+* TLS (``https://`` endpoints, CA and client certificate) and user/password auth (token
+  from ``/v3/auth/authenticate``, refreshed once when etcd says it is invalid).  The
+  password is never put in a message, a log or a ``repr``.
+"""
+
+from __future__ import annotations
+
+import base64
+import http.client
+import json
+import socket
+import ssl
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any, Literal
+from urllib.parse import urlsplit
+
+from tortie.datastore.base import KV
+from tortie.datastore.config import DatastoreSettings
+from tortie.errors import (
+    AlreadyExists,
+    DatastoreError,
+    InvalidInput,
+    NotFound,
+    RevisionConflict,
+    Unavailable,
+)
+
+DEFAULT_ENDPOINT = "http://127.0.0.1:2379"
+REQUEST_TIMEOUT = 2.0
+TOTAL_TIMEOUT = 6.0
+LIST_PAGE_SIZE = 1000
+_POOL_SIZE = 8
+
+# gRPC status codes that etcd returns for "not now" (no leader, leader changed, request
+# timed out, too many requests, deadline exceeded): try another member.
+_RETRY_CODES = frozenset({4, 8, 14})
+_UNAUTHENTICATED = 16
+_PERMISSION_DENIED = 7
+
+
+@dataclass(frozen=True, slots=True)
+class WatchEvent:
+    """One change under a watched prefix; ``value`` is ``""`` for deletions."""
+
+    type: Literal["PUT", "DELETE"]
+    key: str
+    value: str
+    revision: int
+
+
+class WatchCompacted(DatastoreError):
+    """The watch start revision was compacted away: list again, then watch from there."""
+
+    def __init__(self, message: str, compact_revision: int) -> None:
+        super().__init__(message)
+        self.compact_revision = compact_revision
+
+
+@dataclass(frozen=True, slots=True)
+class _Endpoint:
+    url: str
+    host: str
+    port: int
+    https: bool
+
+
+class _Failed(Exception):
+    """One attempt on one endpoint failed; ``sent`` when the request may have arrived."""
+
+    def __init__(self, reason: str, sent: bool) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.sent = sent
+
+
+def _b64(text: str | bytes) -> str:
+    raw = text.encode() if isinstance(text, str) else text
+    return base64.b64encode(raw).decode("ascii")
+
+
+def _text(b64: str) -> str:
+    return base64.b64decode(b64).decode("utf-8", "replace")
+
+
+def _prefix_end(prefix: bytes) -> bytes:
+    """etcd's range_end for "every key starting with prefix" (``\\0`` means no end)."""
+    stripped = prefix.rstrip(b"\xff")
+    if not stripped:
+        return b"\0"
+    return stripped[:-1] + bytes([stripped[-1] + 1])
+
+
+def _parse_endpoint(url: str) -> _Endpoint:
+    parts = urlsplit(url if "://" in url else f"http://{url}")
+    try:
+        port = parts.port
+    except ValueError:
+        port = None
+        parts = parts._replace(scheme="bad")
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise InvalidInput(
+            f"etcd endpoint {url!r} is not an http:// or https:// URL; "
+            "set ETCD_ENDPOINTS to e.g. http://127.0.0.1:2379"
+        )
+    https = parts.scheme == "https"
+    host = parts.hostname
+    if ":" in host:
+        host = f"[{host}]"
+    return _Endpoint(
+        url=f"{parts.scheme}://{host}" + (f":{port}" if port else ""),
+        host=parts.hostname,
+        port=port or 2379,
+        https=https,
+    )
+
+
+def _describe(exc: BaseException, timeout: float) -> str:
+    """A short human reason for a transport failure."""
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        return (
+            f"TLS: server certificate not trusted ({exc.verify_message}); "
+            "check ETCD_CA_CERT_FILE"
+        )
+    if isinstance(exc, ssl.SSLError):
+        reason = (exc.reason or str(exc)).lower().replace("_", " ")
+        hint = "check ETCD_CERT_FILE and ETCD_KEY_FILE"
+        if "certificate required" in reason:
+            return f"TLS: etcd requires a client certificate (alert: {reason}); set {hint[6:]}"
+        if "expired" in reason:
+            return f"TLS: etcd rejected the client certificate as expired ({reason}); {hint}"
+        if "unknown ca" in reason or "bad certificate" in reason:
+            return f"TLS: etcd rejected the client certificate ({reason}); {hint}"
+        if "wrong version number" in reason or "record layer" in reason:
+            return f"TLS handshake failed ({reason}): is the endpoint https?"
+        return f"TLS error ({reason})"
+    if isinstance(exc, TimeoutError):
+        return f"timed out after {timeout:.1f} s"
+    if isinstance(exc, ConnectionRefusedError):
+        return "connection refused"
+    if isinstance(exc, http.client.RemoteDisconnected):
+        return "connection closed without an answer"
+    if isinstance(exc, socket.gaierror):
+        return f"cannot resolve host ({exc.strerror})"
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror.lower()
+    return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+
+
+class EtcdDatastore:
+    """The datastore protocol on an etcd v3 cluster (3.4+) through its JSON gateway."""
+
+    def __init__(
+        self,
+        settings: DatastoreSettings,
+        *,
+        request_timeout: float = REQUEST_TIMEOUT,
+        total_timeout: float = TOTAL_TIMEOUT,
+    ) -> None:
+        urls = settings.etcd_endpoints or (DEFAULT_ENDPOINT,)
+        self._endpoints = tuple(_parse_endpoint(u) for u in urls)
+        self._settings = settings
+        self.request_timeout = request_timeout
+        self.total_timeout = total_timeout
+        self._ssl: ssl.SSLContext | None = None
+        self._pool: dict[_Endpoint, list[http.client.HTTPConnection]] = {}
+        self._lock = threading.Lock()
+        self._preferred = 0
+        self._token: str | None = None
+        self._auth_disabled = False
+        self._closed = False
+
+    def __repr__(self) -> str:
+        user = f", user={self._settings.etcd_username!r}" if self._settings.etcd_username else ""
+        return f"EtcdDatastore({', '.join(e.url for e in self._endpoints)}{user})"
+
+    @property
+    def endpoints(self) -> tuple[str, ...]:
+        return tuple(e.url for e in self._endpoints)
+
+    # ------------------------------------------------------------------ protocol
+
+    def get(self, key: str) -> KV | None:
+        reply, _ = self._call("/v3/kv/range", {"key": _b64(key)})
+        kvs = reply.get("kvs") or []
+        return self._kv(kvs[0]) if kvs else None
+
+    def list(self, prefix: str) -> list[KV]:
+        raw = prefix.encode()
+        end = _b64(_prefix_end(raw))
+        out: list[KV] = []
+        start = raw
+        revision = 0
+        while True:
+            body: dict[str, Any] = {
+                "key": _b64(start),
+                "range_end": end,
+                "limit": str(LIST_PAGE_SIZE),
+            }
+            if revision:
+                body["revision"] = str(revision)  # later pages: the first page's snapshot
+            reply, _ = self._call("/v3/kv/range", body)
+            if not revision:
+                revision = self._header_revision(reply)
+            kvs = reply.get("kvs") or []
+            out.extend(self._kv(kv) for kv in kvs)
+            if not reply.get("more") or not kvs:
+                return out
+            start = base64.b64decode(kvs[-1]["key"]) + b"\0"
+
+    def create(self, key: str, value: str) -> KV:
+        k = _b64(key)
+        txn = {
+            "compare": [{"key": k, "target": "CREATE", "result": "EQUAL", "create_revision": "0"}],
+            "success": [{"request_put": {"key": k, "value": _b64(value)}}],
+            "failure": [{"request_range": {"key": k}}],
+        }
+        reply, ambiguous = self._call("/v3/kv/txn", txn, write=True)
+        if reply.get("succeeded"):
+            return KV(key, value, self._header_revision(reply))
+        cur = self._failure_kv(reply)
+        if ambiguous and cur is not None and cur.value == value:
+            return cur  # our earlier, unanswered attempt created it
+        raise AlreadyExists(f"{key} already exists")
+
+    def update(self, key: str, value: str, revision: int) -> KV:
+        if revision <= 0:
+            raise RevisionConflict(f"{key} changed (expected revision {revision})")
+        k = _b64(key)
+        txn = {
+            "compare": [
+                {"key": k, "target": "MOD", "result": "EQUAL", "mod_revision": str(revision)}
+            ],
+            "success": [{"request_put": {"key": k, "value": _b64(value)}}],
+            "failure": [{"request_range": {"key": k}}],
+        }
+        reply, ambiguous = self._call("/v3/kv/txn", txn, write=True)
+        if reply.get("succeeded"):
+            return KV(key, value, self._header_revision(reply))
+        cur = self._failure_kv(reply)
+        if ambiguous and cur is not None and cur.value == value and cur.revision > revision:
+            return cur  # our earlier, unanswered attempt wrote it
+        if cur is None:
+            raise RevisionConflict(f"{key} was deleted (expected revision {revision})")
+        raise RevisionConflict(f"{key} changed (expected revision {revision})")
+
+    def delete(self, key: str, revision: int | None = None) -> None:
+        k = _b64(key)
+        if revision is None:
+            reply, ambiguous = self._call("/v3/kv/deleterange", {"key": k}, write=True)
+            if int(reply.get("deleted", "0")) == 0 and not ambiguous:
+                raise NotFound(f"{key} does not exist")
+            return
+        if revision <= 0:
+            raise RevisionConflict(f"{key} changed (expected revision {revision})")
+        txn = {
+            "compare": [
+                {"key": k, "target": "MOD", "result": "EQUAL", "mod_revision": str(revision)}
+            ],
+            "success": [{"request_delete_range": {"key": k}}],
+            "failure": [{"request_range": {"key": k}}],
+        }
+        reply, ambiguous = self._call("/v3/kv/txn", txn, write=True)
+        if reply.get("succeeded"):
+            return
+        cur = self._failure_kv(reply)
+        if cur is None:
+            if ambiguous:
+                return  # our earlier, unanswered attempt deleted it
+            raise RevisionConflict(f"{key} was already deleted")
+        raise RevisionConflict(f"{key} changed (expected revision {revision})")
+
+    def close(self) -> None:
+        self._closed = True
+        with self._lock:
+            conns = [c for pool in self._pool.values() for c in pool]
+            self._pool.clear()
+        for conn in conns:
+            conn.close()
+
+    def __enter__(self) -> EtcdDatastore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # ------------------------------------------------------------------ extras
+
+    def current_revision(self) -> int:
+        """The store-wide revision now (the revision of the latest write)."""
+        reply, _ = self._call("/v3/kv/range", {"key": _b64(b"\0"), "count_only": True})
+        return self._header_revision(reply)
+
+    def watch(self, prefix: str, start_revision: int) -> Iterator[WatchEvent]:
+        """Every change under ``prefix`` from ``start_revision`` (inclusive), forever.
+
+        Reconnects (to the next endpoint if need be) and resumes after the last event
+        delivered; raises ``Unavailable`` when no endpoint takes the watch within
+        ``total_timeout`` and ``WatchCompacted`` when ``start_revision`` is compacted.
+        Close the generator (or let it be collected) to stop watching.
+        """
+        raw = prefix.encode()
+        next_rev = max(start_revision, 1)
+        while True:
+            body = {
+                "create_request": {
+                    "key": _b64(raw),
+                    "range_end": _b64(_prefix_end(raw)),
+                    "start_revision": str(next_rev),
+                    "progress_notify": True,
+                }
+            }
+            conn, resp = self._open_stream("/v3/watch", body)
+            try:
+                while True:
+                    try:
+                        line = resp.readline()
+                    except (OSError, http.client.HTTPException):
+                        break  # reconnect and resume from next_rev
+                    if not line:
+                        break
+                    if not line.strip():
+                        continue
+                    try:
+                        msg = json.loads(line)
+                    except ValueError as exc:
+                        raise DatastoreError(f"etcd watch sent unreadable data: {exc}") from exc
+                    if "error" in msg:
+                        break  # e.g. "no leader": reconnect elsewhere
+                    result = msg.get("result") or {}
+                    compacted = int(result.get("compact_revision", "0") or 0)
+                    if compacted:
+                        raise WatchCompacted(
+                            f"etcd watch on {prefix!r}: revision {next_rev} was compacted "
+                            f"(oldest kept: {compacted}); list again and watch from there",
+                            compacted,
+                        )
+                    if result.get("canceled"):
+                        break
+                    for ev in result.get("events") or []:
+                        kv = ev.get("kv") or {}
+                        rev = int(kv.get("mod_revision", "0"))
+                        deleted = ev.get("type") == "DELETE"
+                        yield WatchEvent(
+                            type="DELETE" if deleted else "PUT",
+                            key=_text(kv.get("key", "")),
+                            value="" if deleted else _text(kv.get("value", "")),
+                            revision=rev,
+                        )
+                        next_rev = max(next_rev, rev + 1)
+            finally:
+                conn.close()
+
+    # ------------------------------------------------------------------ decoding
+
+    def _kv(self, raw: dict[str, Any]) -> KV:
+        try:
+            return KV(_text(raw["key"]), _text(raw.get("value", "")), int(raw["mod_revision"]))
+        except (KeyError, ValueError, TypeError) as exc:
+            raise DatastoreError(f"etcd answered an unreadable key-value: {exc}") from exc
+
+    def _failure_kv(self, reply: dict[str, Any]) -> KV | None:
+        try:
+            rng = reply["responses"][0]["response_range"]
+        except (KeyError, IndexError, TypeError) as exc:
+            raise DatastoreError(f"etcd answered an unexpected transaction reply: {exc}") from exc
+        kvs = rng.get("kvs") or []
+        return self._kv(kvs[0]) if kvs else None
+
+    @staticmethod
+    def _header_revision(reply: dict[str, Any]) -> int:
+        try:
+            return int(reply["header"]["revision"])
+        except (KeyError, ValueError, TypeError) as exc:
+            raise DatastoreError(f"etcd answered without a revision: {exc}") from exc
+
+    # ------------------------------------------------------------------ transport
+
+    def _ssl_context(self) -> ssl.SSLContext:
+        if self._ssl is None:
+            s = self._settings
+            try:
+                ctx = ssl.create_default_context(cafile=s.etcd_ca_cert_file or None)
+            except (OSError, ssl.SSLError) as exc:
+                raise InvalidInput(
+                    f"etcd: cannot load CA file {s.etcd_ca_cert_file!r} ({exc}); "
+                    "set ETCD_CA_CERT_FILE to a PEM file"
+                ) from exc
+            if s.etcd_cert_file or s.etcd_key_file:
+                try:
+                    # A constant password: an encrypted key fails instead of prompting.
+                    ctx.load_cert_chain(
+                        s.etcd_cert_file, s.etcd_key_file or None, password=lambda: b""
+                    )
+                except (OSError, ssl.SSLError) as exc:
+                    raise InvalidInput(
+                        f"etcd: cannot load client certificate {s.etcd_cert_file!r} / key "
+                        f"{s.etcd_key_file!r} ({getattr(exc, 'reason', None) or exc}); "
+                        "set ETCD_CERT_FILE and ETCD_KEY_FILE to an unencrypted PEM pair"
+                    ) from exc
+            self._ssl = ctx
+        return self._ssl
+
+    def _new_connection(self, ep: _Endpoint, timeout: float) -> http.client.HTTPConnection:
+        if ep.https:
+            return http.client.HTTPSConnection(
+                ep.host, ep.port, timeout=timeout, context=self._ssl_context()
+            )
+        return http.client.HTTPConnection(ep.host, ep.port, timeout=timeout)
+
+    def _checkout(self, ep: _Endpoint, timeout: float) -> tuple[http.client.HTTPConnection, bool]:
+        with self._lock:
+            pool = self._pool.get(ep)
+            if pool:
+                return pool.pop(), True
+        return self._new_connection(ep, timeout), False
+
+    def _checkin(self, ep: _Endpoint, conn: http.client.HTTPConnection) -> None:
+        with self._lock:
+            pool = self._pool.setdefault(ep, [])
+            if not self._closed and len(pool) < _POOL_SIZE:
+                pool.append(conn)
+                return
+        conn.close()
+
+    def _headers(self, with_token: bool = True) -> dict[str, str]:
+        headers = {"Content-Type": "application/json", "Grpc-Metadata-hasleader": "true"}
+        if with_token and self._token:
+            headers["Authorization"] = self._token
+        return headers
+
+    def _post(
+        self, ep: _Endpoint, path: str, data: bytes, headers: dict[str, str], deadline: float
+    ) -> tuple[int, dict[str, Any]]:
+        """One request on one endpoint; a fresh connection once if a pooled one was stale."""
+        for _ in range(2):
+            timeout = max(0.05, min(self.request_timeout, deadline - time.monotonic()))
+            conn, reused = self._checkout(ep, timeout)
+            sent = False
+            try:
+                conn.timeout = timeout
+                if conn.sock is None:
+                    conn.connect()
+                else:
+                    conn.sock.settimeout(timeout)
+                sent = True
+                conn.request("POST", path, body=data, headers=headers)
+                resp = conn.getresponse()
+                payload = resp.read()
+            except (OSError, http.client.HTTPException) as exc:
+                conn.close()
+                stale = reused and isinstance(
+                    exc, (ConnectionResetError, BrokenPipeError, http.client.RemoteDisconnected)
+                )
+                if stale:
+                    continue  # the server closed an idle kept-alive connection
+                raise _Failed(_describe(exc, timeout), sent) from exc
+            if resp.will_close:
+                conn.close()
+            else:
+                self._checkin(ep, conn)
+            try:
+                reply = json.loads(payload) if payload else {}
+            except ValueError:
+                reply = None
+            if not isinstance(reply, dict):
+                if resp.status >= 500:
+                    raise _Failed(f"HTTP {resp.status} {resp.reason}", True)
+                raise DatastoreError(
+                    f"etcd at {ep.url} answered HTTP {resp.status} {resp.reason} with no JSON "
+                    f"for {path}: is it an etcd v3.4+ client URL?"
+                )
+            return resp.status, reply
+        raise _Failed("connection closed twice", True)  # pragma: no cover
+
+    def _authenticate(self, ep: _Endpoint, deadline: float) -> None:
+        s = self._settings
+        data = json.dumps({"name": s.etcd_username, "password": s.etcd_password}).encode()
+        status, reply = self._post(
+            ep, "/v3/auth/authenticate", data, self._headers(with_token=False), deadline
+        )
+        if status == 200 and reply.get("token"):
+            self._token = str(reply["token"])
+            return
+        message = str(reply.get("message") or reply.get("error") or f"HTTP {status}")
+        if "not enabled" in message:
+            self._auth_disabled = True
+            return
+        code = reply.get("code")
+        if code in _RETRY_CODES or status >= 500:
+            raise _Failed(f"authentication: {message}", False)
+        raise InvalidInput(
+            f"etcd at {ep.url}: authentication failed for user {s.etcd_username!r} "
+            f"({message.removeprefix('etcdserver: ')}); check ETCD_USERNAME and ETCD_PASSWORD"
+        )
+
+    def _attempts(self, deadline: float) -> Iterator[_Endpoint]:
+        """Endpoints to try, starting with the last good one, round after round."""
+        n = len(self._endpoints)
+        rounds = 0
+        while time.monotonic() < deadline:
+            first = self._preferred
+            for i in range(n):
+                if time.monotonic() >= deadline:
+                    return
+                yield self._endpoints[(first + i) % n]
+            rounds += 1
+            pause = min(0.05 * 2**rounds, 0.5, deadline - time.monotonic())
+            if pause > 0:
+                time.sleep(pause)
+
+    def _call(
+        self, path: str, body: dict[str, Any], *, write: bool = False
+    ) -> tuple[dict[str, Any], bool]:
+        """POST to the first endpoint that answers.  Returns the reply and whether an
+        earlier attempt of this (write) request may have been applied."""
+        if self._closed:
+            raise DatastoreError("etcd datastore used after close()")
+        data = json.dumps(body).encode()
+        deadline = time.monotonic() + self.total_timeout
+        tried: list[str] = []
+        last = "no attempt within the time limit"
+        ambiguous = False
+        reauthed = False
+        s = self._settings
+        for ep in self._attempts(deadline):
+            if ep.url not in tried:
+                tried.append(ep.url)
+            try:
+                if s.etcd_username and self._token is None and not self._auth_disabled:
+                    self._authenticate(ep, deadline)
+                status, reply = self._post(ep, path, data, self._headers(), deadline)
+            except _Failed as failure:
+                last = f"{ep.url}: {failure.reason}"
+                ambiguous = ambiguous or (write and failure.sent)
+                continue
+            if status == 200:
+                self._preferred = self._endpoints.index(ep)
+                return reply, ambiguous
+            code = reply.get("code")
+            message = str(reply.get("message") or reply.get("error") or f"HTTP {status}")
+            short = message.removeprefix("etcdserver: ")
+            if code == _UNAUTHENTICATED and s.etcd_username and not reauthed:
+                self._token = None  # expired token: log in again once
+                reauthed = True
+                continue
+            if code == _UNAUTHENTICATED or "user name is empty" in message:
+                raise InvalidInput(
+                    f"etcd at {ep.url} requires authentication ({short}); "
+                    "set ETCD_USERNAME and ETCD_PASSWORD"
+                )
+            if code == _PERMISSION_DENIED:
+                raise InvalidInput(
+                    f"etcd at {ep.url}: permission denied for user {s.etcd_username!r} "
+                    f"({short}); grant it read-write access to the /calico/ prefix"
+                )
+            if code in _RETRY_CODES or status >= 500:
+                last = f"{ep.url}: {short}"
+                ambiguous = ambiguous or write
+                continue
+            raise DatastoreError(f"etcd at {ep.url} refused {path}: {short} (code {code})")
+        unknown = " (the write may or may not have been applied)" if ambiguous else ""
+        raise Unavailable(
+            f"etcd: no endpoint answered (tried {', '.join(tried) or 'none'}): {last}{unknown}; "
+            "check ETCD_ENDPOINTS and that etcd is running"
+        )
+
+    def _open_stream(
+        self, path: str, body: dict[str, Any]
+    ) -> tuple[http.client.HTTPConnection, http.client.HTTPResponse]:
+        """Start a streaming request (watch) on the first endpoint that takes it."""
+        if self._closed:
+            raise DatastoreError("etcd datastore used after close()")
+        data = json.dumps(body).encode()
+        deadline = time.monotonic() + self.total_timeout
+        tried: list[str] = []
+        last = "no attempt within the time limit"
+        s = self._settings
+        for ep in self._attempts(deadline):
+            if ep.url not in tried:
+                tried.append(ep.url)
+            timeout = max(0.05, min(self.request_timeout, deadline - time.monotonic()))
+            try:
+                if s.etcd_username and self._token is None and not self._auth_disabled:
+                    self._authenticate(ep, deadline)
+            except _Failed as failure:
+                last = f"{ep.url}: {failure.reason}"
+                continue
+            conn = self._new_connection(ep, timeout)
+            try:
+                conn.connect()
+                conn.request("POST", path, body=data, headers=self._headers())
+                resp = conn.getresponse()
+            except (OSError, http.client.HTTPException) as exc:
+                conn.close()
+                last = f"{ep.url}: {_describe(exc, timeout)}"
+                continue
+            if resp.status != 200:
+                payload = resp.read()
+                conn.close()
+                try:
+                    reply = json.loads(payload)
+                except ValueError:
+                    reply = {}
+                message = str(reply.get("message") or f"HTTP {resp.status}")
+                if reply.get("code") == _UNAUTHENTICATED and s.etcd_username:
+                    self._token = None
+                last = f"{ep.url}: {message.removeprefix('etcdserver: ')}"
+                continue
+            if conn.sock is not None:
+                # Wait for events forever, but notice a dead peer through TCP keepalive.
+                conn.sock.settimeout(None)
+                conn.sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+                for opt, val in (("TCP_KEEPIDLE", 30), ("TCP_KEEPINTVL", 10), ("TCP_KEEPCNT", 3)):
+                    if hasattr(socket, opt):
+                        conn.sock.setsockopt(socket.IPPROTO_TCP, getattr(socket, opt), val)
+            self._preferred = self._endpoints.index(ep)
+            return conn, resp
+        raise Unavailable(
+            f"etcd: no endpoint answered (tried {', '.join(tried) or 'none'}): {last}; "
+            "check ETCD_ENDPOINTS and that etcd is running"
+        )

@@ -1,0 +1,143 @@
+"""The embedded datastore: one SQLite file, safe for many processes on one host.
+
+WAL journal (readers never block the writer), a busy timeout so concurrent writers
+queue instead of failing, and one short ``BEGIN IMMEDIATE`` transaction per write.
+A single row in ``meta`` holds the store-wide revision counter, so revisions behave
+like etcd mod revisions (never reused, even after delete and re-create).
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+
+from tortie.datastore.base import KV
+from tortie.errors import AlreadyExists, NotFound, RevisionConflict, Unavailable
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS kv (
+    key TEXT PRIMARY KEY NOT NULL,
+    value TEXT NOT NULL,
+    revision INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS meta (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    revision INTEGER NOT NULL
+);
+INSERT OR IGNORE INTO meta (id, revision) VALUES (1, 0);
+"""
+
+BUSY_TIMEOUT_MS = 30_000
+
+
+def _prefix_end(prefix: str) -> str:
+    """The smallest string greater than every string starting with ``prefix``."""
+    return prefix[:-1] + chr(ord(prefix[-1]) + 1) if prefix else "\U0010ffff"
+
+
+class SqliteDatastore:
+    """The protocol of ``tortie.datastore.base`` on one SQLite file."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        try:
+            parent = os.path.dirname(os.path.abspath(path))
+            os.makedirs(parent, exist_ok=True)
+            self._db = sqlite3.connect(path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None)
+            self._db.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+            mode = self._db.execute("PRAGMA journal_mode=WAL").fetchone()[0]
+            if mode != "wal":
+                raise sqlite3.OperationalError(f"cannot switch to WAL journal (got {mode})")
+            self._db.execute("PRAGMA synchronous=FULL")
+            self._db.executescript("BEGIN IMMEDIATE;" + _SCHEMA + "COMMIT;")
+        except (OSError, sqlite3.Error) as exc:
+            raise Unavailable(
+                f"datastore {path}: cannot open SQLite file ({exc}); "
+                "set SQLITE_PATH to a writable file"
+            ) from exc
+
+    def get(self, key: str) -> KV | None:
+        try:
+            row = self._db.execute("SELECT value, revision FROM kv WHERE key = ?", (key,)).fetchone()
+        except sqlite3.Error as exc:
+            raise self._unavailable(exc) from exc
+        return None if row is None else KV(key, row[0], row[1])
+
+    def list(self, prefix: str) -> list[KV]:
+        try:
+            rows = self._db.execute(
+                "SELECT key, value, revision FROM kv WHERE key >= ? AND key < ? ORDER BY key",
+                (prefix, _prefix_end(prefix)),
+            ).fetchall()
+        except sqlite3.Error as exc:
+            raise self._unavailable(exc) from exc
+        return [KV(k, v, r) for k, v, r in rows]
+
+    def _begin(self) -> int:
+        """Start a write transaction and return the next revision."""
+        self._db.execute("BEGIN IMMEDIATE")
+        row = self._db.execute("UPDATE meta SET revision = revision + 1 RETURNING revision")
+        return int(row.fetchone()[0])
+
+    def _current(self, key: str) -> int | None:
+        row = self._db.execute("SELECT revision FROM kv WHERE key = ?", (key,)).fetchone()
+        return None if row is None else int(row[0])
+
+    def create(self, key: str, value: str) -> KV:
+        try:
+            rev = self._begin()
+            try:
+                if self._current(key) is not None:
+                    raise AlreadyExists(f"{key} already exists")
+                self._db.execute(
+                    "INSERT INTO kv (key, value, revision) VALUES (?, ?, ?)", (key, value, rev)
+                )
+                self._db.execute("COMMIT")
+            finally:
+                if self._db.in_transaction:
+                    self._db.execute("ROLLBACK")
+        except sqlite3.Error as exc:
+            raise self._unavailable(exc) from exc
+        return KV(key, value, rev)
+
+    def update(self, key: str, value: str, revision: int) -> KV:
+        try:
+            rev = self._begin()
+            try:
+                if self._current(key) != revision:
+                    raise RevisionConflict(f"{key} changed (expected revision {revision})")
+                self._db.execute(
+                    "UPDATE kv SET value = ?, revision = ? WHERE key = ?", (value, rev, key)
+                )
+                self._db.execute("COMMIT")
+            finally:
+                if self._db.in_transaction:
+                    self._db.execute("ROLLBACK")
+        except sqlite3.Error as exc:
+            raise self._unavailable(exc) from exc
+        return KV(key, value, rev)
+
+    def delete(self, key: str, revision: int | None = None) -> None:
+        try:
+            self._begin()
+            try:
+                cur = self._current(key)
+                if cur is None:
+                    if revision is None:
+                        raise NotFound(f"{key} does not exist")
+                    raise RevisionConflict(f"{key} was already deleted")
+                if revision is not None and cur != revision:
+                    raise RevisionConflict(f"{key} changed (expected revision {revision})")
+                self._db.execute("DELETE FROM kv WHERE key = ?", (key,))
+                self._db.execute("COMMIT")
+            finally:
+                if self._db.in_transaction:
+                    self._db.execute("ROLLBACK")
+        except sqlite3.Error as exc:
+            raise self._unavailable(exc) from exc
+
+    def _unavailable(self, exc: sqlite3.Error) -> Unavailable:
+        return Unavailable(f"datastore {self.path}: SQLite error ({exc}); try again later")
+
+    def close(self) -> None:
+        self._db.close()

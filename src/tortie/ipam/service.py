@@ -1,0 +1,576 @@
+"""The IPAM service: auto-assign, assign, release and block affinities (reference §6–7).
+
+Adapters (CLI, CNI, node agent) call this; it talks to the datastore protocol only.
+Every write is compare-and-swap through ``run_cas``; pure block logic is in
+``tortie.core.block``.  Nothing here enumerates a pool: new blocks are found by probing
+candidate keys from a start point derived from the node name.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+
+from tortie.core import block as blk
+from tortie.core.addr import (
+    Address,
+    Network,
+    block_at,
+    block_count,
+    block_of,
+    network_in,
+    ordinal_of,
+    parse_address,
+    parse_network,
+    start_index,
+)
+from tortie.core.block import Attribute, Block
+from tortie.datastore import keys
+from tortie.datastore.base import KV, Datastore
+from tortie.errors import (
+    AlreadyExists,
+    Conflict,
+    DatastoreError,
+    InvalidInput,
+    NotFound,
+    RevisionConflict,
+)
+from tortie.ipam import pools as poolsel
+from tortie.ipam.requests import (
+    AutoAssignArgs,
+    AutoAssignResult,
+    FamilyResult,
+    ReleaseOptions,
+    ReleaseResult,
+)
+from tortie.ipam.retry import DEFAULT_POLICY, RetryPolicy, run_cas
+from tortie.model.ipam_records import (
+    CONFIRMED,
+    PENDING,
+    PENDING_DELETION,
+    Affinity,
+    Handle,
+    decode_affinity,
+    decode_block,
+    decode_handle,
+    encode_affinity,
+    encode_block,
+    encode_handle,
+)
+from tortie.model.ippool import IPPool
+from tortie.model.resources import IPAMConfig, ipamconfig_from_v2, ipamconfig_to_v2
+
+DEFAULT_MAX_BLOCKS_PER_HOST = 20
+PROBES_BEFORE_LISTING = 16
+
+
+def go_list(items: Iterable[str]) -> str:
+    """Format like Go's ``%v`` of a string slice, as Calico's messages do."""
+    return "[" + " ".join(items) + "]"
+
+
+@dataclass(frozen=True)
+class _Family:
+    version: int
+    pools: list[IPPool]
+
+
+class Ipam:
+    def __init__(self, store: Datastore, policy: RetryPolicy = DEFAULT_POLICY) -> None:
+        self.store = store
+        self.policy = policy
+
+    # ------------------------------------------------------------------ config
+
+    def get_config(self) -> IPAMConfig:
+        kv = self.store.get(keys.CONFIG_KEY)
+        if kv is None:
+            return IPAMConfig()
+        try:
+            return ipamconfig_from_v2(json.loads(kv.value))
+        except (ValueError, InvalidInput) as exc:
+            raise DatastoreError(f"{keys.CONFIG_KEY}: stored IPAM config is not valid ({exc})") from None
+
+    def set_config(self, config: IPAMConfig) -> None:
+        value = json.dumps(ipamconfig_to_v2(config))
+
+        def write() -> None:
+            kv = self.store.get(keys.CONFIG_KEY)
+            if kv is None:
+                self.store.create(keys.CONFIG_KEY, value)
+            else:
+                self.store.update(keys.CONFIG_KEY, value, kv.revision)
+
+        run_cas(write, "set IPAM config", self.policy)
+
+    # ------------------------------------------------------------ auto-assign
+
+    def auto_assign(self, args: AutoAssignArgs) -> AutoAssignResult:
+        """Assign ``num4`` IPv4 then ``num6`` IPv6 addresses.
+
+        Running dry is not an exception: the family's result holds fewer addresses and a
+        message saying why.  Bad requests (unknown pools, no pool for the node) raise.
+        """
+        if args.num4 < 0 or args.num6 < 0:
+            raise InvalidInput("the number of addresses to assign must not be negative")
+        attrs = dict(args.attrs)
+        attrs.setdefault("node", args.node)
+        attr = Attribute(args.handle_id, attrs)
+        config = self.get_config()
+        all_pools = poolsel.load_pools(self.store) if args.num4 or args.num6 else []
+        labels: dict[str, str] | None = None
+        results = []
+        for version, num, requested in ((4, args.num4, args.ipv4_pools), (6, args.num6, args.ipv6_pools)):
+            if num == 0:
+                results.append(FamilyResult())
+                continue
+            if requested:
+                pools = poolsel.requested_pools(version, requested, all_pools)
+            else:
+                if labels is None:
+                    labels = poolsel.node_labels(self.store, args.node)
+                pools = poolsel.selected_pools(version, args.node, labels, all_pools, args.intent)
+                self._release_unselected_affinities(args.node, version, pools, all_pools)
+            results.append(self._assign_family(args.node, _Family(version, pools), num, attr, config))
+        return AutoAssignResult(ipv4=results[0], ipv6=results[1])
+
+    def _assign_family(
+        self, node: str, fam: _Family, num: int, attr: Attribute, config: IPAMConfig
+    ) -> FamilyResult:
+        got: list[str] = []
+        messages: list[str] = []
+        nets = [p.network for p in fam.pools]
+        affine = [c for c in self._confirmed_affinities(node, fam.version) if _in_any(c, nets)]
+        for cidr in affine:
+            if len(got) >= num:
+                break
+            got += self._assign_from_block(cidr, fam.version, num - len(got), attr, node)
+        limit = config.max_blocks_per_host or DEFAULT_MAX_BLOCKS_PER_HOST
+        while len(got) < num and config.auto_allocate_blocks:
+            owned = len(self._confirmed_affinities(node, fam.version))
+            if owned >= limit:
+                messages.append(f"node {node} already has {owned} blocks, the most allowed (maxBlocksPerHost {limit})")
+                break
+            cidr = self._claim_any_block(node, fam, config.strict_affinity)
+            if cidr is None:
+                break
+            got += self._assign_from_block(cidr, fam.version, num - len(got), attr, node)
+        if len(got) < num:
+            if config.strict_affinity:
+                messages.append("No more free affine blocks and strict affinity enabled")
+            else:
+                got += self._borrow(fam, num - len(got), attr)
+        if len(got) < num:
+            messages.append(f"No IPs available in pools: {go_list(p.cidr for p in fam.pools)}")
+        return FamilyResult(got, messages)
+
+    def _assign_from_block(
+        self, cidr: str, version: int, count: int, attr: Attribute, node: str | None
+    ) -> list[str]:
+        """Take up to ``count`` addresses from one block.  With ``node`` the block must
+        still be affine to it; with None any block (borrowing)."""
+        key = keys.block_key(cidr, version)
+
+        def attempt() -> list[str]:
+            kv = self.store.get(key)
+            if kv is None:
+                return []
+            block = decode_block(key, kv.value)
+            if (node is not None and block.host() != node) or block.free == 0:
+                return []
+            new, ordinals = blk.assign(block, count, attr)
+            self._add_to_handle(attr.handle_id, cidr, len(ordinals))
+            try:
+                self.store.update(key, encode_block(new), kv.revision)
+            except Conflict:
+                self._remove_from_handle(attr.handle_id, cidr, len(ordinals))
+                raise
+            prefix = cidr.rsplit("/", 1)[1]
+            return [f"{new.address(o)}/{prefix}" for o in ordinals]
+
+        return run_cas(attempt, f"assign from block {cidr}", self.policy)
+
+    def _borrow(self, fam: _Family, count: int, attr: Attribute) -> list[str]:
+        got: list[str] = []
+        nets = [p.network for p in fam.pools]
+        for kv in self.store.list(keys.block_prefix(fam.version)):
+            if len(got) >= count:
+                break
+            cidr = keys.cidr_from_key(kv.key)
+            if not _in_any(cidr, nets):
+                continue
+            block = decode_block(kv.key, kv.value)
+            if block.free and not block.strict_affinity:
+                got += self._assign_from_block(cidr, fam.version, count - len(got), attr, None)
+        return got
+
+    # ------------------------------------------------------------- affinities
+
+    def _affinities(self, node: str, version: int) -> list[tuple[str, KV, Affinity]]:
+        out = []
+        for kv in self.store.list(keys.affinity_prefix(node, version)):
+            out.append((keys.cidr_from_key(kv.key), kv, decode_affinity(kv.key, kv.value)))
+        return out
+
+    def _confirmed_affinities(self, node: str, version: int) -> list[str]:
+        """The node's confirmed blocks.  Pending ones left by a crashed claim are settled:
+        confirmed when the block is ours, dropped otherwise."""
+        out = []
+        for cidr, kv, aff in self._affinities(node, version):
+            if aff.state == CONFIRMED:
+                out.append(cidr)
+            elif aff.state == PENDING and self._settle_pending(node, cidr, version, kv):
+                out.append(cidr)
+        return out
+
+    def _settle_pending(self, node: str, cidr: str, version: int, kv: KV) -> bool:
+        bkv = self.store.get(keys.block_key(cidr, version))
+        try:
+            if bkv is not None and decode_block(bkv.key, bkv.value).host() == node:
+                self.store.update(kv.key, encode_affinity(Affinity(CONFIRMED)), kv.revision)
+                return True
+            if bkv is not None:  # another node won the block: drop our claim
+                self.store.delete(kv.key, kv.revision)
+        except Conflict:
+            pass
+        return False
+
+    def _claim_any_block(self, node: str, fam: _Family, strict: bool) -> str | None:
+        for pool in fam.pools:
+            cidr = self._claim_in_pool(node, pool, strict)
+            if cidr is not None:
+                return cidr
+        return None
+
+    def _claim_in_pool(self, node: str, pool: IPPool, strict: bool) -> str | None:
+        """Walk the pool's blocks from the node's hash-derived start and claim the first
+        that does not exist.  Probes single keys; lists existing blocks only when the
+        neighbourhood is crowded."""
+        net = pool.network
+        count = block_count(net, pool.block_size)
+        start = start_index(node, count)
+        existing: set[str] | None = None
+        for step in range(count):
+            cidr = str(block_at(net, pool.block_size, (start + step) % count))
+            key = keys.block_key(cidr, pool.version)
+            if existing is None and step >= PROBES_BEFORE_LISTING:
+                existing = {kv.key for kv in self.store.list(keys.block_prefix(pool.version))}
+            taken = key in existing if existing is not None else self.store.get(key) is not None
+            if taken:
+                continue
+            if self._claim_block(node, cidr, pool.version, strict):
+                return cidr
+            if existing is not None:
+                existing.add(key)
+        return None
+
+    def _claim_block(self, node: str, cidr: str, version: int, strict: bool) -> bool:
+        """Two-phase claim: pending affinity, create the block, confirm.  False when
+        another node created the block first."""
+        akey = keys.affinity_key(node, cidr, version)
+        try:
+            self.store.create(akey, encode_affinity(Affinity(PENDING)))
+        except AlreadyExists:
+            pass
+        bkey = keys.block_key(cidr, version)
+        try:
+            self.store.create(bkey, encode_block(blk.new_block(cidr, node, strict)))
+        except AlreadyExists:
+            bkv = self.store.get(bkey)
+            if bkv is None or decode_block(bkey, bkv.value).host() != node:
+                self._delete_key(akey)
+                return False
+        self._set_affinity_state(akey, CONFIRMED)
+        return True
+
+    def _set_affinity_state(self, akey: str, state: str) -> None:
+        def write() -> None:
+            kv = self.store.get(akey)
+            if kv is None:
+                self.store.create(akey, encode_affinity(Affinity(state)))
+            else:
+                self.store.update(akey, encode_affinity(Affinity(state)), kv.revision)
+
+        run_cas(write, f"set affinity {akey}", self.policy)
+
+    def _delete_key(self, key: str) -> None:
+        try:
+            self.store.delete(key)
+        except NotFound:
+            pass
+
+    def _release_unselected_affinities(
+        self, node: str, version: int, selected: list[IPPool], all_pools: list[IPPool]
+    ) -> None:
+        """Empty blocks of pools that no longer select the node are given up."""
+        nets = [p.network for p in selected]
+        for cidr, _kv, aff in self._affinities(node, version):
+            if aff.state == CONFIRMED and not _in_any(cidr, nets):
+                self._release_affinity(node, cidr, version, must_be_empty=True)
+
+    def _release_affinity(self, node: str, cidr: str, version: int, must_be_empty: bool) -> bool:
+        """Give up one block affinity.  An empty block is deleted with it; a non-empty
+        block is kept (or, without ``must_be_empty``, kept without affinity).  True when
+        the affinity is gone."""
+        akey = keys.affinity_key(node, cidr, version)
+        bkey = keys.block_key(cidr, version)
+
+        def attempt() -> bool:
+            bkv = self.store.get(bkey)
+            block = decode_block(bkey, bkv.value) if bkv else None
+            if block is not None and block.host() == node:
+                if not block.empty:
+                    if must_be_empty:
+                        return False
+                    self.store.update(bkey, encode_block(blk.with_affinity(block, None)), bkv.revision)  # type: ignore[union-attr]
+                else:
+                    self._set_affinity_state(akey, PENDING_DELETION)
+                    self.store.delete(bkey, bkv.revision)  # type: ignore[union-attr]
+            self._delete_key(akey)
+            return True
+
+        return run_cas(attempt, f"release affinity of {cidr}", self.policy)
+
+    def release_host_affinities(self, node: str, must_be_empty: bool = True) -> list[str]:
+        """Release the node's block affinities; returns the CIDRs released."""
+        released = []
+        for version in (4, 6):
+            for cidr, _kv, _aff in self._affinities(node, version):
+                if self._release_affinity(node, cidr, version, must_be_empty):
+                    released.append(cidr)
+        return released
+
+    def release_pool_affinities(self, pool: IPPool) -> list[str]:
+        """Release every empty affine block inside the pool (pool deletion)."""
+        released = []
+        for kv in self.store.list(keys.all_affinities_prefix()):
+            family = f"/{keys.family_dir(pool.version)}/block/"
+            if family not in kv.key:
+                continue
+            cidr = keys.cidr_from_key(kv.key)
+            if network_in(parse_network(cidr), pool.network):
+                node = keys.node_of_affinity_key(kv.key)
+                if self._release_affinity(node, cidr, pool.version, must_be_empty=True):
+                    released.append(cidr)
+        return released
+
+    # ----------------------------------------------------------------- handles
+
+    def _add_to_handle(self, handle_id: str | None, cidr: str, count: int) -> None:
+        if handle_id is None or count == 0:
+            return
+        key = keys.handle_key(handle_id)
+
+        def write() -> None:
+            kv = self.store.get(key)
+            if kv is None:
+                self.store.create(key, encode_handle(Handle(handle_id, {cidr: count})))
+                return
+            handle = decode_handle(key, kv.value)
+            counts = dict(handle.block)
+            counts[cidr] = counts.get(cidr, 0) + count
+            self.store.update(key, encode_handle(Handle(handle_id, counts)), kv.revision)
+
+        run_cas(write, f"update handle {handle_id}", self.policy)
+
+    def _remove_from_handle(self, handle_id: str | None, cidr: str, count: int) -> None:
+        if handle_id is None or count == 0:
+            return
+        key = keys.handle_key(handle_id)
+
+        def write() -> None:
+            kv = self.store.get(key)
+            if kv is None:
+                return
+            counts = dict(decode_handle(key, kv.value).block)
+            left = counts.get(cidr, 0) - count
+            if left > 0:
+                counts[cidr] = left
+            else:
+                counts.pop(cidr, None)
+            if counts:
+                self.store.update(key, encode_handle(Handle(handle_id, counts)), kv.revision)
+            else:
+                self.store.delete(key, kv.revision)
+
+        run_cas(write, f"update handle {handle_id}", self.policy)
+
+    def get_handle(self, handle_id: str) -> Handle | None:
+        kv = self.store.get(keys.handle_key(handle_id))
+        return None if kv is None else decode_handle(kv.key, kv.value)
+
+    # ------------------------------------------------------- specific address
+
+    def assign_ip(self, address: str, handle_id: str | None, attrs: Mapping[str, str], node: str) -> str:
+        """Assign one specific address; returns it as /32 or /128."""
+        addr = parse_address(address)
+        pool = poolsel.pool_containing(addr, poolsel.load_pools(self.store))
+        if pool is None:
+            raise InvalidInput(
+                f"The provided IP address is not in a configured pool ({addr}); "
+                "choose an address inside an IPPool or create a pool that contains it"
+            )
+        cidr = str(block_of(addr, pool.block_size))
+        key = keys.block_key(cidr, pool.version)
+        full = dict(attrs)
+        full.setdefault("node", node)
+        attr = Attribute(handle_id, full)
+        config = self.get_config()
+
+        def attempt() -> None:
+            kv = self.store.get(key)
+            if kv is None:
+                self._claim_block(node, cidr, pool.version, config.strict_affinity)
+                raise RevisionConflict(f"block {cidr} was just created")
+            block = decode_block(key, kv.value)
+            new = blk.assign_ordinal(block, ordinal_of(block.network, addr), attr)
+            if new is None:
+                raise InvalidInput(
+                    f"Address already assigned in block {cidr} ({addr}); "
+                    "release it first or ask for another address"
+                )
+            self._add_to_handle(handle_id, cidr, 1)
+            try:
+                self.store.update(key, encode_block(new), kv.revision)
+            except Conflict:
+                self._remove_from_handle(handle_id, cidr, 1)
+                raise
+
+        run_cas(attempt, f"assign {addr}", self.policy)
+        return f"{addr}/{addr.max_prefixlen}"
+
+    # ---------------------------------------------------------------- release
+
+    def _block_cidr_for(self, addr: Address, pools: list[IPPool]) -> str | None:
+        pool = poolsel.pool_containing(addr, pools)
+        if pool is not None:
+            return str(block_of(addr, pool.block_size))
+        # The pool is gone: find an existing block that holds the address.
+        for kv in self.store.list(keys.block_prefix(addr.version)):
+            cidr = keys.cidr_from_key(kv.key)
+            if addr in parse_network(cidr):
+                return cidr
+        return None
+
+    def release_ips(self, items: Iterable[ReleaseOptions]) -> ReleaseResult:
+        result = ReleaseResult()
+        pools = poolsel.load_pools(self.store)
+        by_block: dict[tuple[str, int], list[tuple[Address, ReleaseOptions]]] = {}
+        for item in items:
+            addr = parse_address(item.address)
+            cidr = self._block_cidr_for(addr, pools)
+            if cidr is None:
+                result.not_allocated.append(str(addr))
+                continue
+            by_block.setdefault((cidr, addr.version), []).append((addr, item))
+        for (cidr, version), group in by_block.items():
+            self._release_in_block(cidr, version, group, result)
+        return result
+
+    def _release_in_block(
+        self,
+        cidr: str,
+        version: int,
+        group: list[tuple[Address, ReleaseOptions]],
+        result: ReleaseResult,
+    ) -> None:
+        key = keys.block_key(cidr, version)
+
+        def attempt() -> tuple[dict[str | None, int], list[str], list[str], list[tuple[str, str]]]:
+            released: list[str] = []
+            missing: list[str] = []
+            refused: list[tuple[str, str]] = []
+            kv = self.store.get(key)
+            if kv is None:
+                return {}, released, [str(a) for a, _ in group], refused
+            block = decode_block(key, kv.value)
+            ordinals = []
+            for addr, opt in group:
+                ordinal = ordinal_of(block.network, addr)
+                owner = block.owner(ordinal)
+                if owner is None:
+                    missing.append(str(addr))
+                elif opt.handle_id is not None and owner.handle_id != opt.handle_id:
+                    refused.append((str(addr), f"held by handle {owner.handle_id}, not {opt.handle_id}"))
+                elif opt.sequence_number is not None and (
+                    block.sequence_number_for_allocation.get(str(ordinal)) != opt.sequence_number
+                ):
+                    refused.append((str(addr), "sequence number is stale: the address was re-allocated since"))
+                else:
+                    ordinals.append(ordinal)
+                    released.append(str(addr))
+            new, per_handle = blk.release(block, ordinals)
+            if per_handle:
+                self._write_or_drop(key, new, kv.revision)
+            return per_handle, released, missing, refused
+
+        per_handle, released, missing, refused = run_cas(attempt, f"release in block {cidr}", self.policy)
+        for handle_id, count in per_handle.items():
+            self._remove_from_handle(handle_id, cidr, count)
+        result.released.extend(released)
+        result.not_allocated.extend(missing)
+        result.refused.extend(refused)
+
+    def _write_or_drop(self, key: str, block: Block, revision: int) -> None:
+        """Store the block, or delete it when it is empty and affine to nobody."""
+        if block.empty and block.affinity is None:
+            self.store.delete(key, revision)
+        else:
+            self.store.update(key, encode_block(block), revision)
+
+    def release_by_handle(self, handle_id: str) -> list[str]:
+        """Release every address of a handle; NotFound when the handle does not exist."""
+        key = keys.handle_key(handle_id)
+        kv = self.store.get(key)
+        if kv is None:
+            raise NotFound(f"handle {handle_id} does not exist")
+        handle = decode_handle(key, kv.value)
+        released: list[str] = []
+        for cidr in handle.block:
+            version = 6 if ":" in cidr else 4
+            bkey = keys.block_key(cidr, version)
+
+            def attempt(bkey: str = bkey) -> list[str]:
+                bkv = self.store.get(bkey)
+                if bkv is None:
+                    return []
+                block = decode_block(bkey, bkv.value)
+                ordinals = blk.ordinals_of_handle(block, handle_id)
+                if not ordinals:
+                    return []
+                new, _ = blk.release(block, ordinals)
+                self._write_or_drop(bkey, new, bkv.revision)
+                return [str(block.address(o)) for o in ordinals]
+
+            released += run_cas(attempt, f"release handle {handle_id}", self.policy)
+
+        def drop_handle() -> None:
+            hkv = self.store.get(key)
+            if hkv is not None:
+                self.store.delete(key, hkv.revision)
+
+        run_cas(drop_handle, f"delete handle {handle_id}", self.policy)
+        return released
+
+    # ------------------------------------------------------------------ reads
+
+    def get_block(self, cidr: str) -> Block | None:
+        net = parse_network(cidr)
+        kv = self.store.get(keys.block_key(str(net), net.version))
+        return None if kv is None else decode_block(kv.key, kv.value)
+
+    def find_allocation(self, address: str) -> tuple[Block, int] | None:
+        """The block and ordinal of an allocated address, or None when it is free."""
+        addr = parse_address(address)
+        cidr = self._block_cidr_for(addr, poolsel.load_pools(self.store))
+        block = self.get_block(cidr) if cidr else None
+        if block is None:
+            return None
+        ordinal = ordinal_of(block.network, addr)
+        return (block, ordinal) if block.owner(ordinal) is not None else None
+
+
+def _in_any(cidr: str, nets: list[Network]) -> bool:
+    net = parse_network(cidr)
+    return any(network_in(net, n) for n in nets)
