@@ -84,6 +84,6 @@ EXIT_CODES: dict[type[TortieError], int] = {
 def exit_code(err: TortieError) -> int:
     """The CLI exit code for an error: the entry of its most specific class."""
     for cls in type(err).__mro__:
-        if cls in EXIT_CODES:
-            return EXIT_CODES[cls]  # type: ignore[index]
+        if issubclass(cls, TortieError) and cls in EXIT_CODES:
+            return EXIT_CODES[cls]
     return 1

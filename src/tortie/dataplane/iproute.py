@@ -8,22 +8,26 @@ so callers wrap a run in ``tortie.dataplane.netns.entered`` to act inside a pod.
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import Any
 
 from tortie.errors import TortieError
+
+TYPE_CHECKING = False  # typing costs ms to import in the per-pod CNI process
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+    from typing import Any
 
 _FALLBACK_DIRS = ("/usr/sbin", "/sbin", "/usr/bin", "/bin")
 _ip_path: str | None = None
 
 
-@dataclass(frozen=True)
 class BatchFailure:
     """Why a batch stopped: the failing command (``None`` if unknown) and ip's words."""
 
-    command: str | None
-    message: str
+    __slots__ = ("command", "message")
+
+    def __init__(self, command: str | None, message: str) -> None:
+        self.command = command
+        self.message = message
 
 
 class IpCommandError(Exception):
@@ -60,7 +64,10 @@ def _read_all(fd: int) -> bytes:
 
 
 def run_batch(
-    commands: Sequence[str], *, json: bool = False, details: bool = False,
+    commands: Sequence[str],
+    *,
+    json: bool = False,
+    details: bool = False,
     pass_fds: Sequence[int] = (),
 ) -> str:
     """Run ``commands`` through one ``ip -batch -``; return stdout.
@@ -82,7 +89,9 @@ def run_batch(
         os.set_inheritable(fd, True)
     try:
         pid = os.posix_spawn(
-            ip_binary(), argv, {**os.environ, "LC_ALL": "C"},
+            ip_binary(),
+            argv,
+            {**os.environ, "LC_ALL": "C"},
             file_actions=[
                 (os.POSIX_SPAWN_DUP2, in_r, 0),
                 (os.POSIX_SPAWN_DUP2, out_w, 1),
@@ -97,8 +106,8 @@ def run_batch(
     try:
         try:
             os.write(in_w, text)  # small: fits the pipe buffer
-        except BrokenPipeError:
-            pass
+        except BrokenPipeError:  # ip died early; its stderr says why
+            text = b""
         os.close(in_w)
         in_w = -1
         out = _read_all(out_r)
@@ -120,10 +129,9 @@ def _failure(commands: Sequence[str], stderr: str) -> BatchFailure:
     words = []
     for ln in lines:
         if ln.startswith("Command failed -:"):
-            try:
-                command = commands[int(ln.rsplit(":", 1)[1]) - 1]
-            except (ValueError, IndexError):
-                pass
+            number = ln.rsplit(":", 1)[1]
+            if number.isdigit() and 0 < int(number) <= len(commands):
+                command = commands[int(number) - 1]
         else:
             words.append(ln.removeprefix("Error: ").removeprefix("RTNETLINK answers: "))
     return BatchFailure(command, "; ".join(words) or "exited with an error")

@@ -91,10 +91,11 @@ class _Endpoint:
 class _Failed(Exception):
     """One attempt on one endpoint failed; ``sent`` when the request may have arrived."""
 
-    def __init__(self, reason: str, sent: bool) -> None:
+    def __init__(self, reason: str, sent: bool, permanent: bool = False) -> None:
         super().__init__(reason)
         self.reason = reason
         self.sent = sent
+        self.permanent = permanent
 
 
 def _b64(text: str | bytes) -> str:
@@ -138,36 +139,39 @@ def _parse_endpoint(url: str) -> _Endpoint:
     )
 
 
-def _describe(exc: BaseException, timeout: float) -> str:
-    """A short human reason for a transport failure."""
+def _describe(exc: BaseException, timeout: float, client_cert: bool) -> tuple[str, bool]:
+    """A short human reason for a transport failure, and whether it is a configuration
+    problem that retrying the same endpoint cannot fix (TLS trust or certificates)."""
     if isinstance(exc, ssl.SSLCertVerificationError):
-        return (
-            f"TLS: server certificate not trusted ({exc.verify_message}); "
-            "check ETCD_CA_CERT_FILE"
-        )
+        why = exc.verify_message or exc.reason or "verify failed"
+        return f"TLS: server certificate not trusted ({why}); check ETCD_CA_CERT_FILE", True
+    files = "ETCD_CERT_FILE and ETCD_KEY_FILE"
     if isinstance(exc, ssl.SSLError):
-        reason = (exc.reason or str(exc)).lower().replace("_", " ")
-        hint = "check ETCD_CERT_FILE and ETCD_KEY_FILE"
-        if "certificate required" in reason:
-            return f"TLS: etcd requires a client certificate (alert: {reason}); set {hint[6:]}"
-        if "expired" in reason:
-            return f"TLS: etcd rejected the client certificate as expired ({reason}); {hint}"
-        if "unknown ca" in reason or "bad certificate" in reason:
-            return f"TLS: etcd rejected the client certificate ({reason}); {hint}"
+        reason = str(exc.reason or exc).split(" (_ssl.c:")[0].lower().replace("_", " ")
+        if "certificate required" in reason or (
+            not client_cert and isinstance(exc, ssl.SSLEOFError)
+        ):
+            return f"TLS: etcd requires a client certificate ({reason}); set {files}", True
+        if any(w in reason for w in ("expired", "bad certificate", "unknown ca", "certificate")):
+            return (
+                f"TLS: etcd rejected the client certificate ({reason}: expired, or not signed "
+                f"by a CA etcd trusts); check {files}",
+                True,
+            )
         if "wrong version number" in reason or "record layer" in reason:
-            return f"TLS handshake failed ({reason}): is the endpoint https?"
-        return f"TLS error ({reason})"
+            return f"TLS handshake failed ({reason}): is this endpoint really https?", True
+        return f"TLS error ({reason})", False
     if isinstance(exc, TimeoutError):
-        return f"timed out after {timeout:.1f} s"
+        return f"timed out after {timeout:.1f} s", False
     if isinstance(exc, ConnectionRefusedError):
-        return "connection refused"
+        return "connection refused", False
     if isinstance(exc, http.client.RemoteDisconnected):
-        return "connection closed without an answer"
+        return "connection closed without an answer", False
     if isinstance(exc, socket.gaierror):
-        return f"cannot resolve host ({exc.strerror})"
+        return f"cannot resolve host ({exc.strerror})", False
     if isinstance(exc, OSError) and exc.strerror:
-        return exc.strerror.lower()
-    return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+        return exc.strerror.lower(), False
+    return (f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__), False
 
 
 class EtcdDatastore:
@@ -324,7 +328,15 @@ class EtcdDatastore:
         """
         raw = prefix.encode()
         next_rev = max(start_revision, 1)
+        failing_since: float | None = None
         while True:
+            if failing_since is not None:
+                if time.monotonic() - failing_since > self.total_timeout:
+                    raise Unavailable(
+                        f"etcd: watch on {prefix!r} keeps failing (endpoints "
+                        f"{', '.join(self.endpoints)}); check that etcd has quorum"
+                    )
+                time.sleep(0.2)
             body = {
                 "create_request": {
                     "key": _b64(raw),
@@ -334,6 +346,8 @@ class EtcdDatastore:
                 }
             }
             conn, resp = self._open_stream("/v3/watch", body)
+            opened = time.monotonic()
+            delivered = False
             try:
                 while True:
                     try:
@@ -371,8 +385,13 @@ class EtcdDatastore:
                             revision=rev,
                         )
                         next_rev = max(next_rev, rev + 1)
+                        delivered = True
             finally:
                 conn.close()
+            # A stream that worked for a while starts a fresh failure window.
+            now = time.monotonic()
+            if failing_since is None or delivered or now - opened > self.total_timeout:
+                failing_since = now
 
     # ------------------------------------------------------------------ decoding
 
@@ -454,8 +473,12 @@ class EtcdDatastore:
 
     def _post(
         self, ep: _Endpoint, path: str, data: bytes, headers: dict[str, str], deadline: float
-    ) -> tuple[int, dict[str, Any]]:
-        """One request on one endpoint; a fresh connection once if a pooled one was stale."""
+    ) -> tuple[int, dict[str, Any], bool]:
+        """One request on one endpoint; a fresh connection once if a pooled one was stale.
+
+        Returns the HTTP status, the JSON reply and whether the request was sent twice
+        (the first copy on a kept-alive connection that broke: it may have arrived)."""
+        resent = False
         for _ in range(2):
             timeout = max(0.05, min(self.request_timeout, deadline - time.monotonic()))
             conn, reused = self._checkout(ep, timeout)
@@ -475,9 +498,11 @@ class EtcdDatastore:
                 stale = reused and isinstance(
                     exc, (ConnectionResetError, BrokenPipeError, http.client.RemoteDisconnected)
                 )
-                if stale:
-                    continue  # the server closed an idle kept-alive connection
-                raise _Failed(_describe(exc, timeout), sent) from exc
+                if stale and not resent:
+                    resent = True
+                    continue  # most likely the server closed an idle kept-alive connection
+                reason, permanent = _describe(exc, timeout, bool(self._settings.etcd_cert_file))
+                raise _Failed(reason, sent or resent, permanent) from exc
             if resp.will_close:
                 conn.close()
             else:
@@ -493,13 +518,13 @@ class EtcdDatastore:
                     f"etcd at {ep.url} answered HTTP {resp.status} {resp.reason} with no JSON "
                     f"for {path}: is it an etcd v3.4+ client URL?"
                 )
-            return resp.status, reply
-        raise _Failed("connection closed twice", True)  # pragma: no cover
+            return resp.status, reply, resent
+        raise AssertionError("unreachable")  # pragma: no cover
 
     def _authenticate(self, ep: _Endpoint, deadline: float) -> None:
         s = self._settings
         data = json.dumps({"name": s.etcd_username, "password": s.etcd_password}).encode()
-        status, reply = self._post(
+        status, reply, _ = self._post(
             ep, "/v3/auth/authenticate", data, self._headers(with_token=False), deadline
         )
         if status == 200 and reply.get("token"):
@@ -546,17 +571,25 @@ class EtcdDatastore:
         ambiguous = False
         reauthed = False
         s = self._settings
+        broken: set[_Endpoint] = set()  # TLS configuration failures: no use retrying
         for ep in self._attempts(deadline):
+            if len(broken) == len(self._endpoints):
+                break
+            if ep in broken:
+                continue
             if ep.url not in tried:
                 tried.append(ep.url)
             try:
                 if s.etcd_username and self._token is None and not self._auth_disabled:
                     self._authenticate(ep, deadline)
-                status, reply = self._post(ep, path, data, self._headers(), deadline)
+                status, reply, resent = self._post(ep, path, data, self._headers(), deadline)
             except _Failed as failure:
                 last = f"{ep.url}: {failure.reason}"
                 ambiguous = ambiguous or (write and failure.sent)
+                if failure.permanent:
+                    broken.add(ep)
                 continue
+            ambiguous = ambiguous or (write and resent)
             if status == 200:
                 self._preferred = self._endpoints.index(ep)
                 return reply, ambiguous
@@ -583,6 +616,8 @@ class EtcdDatastore:
                 continue
             raise DatastoreError(f"etcd at {ep.url} refused {path}: {short} (code {code})")
         unknown = " (the write may or may not have been applied)" if ambiguous else ""
+        if broken and len(broken) == len(self._endpoints):
+            raise InvalidInput(f"etcd: TLS failed on every endpoint; {last}{unknown}")
         raise Unavailable(
             f"etcd: no endpoint answered (tried {', '.join(tried) or 'none'}): {last}{unknown}; "
             "check ETCD_ENDPOINTS and that etcd is running"
@@ -616,7 +651,7 @@ class EtcdDatastore:
                 resp = conn.getresponse()
             except (OSError, http.client.HTTPException) as exc:
                 conn.close()
-                last = f"{ep.url}: {_describe(exc, timeout)}"
+                last = f"{ep.url}: {_describe(exc, timeout, bool(s.etcd_cert_file))[0]}"
                 continue
             if resp.status != 200:
                 payload = resp.read()

@@ -58,7 +58,9 @@ class SqliteDatastore:
 
     def get(self, key: str) -> KV | None:
         try:
-            row = self._db.execute("SELECT value, revision FROM kv WHERE key = ?", (key,)).fetchone()
+            row = self._db.execute(
+                "SELECT value, revision FROM kv WHERE key = ?", (key,)
+            ).fetchone()
         except sqlite3.Error as exc:
             raise self._unavailable(exc) from exc
         return None if row is None else KV(key, row[0], row[1])

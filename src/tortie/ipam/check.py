@@ -14,6 +14,7 @@ dead one.
 
 from __future__ import annotations
 
+import contextlib
 import json
 from dataclasses import dataclass, field
 from typing import Any
@@ -95,10 +96,8 @@ def cluster_guid(store: Datastore) -> str:
             "metadata": {"name": "default"},
             "spec": {"clusterGUID": uuid.uuid4().hex},
         }
-        try:
+        with contextlib.suppress(AlreadyExists):  # a concurrent first user created it
             store.create(key, json.dumps(doc))
-        except AlreadyExists:  # a concurrent first user created it
-            pass
         kv = store.get(key)
     assert kv is not None
     return str(json.loads(kv.value).get("spec", {}).get("clusterGUID", ""))
@@ -117,7 +116,9 @@ def _in_use_addresses(store: Datastore, report: CheckReport) -> tuple[dict[str, 
             if spec.get("node"):
                 wep_nodes.add(str(spec["node"]))
         except (ValueError, KeyError, AttributeError, TypeError) as exc:
-            report.problems.append(Problem("corrupt-value", kv.key, f"not a valid WorkloadEndpoint ({exc})"))
+            report.problems.append(
+                Problem("corrupt-value", kv.key, f"not a valid WorkloadEndpoint ({exc})")
+            )
     for kv in store.list(keys.resource_prefix("nodes")):
         try:
             spec = json.loads(kv.value).get("spec", {})
@@ -126,7 +127,9 @@ def _in_use_addresses(store: Datastore, report: CheckReport) -> tuple[dict[str, 
             continue
         for field_name in ("ipv4IPIPTunnelAddr", "ipv4VXLANTunnelAddr", "ipv6VXLANTunnelAddr"):
             if spec.get(field_name):
-                owners[str(parse_address(spec[field_name]))] = f"Node {kv.key.rsplit('/', 1)[1]} tunnel"
+                owners[str(parse_address(spec[field_name]))] = (
+                    f"Node {kv.key.rsplit('/', 1)[1]} tunnel"
+                )
     return owners, wep_nodes
 
 
@@ -173,10 +176,20 @@ def check(store: Datastore) -> CheckReport:
 
     for address, owner in sorted(owners.items()):
         if address not in allocated:
-            report.problems.append(Problem("in-use-not-allocated", address, f"used by {owner} but not allocated in IPAM"))
+            report.problems.append(
+                Problem(
+                    "in-use-not-allocated", address, f"used by {owner} but not allocated in IPAM"
+                )
+            )
         addr = parse_address(address)
         if not any(addr in net for net in active):
-            report.problems.append(Problem("in-use-outside-pools", address, f"used by {owner} but outside every enabled IPPool"))
+            report.problems.append(
+                Problem(
+                    "in-use-outside-pools",
+                    address,
+                    f"used by {owner} but outside every enabled IPPool",
+                )
+            )
 
     stored_handles: set[str] = set()
     for kv in store.list(keys.handle_prefix()):
@@ -188,13 +201,29 @@ def check(store: Datastore) -> CheckReport:
         stored_handles.add(handle.handle_id)
         actual = handle_counts.get(handle.handle_id, {})
         if not actual:
-            report.problems.append(Problem("handle-without-ips", handle.handle_id, "handle exists but no block holds an address for it"))
+            report.problems.append(
+                Problem(
+                    "handle-without-ips",
+                    handle.handle_id,
+                    "handle exists but no block holds an address for it",
+                )
+            )
         elif actual != handle.block:
             report.problems.append(
-                Problem("handle-count-mismatch", handle.handle_id, f"handle records {handle.block}, blocks hold {actual}")
+                Problem(
+                    "handle-count-mismatch",
+                    handle.handle_id,
+                    f"handle records {handle.block}, blocks hold {actual}",
+                )
             )
     for handle_id in sorted(set(handle_counts) - stored_handles):
-        report.problems.append(Problem("missing-handle", handle_id, "named by allocations in blocks but the handle does not exist"))
+        report.problems.append(
+            Problem(
+                "missing-handle",
+                handle_id,
+                "named by allocations in blocks but the handle does not exist",
+            )
+        )
 
     _check_affinities(store, blocks, report)
     _check_outside_pools(blocks, [p.network for p in pools], report)
@@ -216,18 +245,36 @@ def _check_affinities(store: Datastore, blocks: dict[str, Block], report: CheckR
         if aff.state == CONFIRMED:
             claimed.add((node, cidr))
             if block is None:
-                report.problems.append(Problem("affinity-without-block", kv.key, "confirmed affinity but the block does not exist"))
+                report.problems.append(
+                    Problem(
+                        "affinity-without-block",
+                        kv.key,
+                        "confirmed affinity but the block does not exist",
+                    )
+                )
             elif block.host() != node:
-                report.problems.append(Problem("affinity-mismatch", kv.key, f"block is affine to {block.affinity}"))
+                report.problems.append(
+                    Problem("affinity-mismatch", kv.key, f"block is affine to {block.affinity}")
+                )
     for key, block in blocks.items():
         host = block.host()
         if host is not None and (host, block.cidr) not in claimed:
-            report.problems.append(Problem("block-without-affinity", key, f"block says {block.affinity} but there is no confirmed affinity"))
+            report.problems.append(
+                Problem(
+                    "block-without-affinity",
+                    key,
+                    f"block says {block.affinity} but there is no confirmed affinity",
+                )
+            )
 
 
 def _check_outside_pools(blocks: dict[str, Block], pools: list[Any], report: CheckReport) -> None:
     for key, block in blocks.items():
         if block.in_use and not any(network_in(parse_network(block.cidr), p) for p in pools):
             report.problems.append(
-                Problem("block-outside-pools", key, f"{block.in_use} addresses allocated in a block outside every IPPool")
+                Problem(
+                    "block-outside-pools",
+                    key,
+                    f"{block.in_use} addresses allocated in a block outside every IPPool",
+                )
             )

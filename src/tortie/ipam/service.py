@@ -8,6 +8,7 @@ candidate keys from a start point derived from the node name.
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -90,7 +91,9 @@ class Ipam:
         try:
             return ipamconfig_from_v2(json.loads(kv.value))
         except (ValueError, InvalidInput) as exc:
-            raise DatastoreError(f"{keys.CONFIG_KEY}: stored IPAM config is not valid ({exc})") from None
+            raise DatastoreError(
+                f"{keys.CONFIG_KEY}: stored IPAM config is not valid ({exc})"
+            ) from None
 
     def set_config(self, config: IPAMConfig) -> None:
         value = json.dumps(ipamconfig_to_v2(config))
@@ -121,7 +124,10 @@ class Ipam:
         all_pools = poolsel.load_pools(self.store) if args.num4 or args.num6 else []
         labels: dict[str, str] | None = None
         results = []
-        for version, num, requested in ((4, args.num4, args.ipv4_pools), (6, args.num6, args.ipv6_pools)):
+        for version, num, requested in (
+            (4, args.num4, args.ipv4_pools),
+            (6, args.num6, args.ipv6_pools),
+        ):
             if num == 0:
                 results.append(FamilyResult())
                 continue
@@ -132,7 +138,9 @@ class Ipam:
                     labels = poolsel.node_labels(self.store, args.node)
                 pools = poolsel.selected_pools(version, args.node, labels, all_pools, args.intent)
                 self._release_unselected_affinities(args.node, version, pools, all_pools)
-            results.append(self._assign_family(args.node, _Family(version, pools), num, attr, config))
+            results.append(
+                self._assign_family(args.node, _Family(version, pools), num, attr, config)
+            )
         return AutoAssignResult(ipv4=results[0], ipv6=results[1])
 
     def _assign_family(
@@ -150,12 +158,14 @@ class Ipam:
         while len(got) < num and config.auto_allocate_blocks:
             owned = len(self._confirmed_affinities(node, fam.version))
             if owned >= limit:
-                messages.append(f"node {node} already has {owned} blocks, the most allowed (maxBlocksPerHost {limit})")
+                messages.append(
+                    f"node {node} already has {owned} blocks, the most allowed (maxBlocksPerHost {limit})"
+                )
                 break
-            cidr = self._claim_any_block(node, fam, config.strict_affinity)
-            if cidr is None:
+            claimed = self._claim_any_block(node, fam, config.strict_affinity)
+            if claimed is None:
                 break
-            got += self._assign_from_block(cidr, fam.version, num - len(got), attr, node)
+            got += self._assign_from_block(claimed, fam.version, num - len(got), attr, node)
         if len(got) < num:
             if config.strict_affinity:
                 messages.append("No more free affine blocks and strict affinity enabled")
@@ -218,9 +228,9 @@ class Ipam:
         confirmed when the block is ours, dropped otherwise."""
         out = []
         for cidr, kv, aff in self._affinities(node, version):
-            if aff.state == CONFIRMED:
-                out.append(cidr)
-            elif aff.state == PENDING and self._settle_pending(node, cidr, version, kv):
+            if aff.state == CONFIRMED or (
+                aff.state == PENDING and self._settle_pending(node, cidr, version, kv)
+            ):
                 out.append(cidr)
         return out
 
@@ -269,10 +279,8 @@ class Ipam:
         """Two-phase claim: pending affinity, create the block, confirm.  False when
         another node created the block first."""
         akey = keys.affinity_key(node, cidr, version)
-        try:
+        with contextlib.suppress(AlreadyExists):
             self.store.create(akey, encode_affinity(Affinity(PENDING)))
-        except AlreadyExists:
-            pass
         bkey = keys.block_key(cidr, version)
         try:
             self.store.create(bkey, encode_block(blk.new_block(cidr, node, strict)))
@@ -295,10 +303,8 @@ class Ipam:
         run_cas(write, f"set affinity {akey}", self.policy)
 
     def _delete_key(self, key: str) -> None:
-        try:
+        with contextlib.suppress(NotFound):
             self.store.delete(key)
-        except NotFound:
-            pass
 
     def _release_unselected_affinities(
         self, node: str, version: int, selected: list[IPPool], all_pools: list[IPPool]
@@ -319,14 +325,15 @@ class Ipam:
         def attempt() -> bool:
             bkv = self.store.get(bkey)
             block = decode_block(bkey, bkv.value) if bkv else None
-            if block is not None and block.host() == node:
+            if bkv is not None and block is not None and block.host() == node:
                 if not block.empty:
                     if must_be_empty:
                         return False
-                    self.store.update(bkey, encode_block(blk.with_affinity(block, None)), bkv.revision)  # type: ignore[union-attr]
+                    unaffine = blk.with_affinity(block, None)
+                    self.store.update(bkey, encode_block(unaffine), bkv.revision)
                 else:
                     self._set_affinity_state(akey, PENDING_DELETION)
-                    self.store.delete(bkey, bkv.revision)  # type: ignore[union-attr]
+                    self.store.delete(bkey, bkv.revision)
             self._delete_key(akey)
             return True
 
@@ -402,7 +409,9 @@ class Ipam:
 
     # ------------------------------------------------------- specific address
 
-    def assign_ip(self, address: str, handle_id: str | None, attrs: Mapping[str, str], node: str) -> str:
+    def assign_ip(
+        self, address: str, handle_id: str | None, attrs: Mapping[str, str], node: str
+    ) -> str:
         """Assign one specific address; returns it as /32 or /128."""
         addr = parse_address(address)
         pool = poolsel.pool_containing(addr, poolsel.load_pools(self.store))
@@ -492,11 +501,15 @@ class Ipam:
                 if owner is None:
                     missing.append(str(addr))
                 elif opt.handle_id is not None and owner.handle_id != opt.handle_id:
-                    refused.append((str(addr), f"held by handle {owner.handle_id}, not {opt.handle_id}"))
+                    refused.append(
+                        (str(addr), f"held by handle {owner.handle_id}, not {opt.handle_id}")
+                    )
                 elif opt.sequence_number is not None and (
                     block.sequence_number_for_allocation.get(str(ordinal)) != opt.sequence_number
                 ):
-                    refused.append((str(addr), "sequence number is stale: the address was re-allocated since"))
+                    refused.append(
+                        (str(addr), "sequence number is stale: the address was re-allocated since")
+                    )
                 else:
                     ordinals.append(ordinal)
                     released.append(str(addr))
@@ -505,7 +518,9 @@ class Ipam:
                 self._write_or_drop(key, new, kv.revision)
             return per_handle, released, missing, refused
 
-        per_handle, released, missing, refused = run_cas(attempt, f"release in block {cidr}", self.policy)
+        per_handle, released, missing, refused = run_cas(
+            attempt, f"release in block {cidr}", self.policy
+        )
         for handle_id, count in per_handle.items():
             self._remove_from_handle(handle_id, cidr, count)
         result.released.extend(released)

@@ -51,10 +51,12 @@ def pool_usage(pools: list[IPPool], blocks: list[Block]) -> list[PoolUsage]:
     out = []
     for pool in pools:
         inside = [b for b in blocks if network_in(parse_network(b.cidr), pool.network)]
-        inside.sort(key=lambda b: (int(parse_network(b.cidr).network_address)))
+        inside.sort(key=lambda b: int(parse_network(b.cidr).network_address))
         rows = [BlockUsage(b.cidr, b.affinity, b.size, b.in_use) for b in inside]
         out.append(
-            PoolUsage(pool.name, pool.cidr, pool.network.num_addresses, sum(r.in_use for r in rows), rows)
+            PoolUsage(
+                pool.name, pool.cidr, pool.network.num_addresses, sum(r.in_use for r in rows), rows
+            )
         )
     return out
 

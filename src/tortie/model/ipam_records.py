@@ -74,7 +74,9 @@ def decode_block(key: str, text: str) -> Block:
         allocations = tuple(None if a is None else int(a) for a in d["allocations"])
         unallocated = tuple(int(o) for o in d.get("unallocated") or ())
         attributes = tuple(
-            Attribute(a.get("handle_id"), {str(k): str(v) for k, v in (a.get("secondary") or {}).items()})
+            Attribute(
+                a.get("handle_id"), {str(k): str(v) for k, v in (a.get("secondary") or {}).items()}
+            )
             for a in d.get("attributes") or ()
         )
         seq_map = {str(k): int(v) for k, v in (d.get("sequenceNumberForAllocation") or {}).items()}
@@ -126,13 +128,17 @@ def decode_affinity(key: str, text: str) -> Affinity:
 
 
 def encode_handle(handle: Handle) -> str:
-    return json.dumps({"handleID": handle.handle_id, "block": handle.block, "deleted": handle.deleted})
+    return json.dumps(
+        {"handleID": handle.handle_id, "block": handle.block, "deleted": handle.deleted}
+    )
 
 
 def decode_handle(key: str, text: str) -> Handle:
     d = _load(key, text)
     try:
         blocks = {str(k): int(v) for k, v in (d.get("block") or {}).items()}
-        return Handle(str(d.get("handleID") or key.rsplit("/", 1)[1]), blocks, bool(d.get("deleted")))
+        return Handle(
+            str(d.get("handleID") or key.rsplit("/", 1)[1]), blocks, bool(d.get("deleted"))
+        )
     except (TypeError, ValueError, AttributeError) as exc:
         raise DatastoreError(f"{key}: stored value is not a valid handle ({exc!r})") from None

@@ -172,7 +172,7 @@ def is_dns_subdomain(name: str) -> bool:
 
 def object_name(kind: str, d: Mapping[str, Any], namespaced: bool = False) -> str:
     """``Kind(name)`` (or ``Kind(namespace/name)``) for messages, before validation."""
-    meta = d.get("metadata")
+    meta = d.get("metadata") if isinstance(d, Mapping) else None
     name = meta.get("name") if isinstance(meta, Mapping) else None
     shown = name if isinstance(name, str) and name else "<no name>"
     if namespaced and isinstance(meta, Mapping) and isinstance(meta.get("namespace"), str):

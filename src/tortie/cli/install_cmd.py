@@ -1,0 +1,54 @@
+"""``tortie install-cni``: the plugin executables and a conflist for one mode."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+
+from tortie.errors import InvalidInput
+
+
+def conflist(name: str, mode: str, sqlite_path: str, nodename: str) -> dict[str, object]:
+    ipam: dict[str, object] = {
+        "type": "calico-ipam",
+        "assign_ipv4": "false" if mode == "ipv6" else "true",
+        "assign_ipv6": "true" if mode in ("ipv6", "dual") else "false",
+    }
+    plugin: dict[str, object] = {
+        "type": "calico",
+        "datastore_type": "sqlite",
+        "log_level": "warning",
+        "mtu": 1500,
+        "ipam": ipam,
+    }
+    if sqlite_path:
+        plugin["sqlite_path"] = sqlite_path
+    if nodename:
+        plugin["nodename"] = nodename
+    return {"name": name, "cniVersion": "1.0.0", "plugins": [plugin]}
+
+
+def install_cni(args: argparse.Namespace) -> int:
+    from tortie.cni.install import write_executables
+
+    for d in (args.bin_dir, args.conf_dir):
+        try:
+            os.makedirs(d, exist_ok=True)
+        except OSError as exc:
+            raise InvalidInput(
+                f"directory {d}: cannot create it ({exc.strerror}); choose a writable directory"
+            ) from None
+    written = write_executables(args.bin_dir)
+    path = os.path.join(args.conf_dir, f"10-tortie-{args.mode}.conflist")
+    tmp = path + ".tmp"
+    with open(tmp, "w", encoding="utf-8") as fh:
+        json.dump(
+            conflist(args.network_name, args.mode, args.sqlite_path, args.nodename), fh, indent=2
+        )
+        fh.write("\n")
+    os.replace(tmp, path)
+    for item in written:
+        print(f"Installed {item}")
+    print(f"Wrote {path} ({args.mode})")
+    return 0

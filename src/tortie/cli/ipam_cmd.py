@@ -1,0 +1,529 @@
+"""``tortie ipam show|check|release|configure|split|assign``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any
+
+from tortie.cli.output import count, table, with_percent
+from tortie.cli.settings import cli_settings
+from tortie.datastore.base import Datastore
+from tortie.datastore.config import open_datastore
+from tortie.errors import Exhausted, InvalidInput, NotFound, TortieError
+
+
+def _bool(text: str) -> bool:
+    low = text.strip().lower()
+    if low in ("true", "t", "yes", "y", "1"):
+        return True
+    if low in ("false", "f", "no", "n", "0"):
+        return False
+    raise argparse.ArgumentTypeError(f"{text!r} is not a boolean; use true or false")
+
+
+def _nonneg(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{text} must not be negative")
+    return value
+
+
+def register(sub: Any) -> None:
+    ipam = sub.add_parser(
+        "ipam",
+        help="IP address management: show, check, release, assign, ...",
+        description="Inspect and manage IP address allocations.",
+    )
+    isub = ipam.add_subparsers(dest="ipam_command", metavar="SUBCOMMAND")
+    isub.required = True
+
+    show = isub.add_parser(
+        "show",
+        help="usage of pools and blocks, one address, borrowed addresses or the configuration",
+    )
+    show.add_argument(
+        "--show-blocks", action="store_true", help="one row per block under each pool"
+    )
+    show.add_argument("--ip", metavar="ADDR", help="whether ADDR is in use, and by whom")
+    show.add_argument(
+        "--show-borrowed",
+        action="store_true",
+        help="addresses handed out from another node's block",
+    )
+    show.add_argument("--show-configuration", action="store_true", help="the IPAM configuration")
+    show.add_argument(
+        "-o",
+        "--output",
+        choices=("table", "json"),
+        default="table",
+        help="output format (default table)",
+    )
+    show.set_defaults(handler=_show)
+
+    check = isub.add_parser(
+        "check",
+        help="find leaked addresses and inconsistencies",
+        description="Compare allocations with workload endpoints and node tunnel "
+        "addresses; report leaks, orphans and inconsistent records.",
+    )
+    check.add_argument(
+        "-o",
+        "--output",
+        metavar="REPORT",
+        help="write a JSON report (input for 'ipam release --from-report')",
+    )
+    check.add_argument(
+        "--show-all-ips", action="store_true", help="list every problem, not only the counts"
+    )
+    check.set_defaults(handler=_check)
+
+    release = isub.add_parser(
+        "release", help="release addresses by address, handle or check report"
+    )
+    group = release.add_mutually_exclusive_group(required=True)
+    group.add_argument(
+        "--ip", action="append", metavar="ADDR", help="an address to release (repeatable)"
+    )
+    group.add_argument("--handle", metavar="ID", help="release every address of a handle")
+    group.add_argument(
+        "--from-report",
+        action="append",
+        metavar="FILE",
+        help="release addresses leaked in every given report (repeatable)",
+    )
+    release.set_defaults(handler=_release)
+
+    configure = isub.add_parser("configure", help="change IPAM settings")
+    configure.add_argument(
+        "--strictaffinity",
+        type=_bool,
+        metavar="BOOL",
+        help="never borrow from another node's block",
+    )
+    configure.add_argument(
+        "--max-blocks-per-host",
+        type=_nonneg,
+        metavar="N",
+        help="most blocks one node may claim (needs strict affinity; 0: default 20)",
+    )
+    configure.set_defaults(handler=_configure)
+
+    split = isub.add_parser("split", help="split a pool into N smaller pools")
+    split.add_argument("count", type=int, metavar="N", help="number of parts (a power of two)")
+    target = split.add_mutually_exclusive_group(required=True)
+    target.add_argument("--cidr", help="the pool's CIDR")
+    target.add_argument("--name", help="the pool's name")
+    split.set_defaults(handler=_split)
+
+    assign = isub.add_parser(
+        "assign",
+        help="assign addresses to a handle on a node (for orchestrators)",
+        description="Assign addresses and print them. Nothing is kept when fewer "
+        "than asked could be assigned.",
+    )
+    assign.add_argument(
+        "--handle", required=True, metavar="ID", help="handle the addresses belong to"
+    )
+    assign.add_argument("--node", required=True, help="node the addresses are for")
+    assign.add_argument(
+        "--ipv4", type=_nonneg, default=None, metavar="N", help="number of IPv4 addresses"
+    )
+    assign.add_argument(
+        "--ipv6", type=_nonneg, default=None, metavar="N", help="number of IPv6 addresses"
+    )
+    assign.add_argument(
+        "--pool",
+        action="append",
+        default=[],
+        metavar="P",
+        help="pool name or CIDR to use, in order (repeatable)",
+    )
+    assign.add_argument(
+        "--ip", action="append", default=[], metavar="ADDR", help="a specific address (repeatable)"
+    )
+    assign.add_argument(
+        "--attr",
+        action="append",
+        default=[],
+        metavar="K=V",
+        help="attribute recorded with the addresses",
+    )
+    assign.add_argument(
+        "-o", "--output", choices=("text", "json"), default="text", help="output format"
+    )
+    assign.set_defaults(handler=_assign)
+
+
+def _store(args: argparse.Namespace) -> Datastore:
+    return open_datastore(cli_settings(args.config))
+
+
+def _emit_json(data: Any) -> None:
+    sys.stdout.write(json.dumps(data, indent=2) + "\n")
+
+
+# ---------------------------------------------------------------------- show
+
+
+def _show(args: argparse.Namespace) -> int:
+    from tortie.ipam.service import Ipam
+
+    store = _store(args)
+    ipam = Ipam(store)
+    if args.ip:
+        return _show_ip(ipam, args.ip, args.output)
+    if args.show_configuration:
+        cfg = ipam.get_config()
+        data = {
+            "StrictAffinity": cfg.strict_affinity,
+            "AutoAllocateBlocks": cfg.auto_allocate_blocks,
+            "MaxBlocksPerHost": cfg.max_blocks_per_host,
+        }
+        if args.output == "json":
+            _emit_json(
+                {
+                    "strictAffinity": cfg.strict_affinity,
+                    "autoAllocateBlocks": cfg.auto_allocate_blocks,
+                    "maxBlocksPerHost": cfg.max_blocks_per_host,
+                }
+            )
+        else:
+            sys.stdout.write(
+                table(
+                    ["PROPERTY", "VALUE"],
+                    [
+                        [k, str(v).lower() if isinstance(v, bool) else str(v)]
+                        for k, v in data.items()
+                    ],
+                )
+            )
+        return 0
+    if args.show_borrowed:
+        return _show_borrowed(store, args.output)
+    from tortie.ipam.usage import usage, usage_json
+
+    rows = usage(store)
+    if args.output == "json":
+        _emit_json(usage_json(rows))
+        return 0
+    lines = []
+    for p in rows:
+        lines.append(
+            [
+                "IP Pool",
+                p.cidr,
+                count(p.total),
+                with_percent(p.in_use, p.total),
+                with_percent(p.free, p.total),
+            ]
+        )
+        if args.show_blocks:
+            for b in p.blocks:
+                lines.append(
+                    [
+                        "Block",
+                        b.cidr,
+                        count(b.total),
+                        with_percent(b.in_use, b.total),
+                        with_percent(b.free, b.total),
+                    ]
+                )
+    sys.stdout.write(table(["GROUPING", "CIDR", "IPS TOTAL", "IPS IN USE", "IPS FREE"], lines))
+    return 0
+
+
+def _show_ip(ipam: Any, address: str, output: str) -> int:
+    from tortie.core.addr import parse_address
+
+    addr = str(parse_address(address, what="--ip"))
+    found = ipam.find_allocation(addr)
+    if found is None:
+        if output == "json":
+            _emit_json({"ip": addr, "inUse": False})
+        else:
+            print(f"{addr} is not assigned")
+        return 0
+    block, ordinal = found
+    owner = block.owner(ordinal)
+    seq = block.sequence_number_for_allocation.get(str(ordinal))
+    if output == "json":
+        _emit_json(
+            {
+                "ip": addr,
+                "inUse": True,
+                "block": block.cidr,
+                "affinity": block.affinity,
+                "handle": owner.handle_id,
+                "sequenceNumber": seq,
+                "attributes": dict(owner.secondary),
+            }
+        )
+        return 0
+    print(f"IP {addr} is in use")
+    print(f"  Block: {block.cidr} ({block.affinity or 'no affinity'})")
+    print(f"  Handle: {owner.handle_id}")
+    print(f"  Sequence number: {seq}")
+    if owner.secondary:
+        print("  Attributes:")
+        for k, v in sorted(owner.secondary.items()):
+            print(f"    {k}: {v}")
+    return 0
+
+
+def _show_borrowed(store: Datastore, output: str) -> int:
+    from tortie.ipam.usage import load_blocks
+
+    rows = []
+    for block in load_blocks(store):
+        owner_node = block.host()
+        if owner_node is None:
+            continue
+        for ordinal, attr in block.allocated():
+            node = attr.secondary.get("node")
+            if node and node != owner_node:
+                kind = "pod" if "pod" in attr.secondary else "workload"
+                who = "/".join(
+                    x for x in (attr.secondary.get("namespace"), attr.secondary.get("pod")) if x
+                ) or (attr.handle_id or "")
+                rows.append(
+                    {
+                        "ip": str(block.address(ordinal)),
+                        "borrowingNode": node,
+                        "block": block.cidr,
+                        "blockOwner": owner_node,
+                        "type": kind,
+                        "allocatedTo": who,
+                    }
+                )
+    if output == "json":
+        _emit_json({"borrowed": rows})
+    else:
+        sys.stdout.write(
+            table(
+                ["IP", "BORROWING-NODE", "BLOCK", "BLOCK OWNER", "TYPE", "ALLOCATED-TO"],
+                [
+                    [
+                        r["ip"],
+                        r["borrowingNode"],
+                        r["block"],
+                        r["blockOwner"],
+                        r["type"],
+                        r["allocatedTo"],
+                    ]
+                    for r in rows
+                ],
+            )
+        )
+    return 0
+
+
+# --------------------------------------------------------------------- check
+
+
+def _check(args: argparse.Namespace) -> int:
+    from tortie.ipam.check import check
+
+    report = check(_store(args))
+    print(f"Found {report.allocations} IPAM allocations.")
+    print(f"Found {report.in_use} addresses in use by workload endpoints and node tunnels.")
+    if report.unverifiable:
+        print(
+            f"  {report.unverifiable} allocations belong to nodes with no recorded endpoints (not verifiable, not leaks)."
+        )
+    print(f"Found {len(report.leaks)} leaked addresses.")
+    for leak in report.leaks:
+        print(f"  {leak.address} (handle {leak.handle_id}, node {leak.node})")
+    for problem in report.problems:
+        print(f"  {problem.line()}")
+    if args.output:
+        try:
+            with open(args.output, "w", encoding="utf-8") as fh:
+                json.dump(report.to_json(), fh, indent=2)
+        except OSError as exc:
+            raise InvalidInput(
+                f"report file {args.output}: cannot write it ({exc.strerror})"
+            ) from None
+        print(f"Report written to {args.output}")
+    print(f"Check complete; found {report.problem_count} problems.")
+    return 0
+
+
+# ------------------------------------------------------------------- release
+
+
+def _release(args: argparse.Namespace) -> int:
+    from tortie.ipam.requests import ReleaseOptions
+    from tortie.ipam.service import Ipam
+
+    ipam = Ipam(_store(args))
+    if args.handle:
+        try:
+            released = ipam.release_by_handle(args.handle)
+        except NotFound:
+            raise NotFound(
+                f"handle {args.handle} does not exist; find handles with 'tortie ipam show --ip=ADDR'"
+            ) from None
+        print(f"Successfully released {len(released)} addresses of handle {args.handle}")
+        return 0
+    if args.from_report:
+        return _release_from_report(ipam, args.from_report)
+    from tortie.core.addr import parse_address
+
+    addresses = [str(parse_address(a, what="--ip")) for a in args.ip]
+    result = ipam.release_ips([ReleaseOptions(a) for a in addresses])
+    for a in result.released:
+        print(f"Successfully released IP address {a}")
+    for a in result.not_allocated:
+        print(f"tortie: IP address {a} is not assigned; nothing to release", file=sys.stderr)
+    return 0 if not result.not_allocated else 1
+
+
+def _release_from_report(ipam: Any, paths: list[str]) -> int:
+    from tortie.ipam.check import cluster_guid
+    from tortie.ipam.requests import ReleaseOptions
+
+    guid = cluster_guid(ipam.store)
+    leaked: dict[str, dict[str, Any]] | None = None
+    for path in paths:
+        try:
+            with open(path, encoding="utf-8") as fh:
+                report = json.load(fh)
+        except OSError as exc:
+            raise InvalidInput(f"report {path}: cannot read it ({exc.strerror})") from None
+        except ValueError:
+            raise InvalidInput(
+                f"report {path}: not valid JSON; give a file written by 'tortie ipam check -o'"
+            ) from None
+        if not isinstance(report, dict) or "leakedIPs" not in report:
+            raise InvalidInput(
+                f"report {path}: not an 'ipam check' report; give a file written by 'tortie ipam check -o'"
+            )
+        if report.get("clusterGUID") != guid:
+            raise InvalidInput(
+                f"report {path} was made for another cluster ({report.get('clusterGUID')}, this is {guid}); run 'tortie ipam check -o' against this datastore"
+            )
+        these = {str(x["ip"]): x for x in report["leakedIPs"]}
+        leaked = (
+            these
+            if leaked is None
+            else {
+                ip: x
+                for ip, x in leaked.items()
+                if ip in these and these[ip].get("handle") == x.get("handle")
+            }
+        )
+    items = [
+        ReleaseOptions(ip, x.get("handle"), x.get("sequenceNumber"))
+        for ip, x in sorted((leaked or {}).items())
+    ]
+    result = ipam.release_ips(items)
+    for a in result.released:
+        print(f"Released leaked IP address {a}")
+    for a, why in result.refused:
+        print(f"Skipped {a}: {why}")
+    for a in result.not_allocated:
+        print(f"Skipped {a}: no longer allocated")
+    print(f"Released {len(result.released)} of {len(items)} addresses leaked in every report.")
+    return 0
+
+
+# ----------------------------------------------------------------- configure
+
+
+def _configure(args: argparse.Namespace) -> int:
+    from tortie.ipam.admin import config_with
+    from tortie.ipam.service import Ipam
+
+    if args.strictaffinity is None and args.max_blocks_per_host is None:
+        raise InvalidInput(
+            "ipam configure needs --strictaffinity=BOOL and/or --max-blocks-per-host=N"
+        )
+    ipam = Ipam(_store(args))
+    new = config_with(ipam.get_config(), args.strictaffinity, args.max_blocks_per_host)
+    ipam.set_config(new)
+    if args.strictaffinity is not None:
+        print(f"Successfully set StrictAffinity to: {str(new.strict_affinity).lower()}")
+    if args.max_blocks_per_host is not None:
+        print(f"Successfully set MaxBlocksPerHost to: {new.max_blocks_per_host}")
+    return 0
+
+
+# --------------------------------------------------------------------- split
+
+
+def _split(args: argparse.Namespace) -> int:
+    from tortie.ipam.admin import Admin
+
+    parts = Admin(_store(args)).split_pool(args.count, args.name, args.cidr)
+    for part in parts:
+        print(f"Created IPPool({part.name}) {part.cidr}")
+    return 0
+
+
+# -------------------------------------------------------------------- assign
+
+
+def _assign(args: argparse.Namespace) -> int:
+    from tortie.core.addr import parse_address
+    from tortie.ipam.pools import load_pools
+    from tortie.ipam.requests import AutoAssignArgs, ReleaseOptions
+    from tortie.ipam.service import Ipam
+
+    attrs = {}
+    for item in args.attr:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise InvalidInput(f"--attr {item!r} is not KEY=VALUE")
+        attrs[key] = value
+    specific = [parse_address(a, what="--ip") for a in args.ip]
+    num4 = args.ipv4 if args.ipv4 is not None else (0 if specific or args.ipv6 else 1)
+    num6 = args.ipv6 or 0
+    ipam = Ipam(_store(args))
+    by_name = {p.name: p for p in load_pools(ipam.store)} if args.pool else {}
+
+    def version_of(pool: str) -> int:
+        return by_name[pool].version if pool in by_name else (6 if ":" in pool else 4)
+
+    pools4 = tuple(p for p in args.pool if version_of(p) == 4)
+    pools6 = tuple(p for p in args.pool if version_of(p) == 6)
+    got: dict[int, list[str]] = {4: [], 6: []}
+    try:
+        for addr in specific:
+            got[addr.version].append(ipam.assign_ip(str(addr), args.handle, attrs, args.node))
+        if num4 or num6:
+            result = ipam.auto_assign(
+                AutoAssignArgs(
+                    node=args.node,
+                    handle_id=args.handle,
+                    num4=num4,
+                    num6=num6,
+                    attrs=attrs,
+                    ipv4_pools=pools4,
+                    ipv6_pools=pools6,
+                )
+            )
+            got[4] += result.ipv4.addresses
+            got[6] += result.ipv6.addresses
+            for version, want, fam in ((4, num4, result.ipv4), (6, num6, result.ipv6)):
+                if len(fam.addresses) < want:
+                    raise Exhausted(
+                        f"assigned only {len(fam.addresses)} of {want} IPv{version} addresses: "
+                        f"{'; '.join(fam.messages)}; nothing was kept"
+                    )
+    except TortieError:
+        done = got[4] + got[6]
+        if done:
+            ipam.release_ips([ReleaseOptions(a, args.handle) for a in done])
+        raise
+    if args.output == "json":
+        _emit_json({"ipv4": got[4], "ipv6": got[6]})
+    else:
+        print("Assigned addresses:")
+        for a in got[4] + got[6]:
+            print(f"  {a}")
+    return 0

@@ -1,0 +1,146 @@
+"""The ``tortie`` command: argument parsing, and the one place errors become exit codes."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable, Sequence
+from typing import NoReturn
+
+from tortie import __version__
+from tortie.errors import TortieError, exit_code
+
+DESCRIPTION = """\
+tortie: workload networking and IP address management for IPv4, IPv6 and dual stack,
+compatible with Project Calico (calicoctl's commands, Calico's resources and keys).
+
+The datastore is SQLite by default (SQLITE_PATH, default /var/lib/tortie/tortie.db or
+$XDG_STATE_HOME/tortie/tortie.db) or etcd (DATASTORE_TYPE=etcdv3, ETCD_ENDPOINTS=...);
+--config FILE reads the same settings from a CalicoAPIConfig file.
+"""
+
+EPILOG = """\
+examples:
+  tortie demo                                   see pools, blocks and addresses in action
+  tortie apply -f pools.yaml                    create or update IPPools from a file
+  tortie get ippools -o wide                    list pools
+  tortie ipam assign --handle=pod1 --node=n1 --ipv4=1 --ipv6=1
+  tortie ipam show --show-blocks                usage per pool and block
+  tortie ipam check -o report.json              find leaked addresses
+"""
+
+
+class UsageError(Exception):
+    pass
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse with one-line errors (exit 2) instead of a usage dump."""
+
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(f"{self.prog}: {message}; see '{self.prog} --help'")
+
+
+Handler = Callable[[argparse.Namespace], int]
+
+
+def build_parser() -> Parser:
+    from tortie.cli import ipam_cmd, resources_cmd
+
+    parser = Parser(
+        prog="tortie",
+        description=DESCRIPTION,
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "--config", "-c", metavar="FILE", help="CalicoAPIConfig file with the datastore settings"
+    )
+    parser.add_argument("--version", action="version", version=f"tortie {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
+    sub.required = True
+    resources_cmd.register(sub)
+    ipam_cmd.register(sub)
+
+    demo = sub.add_parser(
+        "demo",
+        help="show tortie at work on a throw-away store",
+        description="Create an IPv4 and an IPv6 pool in a fresh SQLite store in a temporary "
+        "directory, allocate dual-stack addresses for workloads on three nodes, and print "
+        "the block table.",
+    )
+    demo.add_argument(
+        "--keep", action="store_true", help="keep the temporary store and print its path"
+    )
+    demo.set_defaults(handler=_demo)
+
+    install = sub.add_parser(
+        "install-cni",
+        help="install the CNI plugins and a conflist",
+        description="Write the tortie-cni/calico and tortie-ipam/calico-ipam executables into "
+        "--bin-dir and a conflist for the chosen mode into --conf-dir.",
+    )
+    install.add_argument(
+        "--bin-dir",
+        required=True,
+        help="where the CNI runtime looks for plugins (e.g. /opt/cni/bin)",
+    )
+    install.add_argument(
+        "--conf-dir",
+        required=True,
+        help="where the CNI runtime looks for configs (e.g. /etc/cni/net.d)",
+    )
+    install.add_argument(
+        "--mode",
+        choices=("ipv4", "ipv6", "dual"),
+        default="ipv4",
+        help="address families to assign (default ipv4)",
+    )
+    install.add_argument(
+        "--network-name", default="k8s-pod-network", help="the conflist's network name"
+    )
+    install.add_argument(
+        "--sqlite-path",
+        default="",
+        help="datastore file the plugins use (default: SQLITE_PATH's default)",
+    )
+    install.add_argument(
+        "--nodename", default="", help="node name the plugins record (default: the host name)"
+    )
+    install.set_defaults(handler=_install_cni)
+    return parser
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from tortie.cli.demo import run_demo
+
+    return run_demo(keep=bool(args.keep))
+
+
+def _install_cni(args: argparse.Namespace) -> int:
+    from tortie.cli.install_cmd import install_cni
+
+    return install_cni(args)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    try:
+        parser = build_parser()
+        args = parser.parse_args(argv)
+        handler: Handler = args.handler
+        return handler(args)
+    except UsageError as exc:
+        print(str(exc), file=sys.stderr)
+        return 2
+    except TortieError as exc:
+        print(f"tortie: {exc}", file=sys.stderr)
+        return exit_code(exc)
+    except KeyboardInterrupt:
+        print("tortie: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

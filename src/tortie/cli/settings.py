@@ -1,0 +1,63 @@
+"""Datastore settings for the CLI: ``--config FILE`` (a CalicoAPIConfig) or the environment."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tortie.datastore.config import DatastoreSettings, settings_from_env
+from tortie.errors import InvalidInput
+
+_SPEC_FIELDS = {
+    "datastoreType": "datastore_type",
+    "sqlitePath": "sqlite_path",
+    "etcdEndpoints": "etcd_endpoints",
+    "etcdCACertFile": "etcd_ca_cert_file",
+    "etcdCertFile": "etcd_cert_file",
+    "etcdKeyFile": "etcd_key_file",
+    "etcdUsername": "etcd_username",
+    "etcdPassword": "etcd_password",
+}
+
+
+def settings_from_file(path: str) -> DatastoreSettings:
+    """Read a ``CalicoAPIConfig`` file (YAML or JSON)."""
+    import yaml
+
+    try:
+        with open(path, encoding="utf-8") as fh:
+            doc: Any = yaml.safe_load(fh)
+    except OSError as exc:
+        raise InvalidInput(
+            f"config file {path}: cannot read it ({exc.strerror}); check the --config path"
+        ) from None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark is not None else ""
+        raise InvalidInput(f"config file {path}: invalid YAML{where}; fix the syntax") from None
+    if not isinstance(doc, dict) or doc.get("kind") != "CalicoAPIConfig":
+        raise InvalidInput(
+            f"config file {path}: not a CalicoAPIConfig; write 'kind: CalicoAPIConfig' with a spec "
+            "holding datastoreType and sqlitePath or etcdEndpoints"
+        )
+    spec = doc.get("spec") or {}
+    if not isinstance(spec, dict):
+        raise InvalidInput(f"config file {path}: spec must be a mapping")
+    unknown = sorted(set(spec) - set(_SPEC_FIELDS))
+    if unknown:
+        raise InvalidInput(
+            f"config file {path}: unknown field spec.{unknown[0]}; known fields: {', '.join(_SPEC_FIELDS)}"
+        )
+    values: dict[str, Any] = {}
+    for name, attr in _SPEC_FIELDS.items():
+        if name in spec and spec[name] is not None:
+            value = spec[name]
+            if attr == "etcd_endpoints":
+                items = value if isinstance(value, list) else str(value).split(",")
+                values[attr] = tuple(str(e).strip() for e in items if str(e).strip())
+            else:
+                values[attr] = str(value)
+    return DatastoreSettings(**values)
+
+
+def cli_settings(config_path: str | None) -> DatastoreSettings:
+    return settings_from_file(config_path) if config_path else settings_from_env()

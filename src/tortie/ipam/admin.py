@@ -1,0 +1,275 @@
+"""Resource verbs (create, apply, replace, delete, get) with their IPAM side effects.
+
+Every document of a request is validated against the store and against the other
+documents first; only then is anything written, so a failing command writes nothing.
+IPAMConfiguration lives at Calico's ``/calico/ipam/v2/config``; other kinds are stored
+whole at ``/calico/resources/v3/projectcalico.org/<plural>/[<ns>/]<name>``.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
+from typing import Any
+
+from tortie.core.addr import network_in, parse_network
+from tortie.datastore import keys
+from tortie.datastore.base import KV, Datastore
+from tortie.errors import AlreadyExists, InvalidInput, NotFound
+from tortie.ipam.pools import load_pools
+from tortie.ipam.service import Ipam
+from tortie.ipam.usage import load_blocks
+from tortie.model.ippool import IPPool, check_overlap, check_pool_change, ippool_to_dict
+from tortie.model.resources import KINDS, IPAMConfig, KindInfo, ipamconfig_to_dict
+
+VERBS = ("create", "apply", "replace", "delete")
+
+
+@dataclass(frozen=True)
+class Planned:
+    """One validated write: the verb, the kind, the object and its storage key."""
+
+    verb: str
+    info: KindInfo
+    obj: Any
+    key: str
+    current: KV | None
+
+
+def _name_ns(info: KindInfo, obj: Any) -> tuple[str, str | None]:
+    name = str(obj.name)
+    ns = getattr(obj, "namespace", None) if info.namespaced else None
+    return name, (ns or "default") if info.namespaced else None
+
+
+def describe(info: KindInfo, obj: Any) -> str:
+    name, ns = _name_ns(info, obj)
+    return f"{info.kind}({ns + '/' if ns else ''}{name})"
+
+
+def storage_key(info: KindInfo, obj: Any) -> str:
+    if info.kind == "IPAMConfiguration":
+        return keys.CONFIG_KEY
+    name, ns = _name_ns(info, obj)
+    return keys.resource_key(info.plural, name, ns)
+
+
+class Admin:
+    def __init__(self, store: Datastore) -> None:
+        self.store = store
+        self.ipam = Ipam(store)
+
+    # ------------------------------------------------------------- planning
+
+    def plan(self, verb: str, docs: Sequence[Mapping[str, Any]]) -> list[Planned]:
+        """Validate every document for ``verb``; raise on the first problem."""
+        planned: list[Planned] = []
+        pools = {p.name: p for p in load_pools(self.store)}
+        for doc in docs:
+            info = KINDS[str(doc.get("kind"))]
+            obj = info.from_dict(doc)
+            key = storage_key(info, obj)
+            current = self.store.get(key)
+            what = describe(info, obj)
+            exists = current is not None or info.kind == "IPAMConfiguration"
+            if any(p.key == key for p in planned):
+                raise InvalidInput(f"{what} appears twice in the input; keep one of them")
+            if verb == "create" and current is not None:
+                raise InvalidInput(
+                    f"Failed to create '{info.kind}' resource: resource already exists: {what}; "
+                    "use 'tortie apply' or 'tortie replace' to change it"
+                )
+            if verb in ("replace", "delete") and not exists:
+                raise NotFound(f"resource does not exist: {what}; create it first")
+            if verb == "delete" and info.kind == "IPAMConfiguration":
+                raise InvalidInput(f"{what} cannot be deleted; change it with 'tortie apply'")
+            if info.kind == "IPPool" and verb != "delete":
+                self._check_pool(obj, pools, current)
+                pools[obj.name] = obj
+            planned.append(Planned(verb, info, obj, key, current))
+        return planned
+
+    def _check_pool(self, pool: IPPool, pools: dict[str, IPPool], current: KV | None) -> None:
+        old = pools.get(pool.name)
+        if current is not None and old is not None:
+            check_pool_change(old, pool)
+        check_overlap(pool, [p for n, p in pools.items() if n != pool.name])
+        if old is None:
+            for block in load_blocks(self.store):
+                net = parse_network(block.cidr)
+                if (
+                    net.version == pool.version
+                    and network_in(net, pool.network)
+                    and (net.prefixlen != pool.block_size and block.in_use)
+                ):
+                    raise InvalidInput(
+                        f"IPPool({pool.name}): block {block.cidr} inside {pool.cidr} still holds "
+                        f"{block.in_use} addresses with a different block size than "
+                        f"{pool.block_size}; release them first or use blockSize "
+                        f"{net.prefixlen}"
+                    )
+
+    # ------------------------------------------------------------- applying
+
+    def execute(self, planned: list[Planned]) -> list[str]:
+        """Carry out validated writes; returns one message per object."""
+        done = []
+        for p in planned:
+            what = describe(p.info, p.obj)
+            if p.verb == "delete":
+                self._delete(p)
+                done.append(f"Successfully deleted 1 '{p.info.kind}' resource(s): {what}")
+            else:
+                self._write(p)
+                verb = {"create": "created", "apply": "applied", "replace": "replaced"}[p.verb]
+                done.append(f"Successfully {verb} 1 '{p.info.kind}' resource(s): {what}")
+        return done
+
+    def _write(self, p: Planned) -> None:
+        if p.info.kind == "IPAMConfiguration":
+            self.ipam.set_config(p.obj)
+            return
+        doc = p.info.to_dict(p.obj)
+        meta = doc.setdefault("metadata", {})
+        meta.pop("resourceVersion", None)
+        if p.current is None:
+            meta.setdefault("uid", str(uuid.uuid4()))
+            meta.setdefault(
+                "creationTimestamp",
+                datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+            )
+            try:
+                self.store.create(p.key, json.dumps(doc))
+            except AlreadyExists:
+                raise InvalidInput(
+                    f"{describe(p.info, p.obj)} was created by someone else meanwhile; "
+                    "run the command again"
+                ) from None
+        else:
+            old_meta = json.loads(p.current.value).get("metadata", {})
+            for field in ("uid", "creationTimestamp"):
+                if field in old_meta:
+                    meta[field] = old_meta[field]
+            self.store.update(p.key, json.dumps(doc), p.current.revision)
+
+    def _delete(self, p: Planned) -> None:
+        if p.info.kind == "IPPool":
+            self.delete_pool(p.obj.name)
+        else:
+            self.store.delete(p.key)
+
+    def delete_pool(self, name: str) -> IPPool:
+        """Disable the pool, release its empty affine blocks, then delete it."""
+        key = keys.resource_key("ippools", name)
+        pool = next((p for p in load_pools(self.store) if p.name == name), None)
+        kv = self.store.get(key)
+        if pool is None or kv is None:
+            raise NotFound(
+                f"resource does not exist: IPPool({name}); list pools with 'tortie get ippools'"
+            )
+        if not pool.disabled:
+            doc = json.loads(kv.value)
+            doc.setdefault("spec", {})["disabled"] = True
+            kv = self.store.update(key, json.dumps(doc), kv.revision)
+        self.ipam.release_pool_affinities(pool)
+        self.store.delete(key)
+        return pool
+
+    # ----------------------------------------------------------------- read
+
+    def get(self, info: KindInfo, name: str | None, namespace: str | None) -> list[dict[str, Any]]:
+        if info.kind == "IPAMConfiguration":
+            if name not in (None, "default"):
+                raise NotFound(
+                    f"resource does not exist: IPAMConfiguration({name}); the only one is 'default'"
+                )
+            kv = self.store.get(keys.CONFIG_KEY)
+            doc = ipamconfig_to_dict(self.ipam.get_config())
+            if kv is not None:
+                doc.setdefault("metadata", {})["resourceVersion"] = str(kv.revision)
+            return [doc]
+        if name is not None:
+            key = keys.resource_key(
+                info.plural, name, (namespace or "default") if info.namespaced else None
+            )
+            kv = self.store.get(key)
+            if kv is None:
+                where = f"{namespace or 'default'}/" if info.namespaced else ""
+                raise NotFound(
+                    f"resource does not exist: {info.kind}({where}{name}); check the name with 'tortie get {info.plural}'"
+                )
+            found = [kv]
+        else:
+            prefix = keys.resource_prefix(info.plural, namespace if info.namespaced else None)
+            found = self.store.list(prefix)
+        out = []
+        for kv in found:
+            doc = json.loads(kv.value)
+            doc = info.to_dict(info.from_dict(doc, strict=False))
+            doc.setdefault("metadata", {})["resourceVersion"] = str(kv.revision)
+            out.append(doc)
+        return out
+
+    # ---------------------------------------------------------------- split
+
+    def split_pool(self, count: int, name: str | None, cidr: str | None) -> list[IPPool]:
+        pools = load_pools(self.store)
+        if name is not None:
+            pool = next((p for p in pools if p.name == name), None)
+            what = f"IPPool({name})"
+        else:
+            net = parse_network(cidr or "", what="--cidr")
+            pool = next((p for p in pools if p.network == net), None)
+            what = f"IPPool with CIDR {cidr}"
+        if pool is None:
+            raise NotFound(f"{what} does not exist; list pools with 'tortie get ippools'")
+        if count < 2 or count & (count - 1):
+            raise InvalidInput(
+                f"cannot split {what} into {count} pools; the number must be a power of two (2, 4, 8, ...)"
+            )
+        bits = count.bit_length() - 1
+        new_prefix = pool.network.prefixlen + bits
+        if new_prefix > pool.block_size:
+            raise InvalidInput(
+                f"cannot split IPPool({pool.name}) {pool.cidr} into {count}: the parts (/{new_prefix}) "
+                f"would be smaller than one block (/{pool.block_size}); split into fewer parts"
+            )
+        parts = [
+            replace(
+                pool,
+                name=f"split-{pool.name}-{i}",
+                cidr=str(sub),
+                uid=None,
+                creation_timestamp=None,
+                resource_version=None,
+            )
+            for i, sub in enumerate(pool.network.subnets(prefixlen_diff=bits))
+        ]
+        for part in parts:
+            if self.store.get(keys.resource_key("ippools", part.name)) is not None:
+                raise InvalidInput(
+                    f"cannot split IPPool({pool.name}): IPPool({part.name}) already exists; delete or rename it first"
+                )
+        # The parts cover exactly the old pool: blocks and affinities stay where they are.
+        self.store.delete(keys.resource_key("ippools", pool.name))
+        for part in parts:
+            self.store.create(
+                keys.resource_key("ippools", part.name), json.dumps(ippool_to_dict(part))
+            )
+        return parts
+
+
+def config_with(config: IPAMConfig, strict: bool | None, max_blocks: int | None) -> IPAMConfig:
+    """A new IPAM config with the given settings changed (validated like a resource)."""
+    from tortie.model.resources import ipamconfig_from_dict
+
+    doc = ipamconfig_to_dict(config)
+    spec = doc.setdefault("spec", {})
+    if strict is not None:
+        spec["strictAffinity"] = strict
+    if max_blocks is not None:
+        spec["maxBlocksPerHost"] = max_blocks
+    return ipamconfig_from_dict(doc)
