@@ -42,6 +42,13 @@ def require_root() -> None:
         pytest.skip("needs iproute2: `ip` not found")
 
 
+class CommandError(subprocess.CalledProcessError):
+    """A failed command, with its stderr in the message."""
+
+    def __str__(self) -> str:
+        return f"{super().__str__()} stderr: {(self.stderr or '').strip()}"
+
+
 class Netns:
     """One named namespace under /run/netns."""
 
@@ -58,7 +65,11 @@ class Netns:
         """Run a program inside the namespace (``ip netns exec``)."""
         return subprocess.run(
             [str(IP), "netns", "exec", self.name, *argv],
-            check=check, capture_output=True, text=True, input=input, timeout=timeout,
+            check=check,
+            capture_output=True,
+            text=True,
+            input=input,
+            timeout=timeout,
         )
 
     def ip(self, *args: str, check: bool = True) -> str:
@@ -67,9 +78,7 @@ class Netns:
             [str(IP), "-n", self.name, *args], capture_output=True, text=True, timeout=30
         )
         if check and proc.returncode != 0:
-            raise subprocess.CalledProcessError(
-                proc.returncode, proc.args, proc.stdout, proc.stderr
-            )
+            raise CommandError(proc.returncode, proc.args, proc.stdout, proc.stderr)
         return proc.stdout
 
     def ip_json(self, *args: str) -> Any:

@@ -16,10 +16,9 @@ from typing import Any
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from netns import Netns, NetnsPool, list_netns, require_root  # noqa: E402
-
-from tortie.dataplane.pod import PodNetwork, host_veth_name, setup_pod, teardown_pod  # noqa: E402
-from tortie.errors import InvalidInput  # noqa: E402
+from netns import Netns, NetnsPool, list_netns, require_root
+from tortie.dataplane.pod import PodNetwork, host_veth_name, setup_pod, teardown_pod
+from tortie.errors import InvalidInput
 
 RUNNER = str(Path(__file__).with_name("pod_runner.py"))
 HOST_LL = "fe80::ecee:eeff:feee:eeee"
@@ -49,8 +48,13 @@ def call(host: Netns, op: str, **req: Any) -> dict[str, Any]:
 
 
 def net(pod: Netns, *addrs: str, name: str = "calitest0", **kw: Any) -> dict[str, Any]:
-    return {"host_ifname": name, "pod_ifname": "eth0", "netns": pod.path,
-            "addresses": list(addrs), **kw}
+    return {
+        "host_ifname": name,
+        "pod_ifname": "eth0",
+        "netns": pod.path,
+        "addresses": list(addrs),
+        **kw,
+    }
 
 
 def setup_ok(host: Netns, spec: dict[str, Any]) -> dict[str, Any]:
@@ -90,8 +94,12 @@ def test_host_veth_name_matches_calico() -> None:
     ],
 )
 def test_bad_input_rejected_before_any_change(field: str, value: Any, words: str) -> None:
-    fields: dict[str, Any] = {"host_ifname": "calitest0", "pod_ifname": "eth0",
-                              "netns": "/nonexistent/netns", "addresses": ("10.0.0.5/32",)}
+    fields: dict[str, Any] = {
+        "host_ifname": "calitest0",
+        "pod_ifname": "eth0",
+        "netns": "/nonexistent/netns",
+        "addresses": ("10.0.0.5/32",),
+    }
     with pytest.raises(InvalidInput, match=words):
         setup_pod(PodNetwork(**{**fields, field: value}))
 
@@ -116,8 +124,12 @@ def test_setup_builds_calico_dataplane(namespaces: NetnsPool, host: Netns, famil
 
     hostlink, podlink = host.link("calitest0"), pod.link("eth0")
     assert hostlink is not None and podlink is not None
-    assert result == {"host_ifname": "calitest0", "host_mac": "ee:ee:ee:ee:ee:ee",
-                      "pod_ifname": "eth0", "pod_mac": podlink["address"]}
+    assert result == {
+        "host_ifname": "calitest0",
+        "host_mac": "ee:ee:ee:ee:ee:ee",
+        "pod_ifname": "eth0",
+        "pod_mac": podlink["address"],
+    }
     assert hostlink["address"] == "ee:ee:ee:ee:ee:ee"
     assert hostlink["linkinfo"]["info_kind"] == "veth"
     assert hostlink["link_index"] == podlink["ifindex"]
@@ -126,8 +138,9 @@ def test_setup_builds_calico_dataplane(namespaces: NetnsPool, host: Netns, famil
     assert "UP" in pod.link("lo")["flags"]  # type: ignore[index]
 
     # pod: /32 and /128 only, no subnet; Calico's routes
-    global_addrs = {(a["local"], a["prefixlen"]) for a in podlink["addr_info"]
-                    if a.get("scope") == "global"}
+    global_addrs = {
+        (a["local"], a["prefixlen"]) for a in podlink["addr_info"] if a.get("scope") == "global"
+    }
     assert global_addrs == {(a.split("/")[0], int(a.split("/")[1])) for a in addrs}
     v4routes = {(r["dst"], r.get("gateway"), r.get("scope")) for r in pod.routes("-4")}
     v6default = [r for r in pod.routes("-6") if r["dst"] == "default"]
@@ -158,12 +171,16 @@ def test_setup_builds_calico_dataplane(namespaces: NetnsPool, host: Netns, famil
             assert host.sysctl(f"{conf4}/{key}") == "1", key
         assert host.sysctl("net/ipv4/neigh/calitest0/proxy_delay") == "0"
     if has6:
-        for key, want in (("proxy_ndp", "1"), ("forwarding", "1"), ("accept_dad", "0"),
-                          ("disable_ipv6", "0"), ("accept_ra", "0")):
+        for key, want in (
+            ("proxy_ndp", "1"),
+            ("forwarding", "1"),
+            ("accept_dad", "0"),
+            ("disable_ipv6", "0"),
+            ("accept_ra", "0"),
+        ):
             assert host.sysctl(f"{conf6}/{key}") == want, key
 
-    assert call(host, "check", net=net(pod, *addrs, mtu=1400)) == {"ok": None,
-                                                                   "ms": pytest.approx(0, abs=1e4)}
+    assert call(host, "check", net=net(pod, *addrs, mtu=1400))["ok"] is None
 
 
 def test_two_pods_ping_each_other(namespaces: NetnsPool, host: Netns) -> None:
@@ -171,9 +188,10 @@ def test_two_pods_ping_each_other(namespaces: NetnsPool, host: Netns) -> None:
     host.set_sysctl("net/ipv6/conf/all/forwarding", "1")
     # Like a real node: an uplink with an address and a default route.  Proxy ARP answers
     # for 169.254.1.1 only when the host has a route to it through another interface.
-    host.ip("link", "add", "uplink0", "type", "dummy")
-    host.ip("addr", "add", "10.66.0.1/24", "dev", "uplink0")
+    host.ip("link", "add", "uplink0", "type", "veth", "peer", "name", "uplink1")
+    host.ip("link", "set", "uplink1", "up")
     host.ip("link", "set", "uplink0", "up")
+    host.ip("addr", "add", "10.66.0.1/24", "dev", "uplink0")
     host.ip("route", "add", "default", "dev", "uplink0")
     a, b = namespaces.new(), namespaces.new()
     setup_ok(host, net(a, "10.65.0.1/32", "fd00:65::1/128", name="calia"))
@@ -188,8 +206,9 @@ def test_allow_ip_forwarding(namespaces: NetnsPool, host: Netns) -> None:
     setup_ok(host, net(pod, f"{V4}/32", f"{V6}/128", allow_ip_forwarding=True))
     assert pod.sysctl("net/ipv4/ip_forward") == "1"
     assert pod.sysctl("net/ipv6/conf/all/forwarding") == "1"
-    assert "ok" in call(host, "check", net=net(pod, f"{V4}/32", f"{V6}/128",
-                                                allow_ip_forwarding=True))
+    assert "ok" in call(
+        host, "check", net=net(pod, f"{V4}/32", f"{V6}/128", allow_ip_forwarding=True)
+    )
 
 
 def test_proc_pid_netns_path(namespaces: NetnsPool, host: Netns) -> None:
@@ -210,8 +229,7 @@ def test_teardown_is_idempotent(namespaces: NetnsPool, host: Netns) -> None:
     addrs = [f"{V4}/32", f"{V6}/128"]
     setup_ok(host, net(pod, *addrs))
     for _ in range(2):
-        answer = call(host, "teardown", host_ifname="calitest0", addresses=addrs,
-                      netns=pod.path)
+        answer = call(host, "teardown", host_ifname="calitest0", addresses=addrs, netns=pod.path)
         assert "ok" in answer, answer
         assert_clean(host, pod)
 
@@ -223,15 +241,14 @@ def test_teardown_when_netns_already_gone(namespaces: NetnsPool, host: Netns) ->
     path = pod.path
     subprocess.run(["ip", "netns", "delete", pod.name], check=True)  # veth goes with it
     for netns in (path, None):
-        assert "ok" in call(host, "teardown", host_ifname="calitest0", addresses=addrs,
-                            netns=netns)
+        assert "ok" in call(host, "teardown", host_ifname="calitest0", addresses=addrs, netns=netns)
     assert_clean(host)
 
 
 def test_teardown_refuses_non_veth(host: Netns) -> None:
-    host.ip("link", "add", "calitest0", "type", "dummy")
+    host.ip("link", "add", "calitest0", "type", "bridge")
     answer = call(host, "teardown", host_ifname="calitest0", addresses=[], netns=None)
-    assert answer["error"] == "InvalidInput" and "not a pod veth" in answer["message"]
+    assert answer["error"] == "InvalidInput" and "bridge, not a pod veth" in answer["message"]
     assert "calitest0" in host.link_names()
 
 
@@ -254,8 +271,7 @@ def test_check_detects_breakage(namespaces: NetnsPool, host: Netns) -> None:
     host.ip("route", "del", f"{V4}/32")
     assert f"host route {V4} dev calitest0 is missing" in call(host, "check", net=spec)["message"]
 
-    call(host, "teardown", host_ifname="calitest0", addresses=spec["addresses"],
-         netns=pod.path)
+    call(host, "teardown", host_ifname="calitest0", addresses=spec["addresses"], netns=pod.path)
     gone = call(host, "check", net=spec)
     assert gone["error"] == "NotFound" and "calitest0 does not exist" in gone["message"]
 
@@ -265,8 +281,7 @@ def test_conflicting_host_route_rolls_back(
     namespaces: NetnsPool, host: Netns, conflict: str
 ) -> None:
     pod = namespaces.new()
-    host.ip("link", "add", "other0", "type", "dummy")
-    host.ip("link", "set", "other0", "up")
+    host.ip("link", "add", "other0", "up", "type", "bridge")
     host.ip("route", "add", conflict, "dev", "other0")
     answer = call(host, "setup", net=net(pod, f"{V4}/32", f"{V6}/128"))
     assert answer["error"] == "InvalidInput", answer
@@ -291,7 +306,7 @@ def test_host_link_local_timeout_rolls_back(namespaces: NetnsPool, host: Netns) 
 
 def test_pod_ifname_taken_leaves_nothing(namespaces: NetnsPool, host: Netns) -> None:
     pod = namespaces.new()
-    pod.ip("link", "add", "eth0", "type", "dummy")
+    pod.ip("link", "add", "eth0", "type", "bridge")
     answer = call(host, "setup", net=net(pod, f"{V4}/32"))
     assert answer["error"] == "InvalidInput" and "eth0 already exists" in answer["message"]
     assert "calitest0" not in host.link_names()

@@ -141,7 +141,9 @@ def test_quorum_lost_is_unavailable_in_bounded_time_then_recovers(
 
 def test_threads_share_one_handle(single: EtcdDatastore) -> None:
     single.create("/t/counter", "0")
-    threads = [threading.Thread(target=increment, args=(single, "/t/counter", 20)) for _ in range(4)]
+    threads = [
+        threading.Thread(target=increment, args=(single, "/t/counter", 20)) for _ in range(4)
+    ]
     for t in threads:
         t.start()
     for t in threads:
@@ -285,7 +287,7 @@ def test_mutual_tls_works(tls_cluster: EtcdCluster, certs: TlsFiles) -> None:
         ("no-client-cert", "client certificate"),
         ("expired-client-cert", "rejected the client certificate"),
         ("missing-cert-file", "cannot load client certificate"),
-        ("plain-http", "HTTP 400"),
+        ("plain-http", "is this an https endpoint?"),
     ],
 )
 def test_tls_misconfiguration_fails_fast_and_clearly(
@@ -311,7 +313,8 @@ def test_tls_misconfiguration_fails_fast_and_clearly(
         start = time.monotonic()
         with pytest.raises((InvalidInput, Unavailable)) as err:
             ds.get("/tls/x")
-        assert time.monotonic() - start < 3
+        # Certificate problems are final at once; a closed connection is retried.
+        assert time.monotonic() - start < (3 if case != "plain-http" else 10)
     msg = str(err.value)
     assert expect in msg, msg
     assert "\n" not in msg
@@ -360,13 +363,16 @@ def test_wrong_password_is_clear_and_never_shows_the_password(auth_cluster: Etcd
 
 
 def test_no_credentials_when_auth_is_on(auth_cluster: EtcdCluster) -> None:
-    with EtcdDatastore(settings(*auth_cluster.endpoints)) as ds, pytest.raises(
-        InvalidInput, match="requires authentication.*ETCD_USERNAME"
+    with (
+        EtcdDatastore(settings(*auth_cluster.endpoints)) as ds,
+        pytest.raises(InvalidInput, match="requires authentication.*ETCD_USERNAME"),
     ):
         ds.get("/auth/k")
 
 
-def test_credentials_are_ignored_when_auth_is_off(single: EtcdDatastore, etcd_single: EtcdCluster) -> None:
+def test_credentials_are_ignored_when_auth_is_off(
+    single: EtcdDatastore, etcd_single: EtcdCluster
+) -> None:
     s = settings(*etcd_single.endpoints, etcd_username="who", etcd_password=PASSWORD)
     with EtcdDatastore(s) as ds:
         assert ds.create("/noauth", "1").value == "1"

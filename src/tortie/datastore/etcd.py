@@ -139,7 +139,9 @@ def _parse_endpoint(url: str) -> _Endpoint:
     )
 
 
-def _describe(exc: BaseException, timeout: float, client_cert: bool) -> tuple[str, bool]:
+def _describe(
+    exc: BaseException, timeout: float, client_cert: bool, https: bool
+) -> tuple[str, bool]:
     """A short human reason for a transport failure, and whether it is a configuration
     problem that retrying the same endpoint cannot fix (TLS trust or certificates)."""
     if isinstance(exc, ssl.SSLCertVerificationError):
@@ -166,6 +168,8 @@ def _describe(exc: BaseException, timeout: float, client_cert: bool) -> tuple[st
     if isinstance(exc, ConnectionRefusedError):
         return "connection refused", False
     if isinstance(exc, http.client.RemoteDisconnected):
+        if not https:
+            return "connection closed without an answer (is this an https endpoint?)", False
         return "connection closed without an answer", False
     if isinstance(exc, socket.gaierror):
         return f"cannot resolve host ({exc.strerror})", False
@@ -501,7 +505,9 @@ class EtcdDatastore:
                 if stale and not resent:
                     resent = True
                     continue  # most likely the server closed an idle kept-alive connection
-                reason, permanent = _describe(exc, timeout, bool(self._settings.etcd_cert_file))
+                reason, permanent = _describe(
+                    exc, timeout, bool(self._settings.etcd_cert_file), ep.https
+                )
                 raise _Failed(reason, sent or resent, permanent) from exc
             if resp.will_close:
                 conn.close()
@@ -651,7 +657,7 @@ class EtcdDatastore:
                 resp = conn.getresponse()
             except (OSError, http.client.HTTPException) as exc:
                 conn.close()
-                last = f"{ep.url}: {_describe(exc, timeout, bool(s.etcd_cert_file))[0]}"
+                last = f"{ep.url}: {_describe(exc, timeout, bool(s.etcd_cert_file), ep.https)[0]}"
                 continue
             if resp.status != 200:
                 payload = resp.read()
