@@ -115,6 +115,7 @@ def test_teardown_rejects_long_name() -> None:
 FAMILIES = {"v4": (f"{V4}/32",), "v6": (f"{V6}/128",), "dual": (f"{V4}/32", f"{V6}/128")}
 
 
+@pytest.mark.root
 @pytest.mark.parametrize("family", FAMILIES)
 def test_setup_builds_calico_dataplane(namespaces: NetnsPool, host: Netns, family: str) -> None:
     pod = namespaces.new()
@@ -183,6 +184,7 @@ def test_setup_builds_calico_dataplane(namespaces: NetnsPool, host: Netns, famil
     assert call(host, "check", net=net(pod, *addrs, mtu=1400))["ok"] is None
 
 
+@pytest.mark.root
 def test_two_pods_ping_each_other(namespaces: NetnsPool, host: Netns) -> None:
     host.set_sysctl("net/ipv4/ip_forward", "1")  # inside the test's host namespace only
     host.set_sysctl("net/ipv6/conf/all/forwarding", "1")
@@ -201,6 +203,7 @@ def test_two_pods_ping_each_other(namespaces: NetnsPool, host: Netns) -> None:
         assert proc.returncode == 0, f"ping {dst}: {proc.stdout} {proc.stderr}"
 
 
+@pytest.mark.root
 def test_allow_ip_forwarding(namespaces: NetnsPool, host: Netns) -> None:
     pod = namespaces.new()
     setup_ok(host, net(pod, f"{V4}/32", f"{V6}/128", allow_ip_forwarding=True))
@@ -211,6 +214,7 @@ def test_allow_ip_forwarding(namespaces: NetnsPool, host: Netns) -> None:
     )
 
 
+@pytest.mark.root
 def test_proc_pid_netns_path(namespaces: NetnsPool, host: Netns) -> None:
     pod = namespaces.new()
     holder = subprocess.Popen(["ip", "netns", "exec", pod.name, "sleep", "60"])
@@ -224,6 +228,7 @@ def test_proc_pid_netns_path(namespaces: NetnsPool, host: Netns) -> None:
         holder.wait()
 
 
+@pytest.mark.root
 def test_teardown_is_idempotent(namespaces: NetnsPool, host: Netns) -> None:
     pod = namespaces.new()
     addrs = [f"{V4}/32", f"{V6}/128"]
@@ -234,6 +239,7 @@ def test_teardown_is_idempotent(namespaces: NetnsPool, host: Netns) -> None:
         assert_clean(host, pod)
 
 
+@pytest.mark.root
 def test_teardown_when_netns_already_gone(namespaces: NetnsPool, host: Netns) -> None:
     pod = namespaces.new()
     addrs = [f"{V4}/32", f"{V6}/128"]
@@ -245,6 +251,7 @@ def test_teardown_when_netns_already_gone(namespaces: NetnsPool, host: Netns) ->
     assert_clean(host)
 
 
+@pytest.mark.root
 def test_teardown_refuses_non_veth(host: Netns) -> None:
     host.ip("link", "add", "calitest0", "type", "bridge")
     answer = call(host, "teardown", host_ifname="calitest0", addresses=[], netns=None)
@@ -252,6 +259,7 @@ def test_teardown_refuses_non_veth(host: Netns) -> None:
     assert "calitest0" in host.link_names()
 
 
+@pytest.mark.root
 def test_check_detects_breakage(namespaces: NetnsPool, host: Netns) -> None:
     pod = namespaces.new()
     spec = net(pod, f"{V4}/32", f"{V6}/128")
@@ -276,6 +284,7 @@ def test_check_detects_breakage(namespaces: NetnsPool, host: Netns) -> None:
     assert gone["error"] == "NotFound" and "calitest0 does not exist" in gone["message"]
 
 
+@pytest.mark.root
 @pytest.mark.parametrize("conflict", [f"{V4}/32", f"{V6}/128"])
 def test_conflicting_host_route_rolls_back(
     namespaces: NetnsPool, host: Netns, conflict: str
@@ -293,6 +302,7 @@ def test_conflicting_host_route_rolls_back(
     ]
 
 
+@pytest.mark.root
 def test_host_link_local_timeout_rolls_back(namespaces: NetnsPool, host: Netns) -> None:
     # Force DAD on the host side (all.accept_dad=1 wins) and make it long.
     host.set_sysctl("net/ipv6/conf/all/accept_dad", "1")
@@ -304,6 +314,7 @@ def test_host_link_local_timeout_rolls_back(namespaces: NetnsPool, host: Netns) 
     assert_clean(host, pod)
 
 
+@pytest.mark.root
 def test_pod_ifname_taken_leaves_nothing(namespaces: NetnsPool, host: Netns) -> None:
     pod = namespaces.new()
     pod.ip("link", "add", "eth0", "type", "bridge")
@@ -312,6 +323,7 @@ def test_pod_ifname_taken_leaves_nothing(namespaces: NetnsPool, host: Netns) -> 
     assert "calitest0" not in host.link_names()
 
 
+@pytest.mark.root
 def test_stale_host_veth_is_replaced(namespaces: NetnsPool, host: Netns) -> None:
     old, new = namespaces.new(), namespaces.new()
     setup_ok(host, net(old, f"{V4}/32"))
@@ -321,7 +333,19 @@ def test_stale_host_veth_is_replaced(namespaces: NetnsPool, host: Netns) -> None
     assert "ok" in call(host, "check", net=net(new, f"{V4}/32"))
 
 
+@pytest.mark.root
 def test_missing_netns_is_not_found(host: Netns) -> None:
     answer = call(host, "setup", net={**net(host, f"{V4}/32"), "netns": "/run/netns/tt-none"})
     assert answer["error"] == "NotFound" and "/run/netns/tt-none" in answer["message"]
     assert "calitest0" not in host.link_names()
+
+
+@pytest.mark.root
+def test_teardown_finds_pod_veth_when_host_end_renamed(namespaces: NetnsPool, host: Netns) -> None:
+    pod = namespaces.new()
+    addrs = [f"{V4}/32", f"{V6}/128"]
+    setup_ok(host, net(pod, *addrs))
+    host.ip("link", "set", "calitest0", "name", "renamed0")
+    assert "ok" in call(host, "teardown", host_ifname="calitest0", addresses=addrs, netns=pod.path)
+    assert pod.link_names() == {"lo"}
+    assert "renamed0" not in host.link_names()

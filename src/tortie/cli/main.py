@@ -45,7 +45,7 @@ Handler = Callable[[argparse.Namespace], int]
 
 
 def build_parser() -> Parser:
-    from tortie.cli import ipam_cmd, resources_cmd
+    from tortie.cli import datastore_cmd, ipam_cmd, resources_cmd
 
     parser = Parser(
         prog="tortie",
@@ -61,6 +61,7 @@ def build_parser() -> Parser:
     sub.required = True
     resources_cmd.register(sub)
     ipam_cmd.register(sub)
+    datastore_cmd.register(sub)
 
     demo = sub.add_parser(
         "demo",

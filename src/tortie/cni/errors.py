@@ -58,7 +58,7 @@ CNI_CODES: dict[type[TortieError], int] = {
 def cni_code(err: TortieError) -> int:
     """The CNI error code for an error: the entry of its most specific class."""
     for cls in type(err).__mro__:
-        code = CNI_CODES.get(cls)  # type: ignore[call-overload]
+        code = CNI_CODES.get(cls)
         if code is not None:
             return code
     return TORTIE_ERROR

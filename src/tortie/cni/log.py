@@ -7,6 +7,7 @@ errors are ignored: logging must never fail a CNI call.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 from typing import TextIO
@@ -41,10 +42,8 @@ class Log:
         line = f"{stamp} [{level.upper()}][{os.getpid()}] {self.tag}{' '.join(msg.splitlines())}\n"
         line = line.encode("utf-8", "backslashreplace").decode("utf-8")
         if self.stderr is not None:
-            try:
+            with contextlib.suppress(OSError, ValueError):
                 self.stderr.write(line)
-            except (OSError, ValueError):
-                pass
         elif self.path:
             self.lines.append(line)
 

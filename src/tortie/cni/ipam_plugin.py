@@ -1,0 +1,413 @@
+"""The ``calico-ipam`` / ``tortie-ipam`` plugin: ADD, DEL, CHECK, VERSION, GC, STATUS.
+
+``run(stdin, env)`` is the whole plugin as a function returning ``(exit code, stdout)``;
+``tortie.cni.ipam_main`` only wires it to the process.  Every failure becomes CNI error
+JSON: ``CniError`` keeps its code, ``TortieError`` is mapped by ``cni_code`` and anything
+else is a bug reported as code 999 with one line (never a traceback).
+
+Imports stay light (standard library and tortie's stdlib-only modules): a runtime starts
+one process per pod and call.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ipaddress
+import json
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import TextIO
+
+from tortie.cni import errors as codes
+from tortie.cni.errors import cni_code
+from tortie.cni.log import Log
+from tortie.cni.netconf import (
+    IpamNetConf,
+    determine_nodename,
+    load_json,
+    parse_netconf,
+    valid_attachments,
+)
+from tortie.cni.protocol import (
+    LATEST_VERSION,
+    CniEnv,
+    CniError,
+    check_command_version,
+    check_known_args,
+    check_version,
+    command_of,
+    error_json,
+    format_ipam_result,
+    parse_env,
+    result_addresses,
+    version_json,
+)
+from tortie.core import block as blk
+from tortie.core.addr import block_count
+from tortie.datastore import keys
+from tortie.datastore.base import Datastore
+from tortie.datastore.config import DatastoreSettings, open_datastore
+from tortie.errors import NotFound, TortieError
+from tortie.ipam import pools as poolsel
+from tortie.ipam.requests import WORKLOAD, AutoAssignArgs, ReleaseOptions
+from tortie.ipam.service import Ipam
+from tortie.model.ipam_records import decode_block, decode_handle
+from tortie.model.ippool import IPPool
+
+KNOWN_ARGS = (
+    "IP",
+    "K8S_POD_NAMESPACE",
+    "K8S_POD_NAME",
+    "K8S_POD_INFRA_CONTAINER_ID",
+    "K8S_POD_UID",
+)
+
+StoreOpener = Callable[[DatastoreSettings], Datastore]
+
+
+@dataclass
+class Call:
+    """Everything one verb needs."""
+
+    conf: IpamNetConf
+    env: CniEnv
+    store: Datastore
+    log: Log
+
+    @property
+    def handle_id(self) -> str:
+        return f"{self.conf.name}.{self.env.container_id}"
+
+
+def timestamp() -> str:
+    """Calico's attribute timestamp format (Go's ``time.Time.String`` in UTC)."""
+    now = time.time()
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(now)) + f".{int(now % 1 * 1e9):09d} +0000 UTC"
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())
+
+
+# ------------------------------------------------------------------------------- run
+
+
+def run(
+    stdin: bytes,
+    env: Mapping[str, str],
+    *,
+    open_store: StoreOpener | None = None,
+    stderr: TextIO | None = None,
+) -> tuple[int, str]:
+    """Run one plugin call.  Returns the exit code (0 or 1) and what goes to stdout.
+
+    ``open_store`` replaces ``open_datastore`` (tests inject a shared store; a store it
+    returns is not closed here).
+    """
+    version = LATEST_VERSION
+    log = Log(stderr=None)
+    try:
+        command = command_of(env)
+        if command == "VERSION":
+            return 0, version_json()
+        top = load_json(stdin)
+        version = check_version(top.get("cniVersion"))
+        check_command_version(command, version)
+        conf = parse_netconf(top, env, version)
+        log = Log(conf.log_level, conf.log_file_path, stderr, tag=f"calico-ipam {command} ")
+        cenv = parse_env(env, command)
+        log.debug(f"network {conf.name} container {cenv.container_id or '-'} args {dict(cenv.args)}")
+        store = open_store(conf.datastore) if open_store else open_datastore(conf.datastore)
+        try:
+            out = VERBS[command](Call(conf, cenv, store, log))
+        finally:
+            if open_store is None:
+                store.close()
+        log.info(f"done: {out or 'ok'}")
+        return 0, out
+    except CniError as exc:
+        log.error(f"code {exc.code}: {exc.msg}")
+        return 1, error_json(version, exc.code, _one_line(exc.msg), _one_line(exc.details))
+    except TortieError as exc:
+        log.error(f"{type(exc).__name__}: {exc}")
+        return 1, error_json(version, cni_code(exc), _one_line(str(exc)))
+    except Exception as exc:  # the edge: a bug must still answer with CNI error JSON
+        msg = _one_line(f"internal error: {type(exc).__name__}: {exc}")[:1000]
+        log.error(msg)
+        return 1, error_json(version, codes.INTERNAL_ERROR, msg, "please report this as a bug")
+    finally:
+        log.flush()
+
+
+# ------------------------------------------------------------------------------- ADD
+
+
+def _requested_ips(call: Call) -> list[str]:
+    """The addresses of ``IP=`` in CNI_ARGS (comma-separated), IPv4 first."""
+    text = call.env.args.get("IP", "")
+    out: list[ipaddress.IPv4Address | ipaddress.IPv6Address] = []
+    for part in text.split(","):
+        part = part.strip()
+        if not part:
+            continue
+        try:
+            addr = ipaddress.ip_address(part)
+        except ValueError:
+            raise CniError(
+                codes.INVALID_ENVIRONMENT,
+                f"CNI_ARGS: IP={part!r} is not an IP address; give one address per family, "
+                "e.g. IP=10.0.0.5,fd00::5",
+            ) from None
+        if addr not in out:
+            out.append(addr)
+    if not out and "IP" in call.env.args:
+        raise CniError(codes.INVALID_ENVIRONMENT, "CNI_ARGS: IP= is empty; give an address")
+    return [str(a) for a in sorted(out, key=lambda a: a.version)]
+
+
+def _assign_family(ipam: Ipam, call: Call, node: str, attrs: dict[str, str], version: int) -> list[str]:
+    conf = call.conf
+    args = AutoAssignArgs(
+        node=node,
+        handle_id=call.handle_id,
+        num4=1 if version == 4 else 0,
+        num6=1 if version == 6 else 0,
+        attrs=attrs,
+        ipv4_pools=conf.ipv4_pools if version == 4 else (),
+        ipv6_pools=conf.ipv6_pools if version == 6 else (),
+        intent=WORKLOAD,
+    )
+    try:
+        result = ipam.auto_assign(args)
+    except TortieError as exc:
+        raise CniError(cni_code(exc), f"failed to request IPv{version} addresses: {exc}") from None
+    fam = result.ipv4 if version == 4 else result.ipv6
+    if len(fam.addresses) < 1:
+        why = "; ".join(fam.messages) or "the allocator returned no address"
+        if fam.addresses:
+            ipam.release_ips(ReleaseOptions(a.split("/")[0], call.handle_id) for a in fam.addresses)
+        raise CniError(
+            codes.NO_ADDRESSES,
+            f"failed to request IPv{version} addresses: IPAM allocated {len(fam.addresses)} "
+            f"of 1 ({why})",
+        )
+    return list(fam.addresses)
+
+
+def cmd_add(call: Call) -> str:
+    check_known_args(call.env.args, KNOWN_ARGS)
+    requested = _requested_ips(call)
+    conf = call.conf
+    if not requested and not conf.assign_ipv4 and not conf.assign_ipv6:
+        raise CniError(
+            codes.INVALID_NETWORK_CONFIG,
+            'nothing to assign: ipam.assign_ipv4 is "false" and ipam.assign_ipv6 is not "true"; '
+            "enable one of them",
+        )
+    node = determine_nodename(conf)
+    attrs = {"node": node, "timestamp": timestamp()}
+    pod = call.env.args.get("K8S_POD_NAME", "")
+    if pod:
+        attrs["pod"] = pod
+        attrs["namespace"] = call.env.args.get("K8S_POD_NAMESPACE", "")
+    ipam = Ipam(call.store)
+    handle = call.handle_id
+    fresh = ipam.get_handle(handle) is None
+    got: list[str] = []
+    try:
+        if requested:
+            for addr in requested:
+                version = 6 if ":" in addr else 4
+                try:
+                    got.append(ipam.assign_ip(addr, handle, attrs, node))
+                except TortieError as exc:
+                    raise CniError(
+                        cni_code(exc), f"failed to request IPv{version} addresses: {exc}"
+                    ) from None
+        else:
+            if conf.assign_ipv4:
+                got += _assign_family(ipam, call, node, attrs, 4)
+            if conf.assign_ipv6:
+                got += _assign_family(ipam, call, node, attrs, 6)
+    except BaseException:
+        _undo(ipam, call, got, fresh)
+        raise
+    call.log.info(f"assigned {', '.join(got)} to handle {handle} on node {node}")
+    return json.dumps(format_ipam_result(conf.cni_version, got))
+
+
+def _undo(ipam: Ipam, call: Call, got: list[str], fresh: bool) -> None:
+    """Release what this ADD took: the whole handle when it did not exist before (that
+    also catches an allocator that failed half-way), else the addresses we know of."""
+    try:
+        if fresh:
+            with contextlib.suppress(NotFound):
+                ipam.release_by_handle(call.handle_id)
+        elif got:
+            ipam.release_ips(ReleaseOptions(a.split("/")[0], call.handle_id) for a in got)
+        if got:
+            call.log.info(f"released {', '.join(got)} after the failure")
+    except TortieError as exc:
+        call.log.error(f"could not release {', '.join(got) or call.handle_id} after the failure: {exc}")
+
+
+# ------------------------------------------------------------------------------- DEL
+
+
+def cmd_del(call: Call) -> str:
+    try:
+        released = Ipam(call.store).release_by_handle(call.handle_id)
+    except NotFound:
+        call.log.info(f"handle {call.handle_id} holds no addresses: nothing to release")
+        return ""
+    call.log.info(f"released {', '.join(released) or 'nothing'} of handle {call.handle_id}")
+    return ""
+
+
+# ----------------------------------------------------------------------------- CHECK
+
+
+def cmd_check(call: Call) -> str:
+    prev = call.conf.raw.get("prevResult")
+    if not isinstance(prev, dict):
+        raise CniError(
+            codes.INVALID_NETWORK_CONFIG,
+            'CHECK needs "prevResult" (the result of ADD) in the network configuration',
+        )
+    ipam = Ipam(call.store)
+    for cidr in result_addresses(prev):
+        text = cidr.split("/", 1)[0]
+        try:
+            ipaddress.ip_address(text)
+        except ValueError:
+            raise CniError(
+                codes.INVALID_NETWORK_CONFIG, f"prevResult address {cidr!r} is not an address"
+            ) from None
+        found = ipam.find_allocation(text)
+        if found is None:
+            raise CniError(
+                codes.CHECK_FAILED,
+                f"address {text} of prevResult is not allocated (expected handle {call.handle_id})",
+            )
+        block, ordinal = found
+        owner = block.owner(ordinal)
+        if owner is None or owner.handle_id != call.handle_id:
+            raise CniError(
+                codes.CHECK_FAILED,
+                f"address {text} of prevResult is allocated to handle "
+                f"{owner.handle_id if owner else None}, not {call.handle_id}",
+            )
+    return ""
+
+
+# -------------------------------------------------------------------------------- GC
+
+
+def _handle_nodes(store: Datastore, handle_id: str, value: str, key: str) -> set[str]:
+    """The ``node`` attribute of every allocation of a handle."""
+    nodes: set[str] = set()
+    for cidr in decode_handle(key, value).block:
+        version = 6 if ":" in cidr else 4
+        kv = store.get(keys.block_key(cidr, version))
+        if kv is None:
+            continue
+        block = decode_block(kv.key, kv.value)
+        for ordinal in blk.ordinals_of_handle(block, handle_id):
+            owner = block.owner(ordinal)
+            nodes.add(owner.secondary.get("node", "") if owner else "")
+    return nodes
+
+
+def cmd_gc(call: Call) -> str:
+    """Release every handle of this network on this node whose container is not among the
+    valid attachments.  Handles whose container part contains '.' are left alone: they
+    may belong to another network whose name extends this one (``net.a`` + ``b``)."""
+    valid = {cid for cid, _ in valid_attachments(call.conf)}
+    node = determine_nodename(call.conf)
+    ipam = Ipam(call.store)
+    base = keys.handle_prefix()
+    prefix = base + call.conf.name + "."
+    released = 0
+    for kv in call.store.list(prefix):
+        handle_id = kv.key[len(base):]
+        container = handle_id[len(call.conf.name) + 1 :]
+        if container in valid:
+            continue
+        if "." in container:
+            call.log.debug(f"GC: skipping {handle_id}: it may belong to another network")
+            continue
+        nodes = _handle_nodes(call.store, handle_id, kv.value, kv.key)
+        if nodes - {node}:
+            call.log.debug(f"GC: skipping {handle_id}: allocated on {sorted(nodes)}")
+            continue
+        try:
+            addrs = ipam.release_by_handle(handle_id)
+        except NotFound:
+            continue
+        released += 1
+        call.log.info(f"GC: released {', '.join(addrs) or 'nothing'} of stale handle {handle_id}")
+    call.log.info(f"GC: released {released} stale handle(s)")
+    return ""
+
+
+# ---------------------------------------------------------------------------- STATUS
+
+
+def _pools_can_assign(store: Datastore, ipam: Ipam, node: str, version: int, pools: list[IPPool]) -> bool:
+    config = ipam.get_config()
+    blocks = [decode_block(kv.key, kv.value) for kv in store.list(keys.block_prefix(version))]
+    for pool in pools:
+        net = pool.network
+        mine = [b for b in blocks if b.network.subnet_of(net)]  # type: ignore[arg-type]
+        if config.auto_allocate_blocks and len(mine) < block_count(net, pool.block_size):
+            return True
+        for b in mine:
+            if b.free and (b.host() == node or not (config.strict_affinity or b.strict_affinity)):
+                return True
+    return False
+
+
+def cmd_status(call: Call) -> str:
+    conf = call.conf
+    try:
+        node = determine_nodename(conf)
+        ipam = Ipam(call.store)
+        all_pools = poolsel.load_pools(call.store)
+        labels: dict[str, str] | None = None
+        for version, wanted, requested in (
+            (4, conf.assign_ipv4, conf.ipv4_pools),
+            (6, conf.assign_ipv6, conf.ipv6_pools),
+        ):
+            if not wanted:
+                continue
+            if requested:
+                pools = poolsel.requested_pools(version, requested, all_pools)
+            else:
+                if labels is None:
+                    labels = poolsel.node_labels(call.store, node)
+                pools = poolsel.selected_pools(version, node, labels, all_pools, WORKLOAD)
+            if not _pools_can_assign(call.store, ipam, node, version, pools):
+                raise NotFound(
+                    f"no free IPv{version} address for node {node} in pools "
+                    f"[{' '.join(p.cidr for p in pools)}]"
+                )
+    except (TortieError, CniError) as exc:
+        raise CniError(codes.PLUGIN_NOT_AVAILABLE, f"plugin cannot assign addresses: {exc}") from None
+    return ""
+
+
+def cmd_version(call: Call) -> str:  # pragma: no cover - answered before the store opens
+    return version_json()
+
+
+VERBS: Mapping[str, Callable[[Call], str]] = {
+    "ADD": cmd_add,
+    "DEL": cmd_del,
+    "CHECK": cmd_check,
+    "GC": cmd_gc,
+    "STATUS": cmd_status,
+    "VERSION": cmd_version,
+}
+
+__all__ = ["KNOWN_ARGS", "VERBS", "Call", "run"]
