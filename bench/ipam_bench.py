@@ -116,18 +116,26 @@ def first_allocation(tmp: str, cidr: str, bs: int, nodes: int) -> float:
     return statistics.median(samples)
 
 
-def per_allocation(tmp: str, existing: int, measure: int) -> float:
+def filled(tmp: str, existing: int) -> tuple[Ipam, int]:
     store = make_store(tmp, [("p4", "10.0.0.0/8", 26)])
     ipam = Ipam(store)
     nodes = max(1, existing // 50)
     for i in range(existing):
         ipam.auto_assign(AutoAssignArgs(node=f"node-{i % nodes}", handle_id=f"pre{i}", num4=1))
-    samples = []
+    return ipam, nodes
+
+
+def per_allocation(tmp: str, sizes: tuple[int, int], measure: int) -> tuple[float, float]:
+    """Median cost of one allocation in two stores, measured alternately so that the
+    machine's drift (other load, disk flushes) hits both the same way."""
+    (a, na), (b, nb) = filled(tmp, sizes[0]), filled(tmp, sizes[1])
+    samples: tuple[list[float], list[float]] = ([], [])
     for i in range(measure):
-        t = time.perf_counter()
-        ipam.auto_assign(AutoAssignArgs(node=f"node-{i % nodes}", handle_id=f"m{i}", num4=1))
-        samples.append(time.perf_counter() - t)
-    return statistics.median(samples)
+        for which, (ipam, nodes) in enumerate(((a, na), (b, nb))):
+            t = time.perf_counter()
+            ipam.auto_assign(AutoAssignArgs(node=f"node-{i % nodes}", handle_id=f"m{i}", num4=1))
+            samples[which].append(time.perf_counter() - t)
+    return statistics.median(samples[0]), statistics.median(samples[1])
 
 
 def main() -> None:
@@ -152,8 +160,7 @@ def main() -> None:
             cost = first_allocation(tmp, cidr, bs, int(50 * scale) or 5)
             base = base or cost
             print(f"first allocation on a new node, {cidr} /{bs} blocks: {cost * 1e3:.2f} ms (x{cost / base:.2f} of /16)")
-        small = per_allocation(tmp, 100, int(500 * scale))
-        large = per_allocation(tmp, int(10000 * scale), int(500 * scale))
+        small, large = per_allocation(tmp, (100, int(10000 * scale)), int(500 * scale))
         print(
             f"per-allocation: {small * 1e3:.2f} ms at 100 existing, {large * 1e3:.2f} ms at "
             f"{int(10000 * scale)} existing (x{large / small:.2f})"

@@ -48,7 +48,7 @@ class SqliteDatastore:
             mode = self._db.execute("PRAGMA journal_mode=WAL").fetchone()[0]
             if mode != "wal":
                 raise sqlite3.OperationalError(f"cannot switch to WAL journal (got {mode})")
-            self._db.execute("PRAGMA synchronous=FULL")
+            self._db.execute("PRAGMA synchronous=NORMAL")
             self._db.executescript("BEGIN IMMEDIATE;" + _SCHEMA + "COMMIT;")
         except (OSError, sqlite3.Error) as exc:
             raise Unavailable(
