@@ -349,3 +349,10 @@ def test_teardown_finds_pod_veth_when_host_end_renamed(namespaces: NetnsPool, ho
     assert "ok" in call(host, "teardown", host_ifname="calitest0", addresses=addrs, netns=pod.path)
     assert pod.link_names() == {"lo"}
     assert "renamed0" not in host.link_names()
+
+
+@pytest.mark.root
+def test_host_namespace_as_pod_rejected(host: Netns) -> None:
+    answer = call(host, "setup", net=net(host, f"{V4}/32"))
+    assert answer["error"] == "InvalidInput" and "own namespace" in answer["message"]
+    assert host.link_names() == {"lo"}

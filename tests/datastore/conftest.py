@@ -15,11 +15,10 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/, for etcd_cluster
 
-from etcd_cluster import EtcdCluster, require_etcd  # noqa: E402
-
-from tortie.datastore.base import Datastore  # noqa: E402
-from tortie.datastore.config import DatastoreSettings, open_datastore  # noqa: E402
-from tortie.datastore.memory import MemoryDatastore  # noqa: E402
+from etcd_cluster import EtcdCluster, require_etcd
+from tortie.datastore.base import Datastore
+from tortie.datastore.config import DatastoreSettings, open_datastore
+from tortie.datastore.memory import MemoryDatastore
 
 
 @dataclass

@@ -89,7 +89,7 @@ def test_list_prefix_sorted_without_neighbours(store: Datastore) -> None:
         "/a/b", "/a/b/1", "/a/b/10", "/a/b/2", "/a/b/\u00e9", "/a/b0", "/a/bc",
     ]  # fmt: skip
     assert store.list("/a/bd") == []
-    assert [kv.key for kv in store.list("/a/")][0] == "/a/a"
+    assert store.list("/a/")[0].key == "/a/a"
     kvs = store.list("/a/b/")
     assert all(kv == store.get(kv.key) for kv in kvs)
 

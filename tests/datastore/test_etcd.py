@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import threading
 import time
@@ -10,6 +11,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
+import tortie.datastore.etcd as etcd_mod
 from etcd_cluster import (
     EtcdCluster,
     EtcdMember,
@@ -19,8 +22,6 @@ from etcd_cluster import (
     request,
     require_etcd,
 )
-
-import tortie.datastore.etcd as etcd_mod
 from tortie.datastore.config import DatastoreSettings
 from tortie.datastore.etcd import EtcdDatastore, WatchCompacted, WatchEvent
 from tortie.errors import AlreadyExists, InvalidInput, Unavailable
@@ -116,7 +117,7 @@ def test_quorum_lost_is_unavailable_in_bounded_time_then_recovers(
 ) -> None:
     with EtcdDatastore(settings(*cluster3.endpoints)) as ds:
         kv = ds.create("/q/k", "0")
-        survivor, *dead = cluster3.members
+        _survivor, *dead = cluster3.members
         for m in dead:
             m.kill()
         start = time.monotonic()
@@ -208,10 +209,8 @@ class DroppingProxy:
         except OSError:
             pass
         for s in (src, dst):
-            try:
+            with contextlib.suppress(OSError):
                 s.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
 
     def close(self) -> None:
         self.listener.close()
@@ -365,7 +364,7 @@ def test_wrong_password_is_clear_and_never_shows_the_password(auth_cluster: Etcd
 def test_no_credentials_when_auth_is_on(auth_cluster: EtcdCluster) -> None:
     with (
         EtcdDatastore(settings(*auth_cluster.endpoints)) as ds,
-        pytest.raises(InvalidInput, match="requires authentication.*ETCD_USERNAME"),
+        pytest.raises(InvalidInput, match=r"requires authentication.*ETCD_USERNAME"),
     ):
         ds.get("/auth/k")
 
@@ -402,7 +401,7 @@ def test_watch_delivers_puts_and_deletes_under_a_prefix(single: EtcdDatastore) -
         writer.join()
         assert (ev.type, ev.key, ev.value) == ("PUT", "/watch/b", "live")
     finally:
-        events.close()  # type: ignore[attr-defined]
+        events.close()
 
 
 def test_watch_from_a_compacted_revision(single: EtcdDatastore, etcd_single: EtcdCluster) -> None:
@@ -416,3 +415,34 @@ def test_watch_from_a_compacted_revision(single: EtcdDatastore, etcd_single: Etc
     with pytest.raises(WatchCompacted) as err:
         next(events)
     assert err.value.compact_revision == kv.revision + 1
+
+
+def test_watch_survives_its_member_dying(cluster3: EtcdCluster) -> None:
+    first, *others = cluster3.members
+    with (
+        EtcdDatastore(settings(*cluster3.endpoints)) as watcher,
+        EtcdDatastore(settings(*(m.url for m in others))) as writer,
+    ):
+        start = watcher.current_revision() + 1
+        events = watcher.watch("/ws/", start)  # connects to the first member
+        got: list[WatchEvent] = []
+
+        def consume() -> None:
+            for ev in events:
+                got.append(ev)
+                if len(got) == 10:
+                    return
+
+        reader = threading.Thread(target=consume, daemon=True)
+        reader.start()
+        for i in range(5):
+            writer.create(f"/ws/{i}", str(i))
+        deadline = time.monotonic() + 5
+        while len(got) < 5 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        first.kill()
+        for i in range(5, 10):
+            writer.create(f"/ws/{i}", str(i))
+        reader.join(15)
+        assert [ev.key for ev in got] == [f"/ws/{i}" for i in range(10)]
+        events.close()

@@ -7,7 +7,7 @@ import json
 import sys
 from typing import Any
 
-from tortie.cli.settings import cli_settings
+from tortie.cli.settings import cli_settings, track
 from tortie.datastore.config import DatastoreSettings, open_datastore
 from tortie.errors import InvalidInput
 
@@ -42,7 +42,7 @@ def register(sub: Any) -> None:
 def _export(args: argparse.Namespace) -> int:
     from tortie.datastore.migrate import export_keys
 
-    doc = export_keys(open_datastore(cli_settings(args.config)))
+    doc = export_keys(track(open_datastore(cli_settings(args.config))))
     text = json.dumps(doc, indent=1) + "\n"
     if args.file == "-":
         sys.stdout.write(text)
@@ -60,13 +60,20 @@ def _import(args: argparse.Namespace) -> int:
     from tortie.datastore.migrate import import_keys, parse_export
 
     try:
-        with open(args.file, encoding="utf-8") if args.file != "-" else sys.stdin as fh:
-            text = fh.read()
+        if args.file == "-":
+            text = sys.stdin.read()  # not in a with block: that would close stdin
+        else:
+            with open(args.file, encoding="utf-8") as fh:
+                text = fh.read()
     except OSError as exc:
         raise InvalidInput(f"file {args.file}: cannot read it ({exc.strerror})") from None
+    except UnicodeDecodeError:
+        raise InvalidInput(
+            f"file {args.file}: not UTF-8 text; give a file written by 'tortie datastore migrate export'"
+        ) from None
     items = parse_export(text, args.file)
     settings = cli_settings(args.config)
-    count = import_keys(open_datastore(settings), items, _describe(settings))
+    count = import_keys(track(open_datastore(settings)), items, _describe(settings))
     print(f"Imported {count} keys into {_describe(settings)}")
     return 0
 
@@ -81,7 +88,7 @@ def _copy(args: argparse.Namespace) -> int:
         raise InvalidInput(
             f"--from-sqlite {args.from_sqlite}: no such file; give the path of the SQLite store"
         )
-    source = SqliteDatastore(args.from_sqlite)
+    source = track(SqliteDatastore(args.from_sqlite))
     items = [(e["key"], e["value"]) for e in export_keys(source)["keys"]]
     settings = cli_settings(args.config)
     if settings.datastore_type == "sqlite" and os.path.abspath(
@@ -90,7 +97,7 @@ def _copy(args: argparse.Namespace) -> int:
         raise InvalidInput(
             "the source and target datastores are the same file; set DATASTORE_TYPE/ETCD_ENDPOINTS or --config for the target"
         )
-    count = import_keys(open_datastore(settings), items, _describe(settings))
+    count = import_keys(track(open_datastore(settings)), items, _describe(settings))
     print(f"Copied {count} keys from {args.from_sqlite} to {_describe(settings)}")
     return 0
 

@@ -8,9 +8,8 @@ import sys
 from typing import Any
 
 from tortie.cli.output import count, table, with_percent
-from tortie.cli.settings import cli_settings
+from tortie.cli.settings import cli_store
 from tortie.datastore.base import Datastore
-from tortie.datastore.config import open_datastore
 from tortie.errors import Exhausted, InvalidInput, NotFound, TortieError
 
 
@@ -45,6 +44,10 @@ def register(sub: Any) -> None:
     show = isub.add_parser(
         "show",
         help="usage of pools and blocks, one address, borrowed addresses or the configuration",
+        description="Show how many addresses of each IP pool are in use (with --show-blocks, "
+        "of each block too), whether one address is in use and by whom (--ip), the addresses "
+        "borrowed from other nodes' blocks (--show-borrowed) or the IPAM configuration "
+        "(--show-configuration).",
     )
     show.add_argument(
         "--show-blocks", action="store_true", help="one row per block under each pool"
@@ -83,7 +86,11 @@ def register(sub: Any) -> None:
     check.set_defaults(handler=_check)
 
     release = isub.add_parser(
-        "release", help="release addresses by address, handle or check report"
+        "release",
+        help="release addresses by address, handle or check report",
+        description="Release addresses: the given ones (--ip), every address of a handle "
+        "(--handle), or the addresses found leaked in every given 'ipam check -o' report "
+        "(--from-report; a report of another cluster is refused).",
     )
     group = release.add_mutually_exclusive_group(required=True)
     group.add_argument(
@@ -98,7 +105,11 @@ def register(sub: Any) -> None:
     )
     release.set_defaults(handler=_release)
 
-    configure = isub.add_parser("configure", help="change IPAM settings")
+    configure = isub.add_parser(
+        "configure",
+        help="change IPAM settings",
+        description="Change the cluster-wide IPAM configuration (IPAMConfiguration 'default').",
+    )
     configure.add_argument(
         "--strictaffinity",
         type=_bool,
@@ -113,7 +124,13 @@ def register(sub: Any) -> None:
     )
     configure.set_defaults(handler=_configure)
 
-    split = isub.add_parser("split", help="split a pool into N smaller pools")
+    split = isub.add_parser(
+        "split",
+        help="split a pool into N smaller pools",
+        description="Replace a pool (by --cidr or --name) with N equal pools named "
+        "split-<name>-<i> that keep its settings; N must be a power of two and each part "
+        "at least one block. Blocks and allocations stay where they are.",
+    )
     split.add_argument("count", type=int, metavar="N", help="number of parts (a power of two)")
     target = split.add_mutually_exclusive_group(required=True)
     target.add_argument("--cidr", help="the pool's CIDR")
@@ -160,7 +177,7 @@ def register(sub: Any) -> None:
 
 
 def _store(args: argparse.Namespace) -> Datastore:
-    return open_datastore(cli_settings(args.config))
+    return cli_store(args.config)
 
 
 def _emit_json(data: Any) -> None:
@@ -346,7 +363,7 @@ def _check(args: argparse.Namespace) -> int:
                 json.dump(report.to_json(), fh, indent=2)
         except OSError as exc:
             raise InvalidInput(
-                f"report file {args.output}: cannot write it ({exc.strerror})"
+                f"report file {args.output}: cannot write it ({exc.strerror}); choose a writable path for -o"
             ) from None
         print(f"Report written to {args.output}")
     print(f"Check complete; found {report.problem_count} problems.")
@@ -407,7 +424,14 @@ def _release_from_report(ipam: Any, paths: list[str]) -> int:
             raise InvalidInput(
                 f"report {path} was made for another cluster ({report.get('clusterGUID')}, this is {guid}); run 'tortie ipam check -o' against this datastore"
             )
-        these = {str(x["ip"]): x for x in report["leakedIPs"]}
+        items_in = report["leakedIPs"]
+        if not isinstance(items_in, list) or not all(
+            isinstance(x, dict) and isinstance(x.get("ip"), str) for x in items_in
+        ):
+            raise InvalidInput(
+                f"report {path}: leakedIPs must be a list of objects with an 'ip'; give a file written by 'tortie ipam check -o'"
+            )
+        these = {x["ip"]: x for x in items_in}
         leaked = (
             these
             if leaked is None
@@ -469,7 +493,7 @@ def _split(args: argparse.Namespace) -> int:
 
 
 def _assign(args: argparse.Namespace) -> int:
-    from tortie.core.addr import parse_address
+    from tortie.core.addr import parse_address, parse_network
     from tortie.ipam.pools import load_pools
     from tortie.ipam.requests import AutoAssignArgs, ReleaseOptions
     from tortie.ipam.service import Ipam
@@ -480,14 +504,31 @@ def _assign(args: argparse.Namespace) -> int:
         if not sep or not key:
             raise InvalidInput(f"--attr {item!r} is not KEY=VALUE")
         attrs[key] = value
+    for option, value in (("--handle", args.handle), ("--node", args.node)):
+        if not value.strip():
+            raise InvalidInput(f"{option} is empty; give a non-empty {option}=...")
     specific = [parse_address(a, what="--ip") for a in args.ip]
     num4 = args.ipv4 if args.ipv4 is not None else (0 if specific or args.ipv6 else 1)
     num6 = args.ipv6 or 0
+    if not (specific or num4 or num6):
+        raise InvalidInput("nothing to assign; give --ipv4=N, --ipv6=N or --ip=ADDR")
     ipam = Ipam(_store(args))
     by_name = {p.name: p for p in load_pools(ipam.store)} if args.pool else {}
+    by_cidr = {str(p.network): p for p in by_name.values()}
+    resolved = {}
+    for item in args.pool:
+        found = by_name.get(item)
+        if found is None and "/" in item:
+            found = by_cidr.get(str(parse_network(item, what="--pool", strict=False)))
+        if found is None or found.disabled:
+            raise InvalidInput(
+                f"--pool {item}: no enabled IPPool has this name or CIDR; "
+                "list pools with 'tortie get ippools'"
+            )
+        resolved[item] = found
 
     def version_of(pool: str) -> int:
-        return by_name[pool].version if pool in by_name else (6 if ":" in pool else 4)
+        return resolved[pool].version
 
     pools4 = tuple(p for p in args.pool if version_of(p) == 4)
     pools6 = tuple(p for p in args.pool if version_of(p) == 6)

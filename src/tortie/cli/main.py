@@ -141,6 +141,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
     except BrokenPipeError:
         return 1
+    finally:
+        from tortie.cli.settings import close_stores
+
+        close_stores()
 
 
 if __name__ == "__main__":

@@ -7,9 +7,8 @@ import sys
 from typing import Any
 
 from tortie.cli.output import table
-from tortie.cli.settings import cli_settings
-from tortie.datastore.config import open_datastore
-from tortie.errors import InvalidInput
+from tortie.cli.settings import cli_store
+from tortie.errors import DecodeError, InvalidInput
 
 VERB_HELP = {
     "create": "create resources from a file; fails if one exists",
@@ -62,14 +61,22 @@ def register(sub: Any) -> None:
 
 
 def _read(path: str) -> str:
-    if path == "-":
-        return sys.stdin.read()
     try:
-        with open(path, encoding="utf-8") as fh:
-            return fh.read()
+        if path == "-":
+            raw = getattr(sys.stdin, "buffer", None)
+            data = sys.stdin.read() if raw is None else raw.read()
+        else:
+            with open(path, "rb") as fh:
+                data = fh.read()
+        return data if isinstance(data, str) else data.decode("utf-8")
     except OSError as exc:
         raise InvalidInput(
             f"file {path}: cannot read it ({exc.strerror}); check the path given to -f"
+        ) from None
+    except UnicodeDecodeError as exc:
+        where = "standard input" if path == "-" else path
+        raise DecodeError(
+            f"{where}: not UTF-8 text (byte {exc.start}); save it as UTF-8 YAML or JSON"
         ) from None
 
 
@@ -86,15 +93,18 @@ def _verb(args: argparse.Namespace) -> int:
         from tortie.model.resources import kind_for_cli_name
 
         info = kind_for_cli_name(args.kind)
-        admin = Admin(open_datastore(cli_settings(args.config)))
+        admin = Admin(cli_store(args.config))
         docs = admin.get(info, args.name, args.namespace)
     else:
         if not args.filename:
             raise InvalidInput(f"{verb} needs -f FILE (or - for standard input)")
-        docs = load_documents(_read(args.filename), args.filename)
+        source = "standard input" if args.filename == "-" else args.filename
+        docs = load_documents(_read(args.filename), source)
         if not docs:
-            raise InvalidInput(f"file {args.filename}: no resources found; nothing to {verb}")
-        admin = Admin(open_datastore(cli_settings(args.config)))
+            raise InvalidInput(
+                f"{source}: no resources found; give a file with at least one resource to {verb}"
+            )
+        admin = Admin(cli_store(args.config))
     planned = admin.plan(verb, docs)
     for line in admin.execute(planned):
         print(line)
@@ -107,7 +117,7 @@ def _get(args: argparse.Namespace) -> int:
     from tortie.model.resources import kind_for_cli_name
 
     info = kind_for_cli_name(args.kind)
-    admin = Admin(open_datastore(cli_settings(args.config)))
+    admin = Admin(cli_store(args.config))
     namespace = None if args.all_namespaces else args.namespace
     docs = admin.get(info, args.name, namespace)
     if args.output in ("yaml", "json"):

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Any
+import contextlib
+from typing import Any, TypeVar
 
-from tortie.datastore.config import DatastoreSettings, settings_from_env
+from tortie.datastore.base import Datastore
+from tortie.datastore.config import DatastoreSettings, open_datastore, settings_from_env
 from tortie.errors import InvalidInput
 
 _SPEC_FIELDS = {
@@ -29,6 +31,10 @@ def settings_from_file(path: str) -> DatastoreSettings:
     except OSError as exc:
         raise InvalidInput(
             f"config file {path}: cannot read it ({exc.strerror}); check the --config path"
+        ) from None
+    except UnicodeDecodeError:
+        raise InvalidInput(
+            f"config file {path}: not UTF-8 text; save it as UTF-8 YAML or JSON"
         ) from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
@@ -61,3 +67,24 @@ def settings_from_file(path: str) -> DatastoreSettings:
 
 def cli_settings(config_path: str | None) -> DatastoreSettings:
     return settings_from_file(config_path) if config_path else settings_from_env()
+
+
+S = TypeVar("S", bound=Datastore)
+_opened: list[Datastore] = []
+
+
+def track(store: S) -> S:
+    """Remember a store the command opened; ``main`` closes it when the command ends."""
+    _opened.append(store)
+    return store
+
+
+def cli_store(config_path: str | None) -> Datastore:
+    """The datastore named by ``--config`` or the environment, closed when the command ends."""
+    return track(open_datastore(cli_settings(config_path)))
+
+
+def close_stores() -> None:
+    while _opened:
+        with contextlib.suppress(Exception):
+            _opened.pop().close()

@@ -11,6 +11,12 @@ import sys
 
 def main() -> int:
     try:
+        if os.environ.get("CNI_COMMAND") == "VERSION":
+            # Runtimes ask often; answer without loading the IPAM service.
+            from tortie.cni.protocol import version_json
+
+            code, out = 0, version_json()
+            return _emit(code, out)
         from tortie.cni.ipam_plugin import run
 
         try:
@@ -30,6 +36,10 @@ def main() -> int:
                 "details": "",
             }
         )
+    return _emit(code, out)
+
+
+def _emit(code: int, out: str) -> int:
     if out:
         try:
             sys.stdout.write(out + "\n")

@@ -83,7 +83,10 @@ class Call:
 def timestamp() -> str:
     """Calico's attribute timestamp format (Go's ``time.Time.String`` in UTC)."""
     now = time.time()
-    return time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(now)) + f".{int(now % 1 * 1e9):09d} +0000 UTC"
+    return (
+        time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(now))
+        + f".{int(now % 1 * 1e9):09d} +0000 UTC"
+    )
 
 
 def _one_line(text: str) -> str:
@@ -117,7 +120,9 @@ def run(
         conf = parse_netconf(top, env, version)
         log = Log(conf.log_level, conf.log_file_path, stderr, tag=f"calico-ipam {command} ")
         cenv = parse_env(env, command)
-        log.debug(f"network {conf.name} container {cenv.container_id or '-'} args {dict(cenv.args)}")
+        log.debug(
+            f"network {conf.name} container {cenv.container_id or '-'} args {dict(cenv.args)}"
+        )
         store = open_store(conf.datastore) if open_store else open_datastore(conf.datastore)
         try:
             out = VERBS[command](Call(conf, cenv, store, log))
@@ -166,7 +171,9 @@ def _requested_ips(call: Call) -> list[str]:
     return [str(a) for a in sorted(out, key=lambda a: a.version)]
 
 
-def _assign_family(ipam: Ipam, call: Call, node: str, attrs: dict[str, str], version: int) -> list[str]:
+def _assign_family(
+    ipam: Ipam, call: Call, node: str, attrs: dict[str, str], version: int
+) -> list[str]:
     conf = call.conf
     args = AutoAssignArgs(
         node=node,
@@ -195,6 +202,45 @@ def _assign_family(ipam: Ipam, call: Call, node: str, attrs: dict[str, str], ver
     return list(fam.addresses)
 
 
+def _precheck(call: Call, node: str, requested: list[str]) -> None:
+    """Refuse a request that cannot succeed before anything is written: unknown, disabled
+    or wrong-family pools and a family with no pool for the node fail here, not after the
+    other family's address (and perhaps a new block) was taken."""
+    conf = call.conf
+    all_pools = poolsel.load_pools(call.store)
+    if requested:
+        # As in Calico, only enabled pools count for a requested address.
+        enabled = [p for p in all_pools if not p.disabled]
+        for addr in requested:
+            if poolsel.pool_containing(ipaddress.ip_address(addr), enabled) is None:
+                version = 6 if ":" in addr else 4
+                raise CniError(
+                    codes.INVALID_NETWORK_CONFIG,
+                    f"failed to request IPv{version} addresses: The provided IP address is not "
+                    f"in a configured pool ({addr}); choose an address inside an enabled "
+                    "IPPool or create a pool that contains it",
+                )
+        return
+    labels: dict[str, str] | None = None
+    for version, wanted, pools in (
+        (4, conf.assign_ipv4, conf.ipv4_pools),
+        (6, conf.assign_ipv6, conf.ipv6_pools),
+    ):
+        if not wanted:
+            continue
+        try:
+            if pools:
+                poolsel.requested_pools(version, pools, all_pools)
+            else:
+                if labels is None:
+                    labels = poolsel.node_labels(call.store, node)
+                poolsel.selected_pools(version, node, labels, all_pools, WORKLOAD)
+        except TortieError as exc:
+            raise CniError(
+                cni_code(exc), f"failed to request IPv{version} addresses: {exc}"
+            ) from None
+
+
 def cmd_add(call: Call) -> str:
     check_known_args(call.env.args, KNOWN_ARGS)
     requested = _requested_ips(call)
@@ -211,6 +257,7 @@ def cmd_add(call: Call) -> str:
     if pod:
         attrs["pod"] = pod
         attrs["namespace"] = call.env.args.get("K8S_POD_NAMESPACE", "")
+    _precheck(call, node, requested)
     ipam = Ipam(call.store)
     handle = call.handle_id
     fresh = ipam.get_handle(handle) is None
@@ -249,7 +296,9 @@ def _undo(ipam: Ipam, call: Call, got: list[str], fresh: bool) -> None:
         if got:
             call.log.info(f"released {', '.join(got)} after the failure")
     except TortieError as exc:
-        call.log.error(f"could not release {', '.join(got) or call.handle_id} after the failure: {exc}")
+        call.log.error(
+            f"could not release {', '.join(got) or call.handle_id} after the failure: {exc}"
+        )
 
 
 # ------------------------------------------------------------------------------- DEL
@@ -330,7 +379,7 @@ def cmd_gc(call: Call) -> str:
     prefix = base + call.conf.name + "."
     released = 0
     for kv in call.store.list(prefix):
-        handle_id = kv.key[len(base):]
+        handle_id = kv.key[len(base) :]
         container = handle_id[len(call.conf.name) + 1 :]
         if container in valid:
             continue
@@ -354,7 +403,9 @@ def cmd_gc(call: Call) -> str:
 # ---------------------------------------------------------------------------- STATUS
 
 
-def _pools_can_assign(store: Datastore, ipam: Ipam, node: str, version: int, pools: list[IPPool]) -> bool:
+def _pools_can_assign(
+    store: Datastore, ipam: Ipam, node: str, version: int, pools: list[IPPool]
+) -> bool:
     config = ipam.get_config()
     blocks = [decode_block(kv.key, kv.value) for kv in store.list(keys.block_prefix(version))]
     for pool in pools:
@@ -393,7 +444,9 @@ def cmd_status(call: Call) -> str:
                     f"[{' '.join(p.cidr for p in pools)}]"
                 )
     except (TortieError, CniError) as exc:
-        raise CniError(codes.PLUGIN_NOT_AVAILABLE, f"plugin cannot assign addresses: {exc}") from None
+        raise CniError(
+            codes.PLUGIN_NOT_AVAILABLE, f"plugin cannot assign addresses: {exc}"
+        ) from None
     return ""
 
 

@@ -16,8 +16,9 @@ _RANK = {"debug": 10, "info": 20, "warning": 30, "warn": 30, "error": 40, "fatal
 
 
 class Log:
-    def __init__(self, level: str = "", path: str = "", stderr: TextIO | None = None,
-                 tag: str = "") -> None:
+    def __init__(
+        self, level: str = "", path: str = "", stderr: TextIO | None = None, tag: str = ""
+    ) -> None:
         self.path = path
         self.stderr = stderr if not path else None
         self.tag = tag

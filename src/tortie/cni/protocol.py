@@ -137,7 +137,7 @@ def result_addresses(prev: Mapping[str, Any]) -> list[str]:
             if not isinstance(addr, str):
                 raise CniError(
                     codes.INVALID_NETWORK_CONFIG,
-                    f"prevResult.ips[{i}].address must be a string such as \"10.0.0.5/26\"",
+                    f'prevResult.ips[{i}].address must be a string such as "10.0.0.5/26"',
                 )
             out.append(addr)
     for key in ("ip4", "ip6"):
@@ -146,9 +146,7 @@ def result_addresses(prev: Mapping[str, Any]) -> list[str]:
             continue
         addr = entry.get("ip") if isinstance(entry, dict) else None
         if not isinstance(addr, str):
-            raise CniError(
-                codes.INVALID_NETWORK_CONFIG, f"prevResult.{key}.ip must be a string"
-            )
+            raise CniError(codes.INVALID_NETWORK_CONFIG, f"prevResult.{key}.ip must be a string")
         out.append(addr)
     return out
 
@@ -225,8 +223,7 @@ def check_known_args(args: Mapping[str, str], known: Sequence[str]) -> None:
     if unknown:
         raise CniError(
             codes.INVALID_ENVIRONMENT,
-            f"CNI_ARGS: unknown args {', '.join(unknown)}; "
-            "remove them or add IgnoreUnknown=1",
+            f"CNI_ARGS: unknown args {', '.join(unknown)}; remove them or add IgnoreUnknown=1",
         )
 
 

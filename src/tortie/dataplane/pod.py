@@ -51,6 +51,11 @@ def setup_pod(net: PodNetwork) -> PodInterfaces:
     addrs = validate(net)
     pod_fd = open_netns(net.netns)
     try:
+        if os.path.samestat(os.fstat(pod_fd), os.stat("/proc/thread-self/ns/net")):
+            raise InvalidInput(
+                f"pod network namespace {net.netns} is this host's own namespace: pass the "
+                "pod's namespace (CNI_NETNS)"
+            )
         _create_veth(net, pod_fd)
         try:
             _configure_host_link(net.host_ifname, addrs)

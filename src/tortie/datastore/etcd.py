@@ -33,7 +33,7 @@ import socket
 import ssl
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from dataclasses import dataclass
 from typing import Any, Literal
 from urllib.parse import urlsplit
@@ -176,6 +176,12 @@ def _describe(
     if isinstance(exc, OSError) and exc.strerror:
         return exc.strerror.lower(), False
     return (f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__), False
+
+
+def _summary(reasons: dict[str, str]) -> str:
+    if not reasons:
+        return "no attempt within the time limit"
+    return "; ".join(f"{url}: {why}" for url, why in reasons.items())
 
 
 class EtcdDatastore:
@@ -322,7 +328,7 @@ class EtcdDatastore:
         reply, _ = self._call("/v3/kv/range", {"key": _b64(b"\0"), "count_only": True})
         return self._header_revision(reply)
 
-    def watch(self, prefix: str, start_revision: int) -> Iterator[WatchEvent]:
+    def watch(self, prefix: str, start_revision: int) -> Generator[WatchEvent, None, None]:
         """Every change under ``prefix`` from ``start_revision`` (inclusive), forever.
 
         Reconnects (to the next endpoint if need be) and resumes after the last event
@@ -491,6 +497,9 @@ class EtcdDatastore:
                 conn.timeout = timeout
                 if conn.sock is None:
                     conn.connect()
+                    # http.client sends headers and body separately: no Nagle delay.
+                    sock: socket.socket = conn.sock  # type: ignore[assignment]
+                    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
                 else:
                     conn.sock.settimeout(timeout)
                 sent = True
@@ -573,7 +582,7 @@ class EtcdDatastore:
         data = json.dumps(body).encode()
         deadline = time.monotonic() + self.total_timeout
         tried: list[str] = []
-        last = "no attempt within the time limit"
+        reasons: dict[str, str] = {}  # the latest failure of each endpoint, in try order
         ambiguous = False
         reauthed = False
         s = self._settings
@@ -590,7 +599,7 @@ class EtcdDatastore:
                     self._authenticate(ep, deadline)
                 status, reply, resent = self._post(ep, path, data, self._headers(), deadline)
             except _Failed as failure:
-                last = f"{ep.url}: {failure.reason}"
+                reasons[ep.url] = failure.reason
                 ambiguous = ambiguous or (write and failure.sent)
                 if failure.permanent:
                     broken.add(ep)
@@ -617,16 +626,16 @@ class EtcdDatastore:
                     f"({short}); grant it read-write access to the /calico/ prefix"
                 )
             if code in _RETRY_CODES or status >= 500:
-                last = f"{ep.url}: {short}"
+                reasons[ep.url] = short
                 ambiguous = ambiguous or write
                 continue
             raise DatastoreError(f"etcd at {ep.url} refused {path}: {short} (code {code})")
         unknown = " (the write may or may not have been applied)" if ambiguous else ""
         if broken and len(broken) == len(self._endpoints):
-            raise InvalidInput(f"etcd: TLS failed on every endpoint; {last}{unknown}")
+            raise InvalidInput(f"etcd: TLS failed on every endpoint: {_summary(reasons)}{unknown}")
         raise Unavailable(
-            f"etcd: no endpoint answered (tried {', '.join(tried) or 'none'}): {last}{unknown}; "
-            "check ETCD_ENDPOINTS and that etcd is running"
+            f"etcd: no endpoint answered (tried {', '.join(tried) or 'none'}): "
+            f"{_summary(reasons)}{unknown}; check ETCD_ENDPOINTS and that etcd is running"
         )
 
     def _open_stream(
@@ -638,7 +647,7 @@ class EtcdDatastore:
         data = json.dumps(body).encode()
         deadline = time.monotonic() + self.total_timeout
         tried: list[str] = []
-        last = "no attempt within the time limit"
+        reasons: dict[str, str] = {}  # the latest failure of each endpoint, in try order
         s = self._settings
         for ep in self._attempts(deadline):
             if ep.url not in tried:
@@ -648,7 +657,7 @@ class EtcdDatastore:
                 if s.etcd_username and self._token is None and not self._auth_disabled:
                     self._authenticate(ep, deadline)
             except _Failed as failure:
-                last = f"{ep.url}: {failure.reason}"
+                reasons[ep.url] = failure.reason
                 continue
             conn = self._new_connection(ep, timeout)
             try:
@@ -657,7 +666,7 @@ class EtcdDatastore:
                 resp = conn.getresponse()
             except (OSError, http.client.HTTPException) as exc:
                 conn.close()
-                last = f"{ep.url}: {_describe(exc, timeout, bool(s.etcd_cert_file), ep.https)[0]}"
+                reasons[ep.url] = _describe(exc, timeout, bool(s.etcd_cert_file), ep.https)[0]
                 continue
             if resp.status != 200:
                 payload = resp.read()
@@ -669,7 +678,7 @@ class EtcdDatastore:
                 message = str(reply.get("message") or f"HTTP {resp.status}")
                 if reply.get("code") == _UNAUTHENTICATED and s.etcd_username:
                     self._token = None
-                last = f"{ep.url}: {message.removeprefix('etcdserver: ')}"
+                reasons[ep.url] = message.removeprefix("etcdserver: ")
                 continue
             if conn.sock is not None:
                 # Wait for events forever, but notice a dead peer through TCP keepalive.
@@ -681,6 +690,6 @@ class EtcdDatastore:
             self._preferred = self._endpoints.index(ep)
             return conn, resp
         raise Unavailable(
-            f"etcd: no endpoint answered (tried {', '.join(tried) or 'none'}): {last}; "
-            "check ETCD_ENDPOINTS and that etcd is running"
+            f"etcd: no endpoint answered (tried {', '.join(tried) or 'none'}): "
+            f"{_summary(reasons)}; check ETCD_ENDPOINTS and that etcd is running"
         )

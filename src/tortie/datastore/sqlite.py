@@ -40,10 +40,12 @@ class SqliteDatastore:
 
     def __init__(self, path: str) -> None:
         self.path = path
+        db: sqlite3.Connection | None = None
         try:
             parent = os.path.dirname(os.path.abspath(path))
             os.makedirs(parent, exist_ok=True)
-            self._db = sqlite3.connect(path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None)
+            db = sqlite3.connect(path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None)
+            self._db = db
             self._db.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
             mode = self._db.execute("PRAGMA journal_mode=WAL").fetchone()[0]
             if mode != "wal":
@@ -51,6 +53,8 @@ class SqliteDatastore:
             self._db.execute("PRAGMA synchronous=NORMAL")
             self._db.executescript("BEGIN IMMEDIATE;" + _SCHEMA + "COMMIT;")
         except (OSError, sqlite3.Error) as exc:
+            if db is not None:
+                db.close()
             raise Unavailable(
                 f"datastore {path}: cannot open SQLite file ({exc}); "
                 "set SQLITE_PATH to a writable file"

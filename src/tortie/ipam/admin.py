@@ -78,7 +78,7 @@ class Admin:
             if any(p.key == key for p in planned):
                 raise InvalidInput(f"{what} appears twice in the input; keep one of them")
             if verb == "create" and current is not None:
-                raise InvalidInput(
+                raise AlreadyExists(
                     f"Failed to create '{info.kind}' resource: resource already exists: {what}; "
                     "use 'tortie apply' or 'tortie replace' to change it"
                 )
@@ -144,7 +144,7 @@ class Admin:
             try:
                 self.store.create(p.key, json.dumps(doc))
             except AlreadyExists:
-                raise InvalidInput(
+                raise AlreadyExists(
                     f"{describe(p.info, p.obj)} was created by someone else meanwhile; "
                     "run the command again"
                 ) from None
@@ -237,28 +237,40 @@ class Admin:
                 f"cannot split IPPool({pool.name}) {pool.cidr} into {count}: the parts (/{new_prefix}) "
                 f"would be smaller than one block (/{pool.block_size}); split into fewer parts"
             )
+        now = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
         parts = [
             replace(
                 pool,
                 name=f"split-{pool.name}-{i}",
                 cidr=str(sub),
-                uid=None,
-                creation_timestamp=None,
+                uid=str(uuid.uuid4()),
+                creation_timestamp=now,
                 resource_version=None,
             )
             for i, sub in enumerate(pool.network.subnets(prefixlen_diff=bits))
         ]
         for part in parts:
             if self.store.get(keys.resource_key("ippools", part.name)) is not None:
-                raise InvalidInput(
+                raise AlreadyExists(
                     f"cannot split IPPool({pool.name}): IPPool({part.name}) already exists; delete or rename it first"
                 )
         # The parts cover exactly the old pool: blocks and affinities stay where they are.
+        # Create the parts before deleting the pool, so a failure never leaves the range
+        # without a pool (the overlap meanwhile is harmless: same range, same block size).
+        created: list[str] = []
+        try:
+            for part in parts:
+                key = keys.resource_key("ippools", part.name)
+                self.store.create(key, json.dumps(ippool_to_dict(part)))
+                created.append(key)
+        except AlreadyExists:
+            for key in created:
+                self.store.delete(key)
+            raise AlreadyExists(
+                f"cannot split IPPool({pool.name}): a pool named split-{pool.name}-<i> was "
+                "created meanwhile; nothing was changed, run the command again"
+            ) from None
         self.store.delete(keys.resource_key("ippools", pool.name))
-        for part in parts:
-            self.store.create(
-                keys.resource_key("ippools", part.name), json.dumps(ippool_to_dict(part))
-            )
         return parts
 
 

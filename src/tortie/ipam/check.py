@@ -6,9 +6,9 @@ allocation or outside every enabled pool, handles whose counts do not match the 
 handles named in blocks but missing, and affinities that disagree with their blocks.
 
 Leaks are judged only where tortie can know the owner: on nodes that have workload
-endpoints recorded (the main plugin writes them).  Allocations on nodes that use only the
-IPAM plugin, and addresses assigned by an orchestrator with ``ipam assign``, are counted
-as "not verifiable", never as leaks — freeing a live address is worse than keeping a
+endpoints recorded (the main plugin writes them).  Allocations on nodes that have no
+workload endpoints (nodes that use only the IPAM plugin, or only ``ipam assign``) are
+counted as "not verifiable", never as leaks — freeing a live address is worse than keeping a
 dead one.
 """
 
@@ -23,7 +23,7 @@ from tortie.core.addr import network_in, parse_address, parse_network
 from tortie.core.block import Block
 from tortie.datastore import keys
 from tortie.datastore.base import Datastore
-from tortie.errors import AlreadyExists, DatastoreError
+from tortie.errors import AlreadyExists, DatastoreError, InvalidInput
 from tortie.ipam.pools import load_pools
 from tortie.model.ipam_records import CONFIRMED, decode_affinity, decode_block, decode_handle
 
@@ -125,11 +125,18 @@ def _in_use_addresses(store: Datastore, report: CheckReport) -> tuple[dict[str, 
         except ValueError:
             report.problems.append(Problem("corrupt-value", kv.key, "not valid JSON"))
             continue
-        for field_name in ("ipv4IPIPTunnelAddr", "ipv4VXLANTunnelAddr", "ipv6VXLANTunnelAddr"):
-            if spec.get(field_name):
-                owners[str(parse_address(spec[field_name]))] = (
-                    f"Node {kv.key.rsplit('/', 1)[1]} tunnel"
-                )
+        # Calico keeps the IPIP tunnel address under spec.bgp, the VXLAN ones under spec.
+        bgp = spec.get("bgp") if isinstance(spec.get("bgp"), dict) else {}
+        tunnels = [bgp.get("ipv4IPIPTunnelAddr")]
+        tunnels += [spec.get("ipv4VXLANTunnelAddr"), spec.get("ipv6VXLANTunnelAddr")]
+        for value in tunnels:
+            if value:
+                try:
+                    address = str(parse_address(str(value)))
+                except InvalidInput as exc:
+                    report.problems.append(Problem("corrupt-value", kv.key, str(exc)))
+                    continue
+                owners[address] = f"Node {kv.key.rsplit('/', 1)[1]} tunnel"
     return owners, wep_nodes
 
 

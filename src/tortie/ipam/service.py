@@ -123,13 +123,15 @@ class Ipam:
         config = self.get_config()
         all_pools = poolsel.load_pools(self.store) if args.num4 or args.num6 else []
         labels: dict[str, str] | None = None
-        results = []
+        # Resolve the pools of both families before writing anything, so a request that
+        # fails for one family (no pool, bad pool name) leaves nothing allocated.
+        plans: list[tuple[int, int, list[IPPool], bool]] = []
         for version, num, requested in (
             (4, args.num4, args.ipv4_pools),
             (6, args.num6, args.ipv6_pools),
         ):
             if num == 0:
-                results.append(FamilyResult())
+                plans.append((version, 0, [], False))
                 continue
             if requested:
                 pools = poolsel.requested_pools(version, requested, all_pools)
@@ -137,6 +139,13 @@ class Ipam:
                 if labels is None:
                     labels = poolsel.node_labels(self.store, args.node)
                 pools = poolsel.selected_pools(version, args.node, labels, all_pools, args.intent)
+            plans.append((version, num, pools, bool(requested)))
+        results = []
+        for version, num, pools, was_requested in plans:
+            if num == 0:
+                results.append(FamilyResult())
+                continue
+            if not was_requested:
                 self._release_unselected_affinities(args.node, version, pools, all_pools)
             results.append(
                 self._assign_family(args.node, _Family(version, pools), num, attr, config)

@@ -1,0 +1,85 @@
+"""Shared helpers for the CNI plugin tests."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Any
+
+from tortie.cni.ipam_plugin import run
+from tortie.datastore import keys
+from tortie.datastore.base import KV, Datastore
+from tortie.datastore.config import DatastoreSettings
+
+NODE = "node-1"
+
+
+def add_pool(store: Datastore, name: str, cidr: str, **spec: Any) -> None:
+    body = {
+        "apiVersion": "projectcalico.org/v3",
+        "kind": "IPPool",
+        "metadata": {"name": name},
+        "spec": {"cidr": cidr, **spec},
+    }
+    store.create(keys.resource_key("ippools", name), json.dumps(body))
+
+
+def netconf(
+    version: str = "1.0.0", name: str = "net1", ipam: Mapping[str, Any] | None = None, **top: Any
+) -> dict[str, Any]:
+    conf: dict[str, Any] = {
+        "cniVersion": version,
+        "name": name,
+        "type": "calico-ipam",
+        "nodename": NODE,
+        "ipam": {"type": "calico-ipam", **(ipam or {})},
+    }
+    conf.update(top)
+    return conf
+
+
+def cni_env(command: str, container: str = "c1", **extra: str) -> dict[str, str]:
+    env = {
+        "CNI_COMMAND": command,
+        "CNI_CONTAINERID": container,
+        "CNI_NETNS": "/var/run/netns/none",
+        "CNI_IFNAME": "eth0",
+        "CNI_PATH": "/usr/lib/cni",
+    }
+    env.update(extra)
+    return {k: v for k, v in env.items() if v is not None}
+
+
+def call(
+    store: Datastore, command: str, conf: Mapping[str, Any] | bytes, **env: str
+) -> tuple[int, dict[str, Any] | None]:
+    """Run the plugin in-process against ``store``; returns (exit code, decoded stdout)."""
+    stdin = conf if isinstance(conf, bytes) else json.dumps(conf).encode()
+    full = cni_env(command, **env)
+
+    def opener(_settings: DatastoreSettings) -> Datastore:
+        return store
+
+    code, out = run(stdin, full, open_store=opener)
+    return code, (json.loads(out) if out else None)
+
+
+def snapshot(store: Datastore) -> list[KV]:
+    return store.list("")
+
+
+def ipam_keys(store: Datastore) -> list[str]:
+    return [kv.key for kv in store.list("/calico/ipam/")]
+
+
+def allocated(store: Datastore) -> dict[str, str | None]:
+    """address → handle of every allocation in the store."""
+    from tortie.model.ipam_records import decode_block
+
+    out: dict[str, str | None] = {}
+    for version in (4, 6):
+        for kv in store.list(keys.block_prefix(version)):
+            block = decode_block(kv.key, kv.value)
+            for ordinal, attr in block.allocated():
+                out[str(block.address(ordinal))] = attr.handle_id
+    return out
