@@ -126,3 +126,21 @@ def test_importing_records_does_not_load_dataclasses() -> None:
         [sys.executable, "-I", "-c", code], capture_output=True, text=True, check=True
     )
     assert out.stdout.split() == ["False", "False"]
+
+
+@record(eq=False)
+class Cached:
+    root: int
+    _double: int = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_double", self.root * 2)
+
+
+def test_init_false_field_is_set_by_post_init_and_survives_replace() -> None:
+    c = Cached(4)
+    assert c._double == 8
+    assert replace(c, root=5)._double == 10
+    assert repr(c) == "Cached(root=4)"
+    with pytest.raises(TypeError):
+        Cached(1, 2)  # type: ignore[call-arg]

@@ -7,11 +7,11 @@
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import sys
 import time
 
+from tortie.core.record import as_dict
 from tortie.dataplane import pod
 from tortie.errors import TortieError
 
@@ -25,7 +25,7 @@ def main() -> None:
         result: object = None
         if req["op"] == "setup":
             net = pod.PodNetwork(**{**req["net"], "addresses": tuple(req["net"]["addresses"])})
-            result = dataclasses.asdict(pod.setup_pod(net))
+            result = as_dict(pod.setup_pod(net))
         elif req["op"] == "check":
             net = pod.PodNetwork(**{**req["net"], "addresses": tuple(req["net"]["addresses"])})
             pod.check_pod(net)

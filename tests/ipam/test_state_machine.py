@@ -141,6 +141,7 @@ class IpamMachine(RuleBasedStateMachine):
                 found = self.ipam.find_allocation(str(ip))
                 assert found is not None
                 if found[0].host() != node:
+                    assert not self.strict, f"{ip} borrowed from {found[0].cidr} under strict"
                     event(f"IPv{version} borrowed")
             if len(fam.addresses) < num:
                 event(f"IPv{version} short ({'strict' if self.strict else 'not strict'})")

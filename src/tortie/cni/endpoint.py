@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import dataclass
 
+from tortie.core.record import record
 from tortie.datastore import keys
 from tortie.datastore.base import Datastore
 from tortie.errors import AlreadyExists, NotFound, RevisionConflict
@@ -27,7 +27,7 @@ NETWORK_ANNOTATION = "tortie.dev/cni-network"
 _WRITE_ATTEMPTS = 5
 
 
-@dataclass(frozen=True)
+@record
 class EndpointId:
     """Who the endpoint belongs to: Kubernetes pod (``pod`` set) or a plain container."""
 

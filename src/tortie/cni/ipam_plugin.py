@@ -16,7 +16,6 @@ import ipaddress
 import json
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from typing import TextIO
 
 from tortie.cni import errors as codes
@@ -45,6 +44,7 @@ from tortie.cni.protocol import (
 )
 from tortie.core import block as blk
 from tortie.core.addr import block_count
+from tortie.core.record import record
 from tortie.datastore import keys
 from tortie.datastore.base import Datastore
 from tortie.datastore.config import DatastoreSettings, open_datastore
@@ -66,7 +66,7 @@ KNOWN_ARGS = (
 StoreOpener = Callable[[DatastoreSettings], Datastore]
 
 
-@dataclass
+@record(frozen=False)
 class Call:
     """Everything one verb needs."""
 

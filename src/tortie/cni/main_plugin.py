@@ -15,7 +15,6 @@ import ipaddress
 import json
 import os
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from typing import Any, TextIO
 
 from tortie.cni import errors as codes
@@ -53,6 +52,7 @@ from tortie.cni.protocol import (
     version_json,
     version_tuple,
 )
+from tortie.core.record import record
 from tortie.dataplane.pod import PodNetwork, host_veth_name, setup_pod, teardown_pod
 from tortie.datastore.base import Datastore
 from tortie.datastore.config import DatastoreSettings, open_datastore
@@ -66,7 +66,7 @@ DELEGATE_TIMEOUT = 120.0
 StoreOpener = Callable[[DatastoreSettings], Datastore]
 
 
-@dataclass(frozen=True)
+@record
 class MainConf:
     """The keys the main plugin reads on top of the IPAM ones."""
 
@@ -103,7 +103,7 @@ def parse_main_conf(top: Mapping[str, Any], env: Mapping[str, str], version: str
     return MainConf(conf, ipam_type, mtu, forwarding)
 
 
-@dataclass
+@record(frozen=False)
 class Ctx:
     """Everything one verb needs."""
 

@@ -8,16 +8,15 @@ the environment (``DATASTORE_TYPE``, ``SQLITE_PATH``, ``ETCD_*``).  Standard lib
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any
 
 from tortie.cni import errors as codes
 from tortie.cni.protocol import CniError
+from tortie.core.record import field, record, replace
 from tortie.datastore.config import DatastoreSettings, settings_from_env
 
 NETWORK_NAME = re.compile(r"[a-zA-Z0-9_.\-]+")
@@ -27,7 +26,7 @@ CNI_DATASTORE_TYPES = ("sqlite", "etcdv3")
 LOG_LEVELS = ("debug", "info", "warning", "warn", "error", "fatal", "panic", "none")
 
 
-@dataclass(frozen=True)
+@record
 class IpamNetConf:
     """The validated configuration.  ``raw`` is the whole decoded object (for keys only
     one command reads: ``prevResult``, ``cni.dev/valid-attachments``)."""
@@ -38,13 +37,13 @@ class IpamNetConf:
     assign_ipv6: bool = False
     ipv4_pools: tuple[str, ...] = ()
     ipv6_pools: tuple[str, ...] = ()
-    datastore: DatastoreSettings = dataclasses.field(default_factory=DatastoreSettings)
+    datastore: DatastoreSettings = field(default_factory=DatastoreSettings)
     nodename: str = ""
     nodename_file: str = DEFAULT_NODENAME_FILE
     nodename_file_optional: bool = False
     log_level: str = ""
     log_file_path: str = ""
-    raw: Mapping[str, Any] = dataclasses.field(default_factory=dict, repr=False)
+    raw: Mapping[str, Any] = field(default_factory=dict, repr=False)
 
 
 def _invalid(msg: str) -> CniError:
@@ -162,7 +161,7 @@ def _datastore(top: Mapping[str, Any], env: Mapping[str, str]) -> DatastoreSetti
             overrides["etcd_endpoints"] = parts
     if overrides.get("etcd_endpoints") == ():
         del overrides["etcd_endpoints"]
-    return dataclasses.replace(base, **overrides)
+    return replace(base, **overrides)
 
 
 def parse_netconf(top: Mapping[str, Any], env: Mapping[str, str], version: str) -> IpamNetConf:

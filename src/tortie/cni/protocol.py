@@ -13,10 +13,10 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
 from tortie.cni import errors as codes
+from tortie.core.record import field, record
 
 SUPPORTED_VERSIONS = ("0.1.0", "0.2.0", "0.3.0", "0.3.1", "0.4.0", "1.0.0", "1.1.0")
 LATEST_VERSION = SUPPORTED_VERSIONS[-1]
@@ -154,7 +154,7 @@ def result_addresses(prev: Mapping[str, Any]) -> list[str]:
 # --------------------------------------------------------------------------- environment
 
 
-@dataclass(frozen=True)
+@record
 class CniEnv:
     """The CNI_* variables of one call, validated for its command."""
 

@@ -27,12 +27,15 @@ class FrozenInstanceError(AttributeError):
 
 
 class _Field:
-    __slots__ = ("default", "factory", "repr")
+    __slots__ = ("default", "factory", "init", "repr")
 
-    def __init__(self, default: Any, factory: Callable[[], Any] | None, repr: bool) -> None:
+    def __init__(
+        self, default: Any, factory: Callable[[], Any] | None, repr: bool, init: bool
+    ) -> None:
         self.default = default
         self.factory = factory
         self.repr = repr
+        self.init = init
 
 
 def field(
@@ -40,13 +43,15 @@ def field(
     default: Any = _MISSING,
     default_factory: Callable[[], Any] | None = None,
     repr: bool = True,
+    init: bool = True,
 ) -> Any:
-    """A field's default (or factory for a mutable default) and whether ``repr`` shows it."""
-    return _Field(default, default_factory, repr)
+    """A field's default (or factory for a mutable default), whether ``repr`` shows it and
+    whether ``__init__`` takes it (``init=False`` fields are set by ``__post_init__``)."""
+    return _Field(default, default_factory, repr, init)
 
 
-# A field spec: (name, default, factory, shown in repr).
-_Spec = tuple[str, Any, "Callable[[], Any] | None", bool]
+# A field spec: (name, default, factory, shown in repr, taken by __init__).
+_Spec = tuple[str, Any, "Callable[[], Any] | None", bool, bool]
 
 
 def _specs(cls: type) -> tuple[_Spec, ...]:
@@ -60,24 +65,29 @@ def _specs(cls: type) -> tuple[_Spec, ...]:
             continue
         value = cls.__dict__.get(name, _MISSING)
         if isinstance(value, _Field):
-            spec: _Spec = (name, value.default, value.factory, value.repr)
+            spec: _Spec = (name, value.default, value.factory, value.repr, value.init)
             if value.default is _MISSING:
                 delattr(cls, name)
             else:
                 setattr(cls, name, value.default)
         else:
-            spec = (name, value, None, True)
+            spec = (name, value, None, True, True)
         own.append(spec)
     names = {s[0] for s in own}
     return tuple(s for s in inherited if s[0] not in names) + tuple(own)
 
 
 def _init(self: Any, *args: Any, **kwargs: Any) -> None:
-    specs: tuple[_Spec, ...] = type(self).__record_fields__
+    specs: tuple[_Spec, ...] = type(self).__init_fields__
     if len(args) > len(specs):
         raise TypeError(f"{type(self).__name__}() takes {len(specs)} arguments, got {len(args)}")
     setter = object.__setattr__
-    for i, (name, default, factory, _shown) in enumerate(specs):
+    for name, default, factory, _shown, _init_arg in type(self).__later_fields__:
+        if default is not _MISSING:
+            setter(self, name, default)
+        elif factory is not None:
+            setter(self, name, factory())
+    for i, (name, default, factory, _shown, _init_arg) in enumerate(specs):
         if i < len(args):
             if name in kwargs:
                 raise TypeError(f"{type(self).__name__}() got two values for {name!r}")
@@ -132,15 +142,23 @@ def _frozen_delattr(self: Any, name: str) -> None:
 def _build(cls: type[T], frozen: bool, eq: bool) -> type[T]:
     specs = _specs(cls)
     seen_default = False
-    for name, default, factory, _shown in specs:
+    for name, default, factory, _shown, init in specs:
+        if not init:
+            continue
         if default is not _MISSING or factory is not None:
             seen_default = True
         elif seen_default:
             raise TypeError(
                 f"{cls.__name__}: field {name!r} without a default follows one with a default"
             )
-    attrs: dict[str, Any] = {"__record_fields__": specs, "__init__": _init, "__repr__": _repr}
-    attrs["__match_args__"] = tuple(s[0] for s in specs)
+    attrs: dict[str, Any] = {
+        "__record_fields__": specs,
+        "__init_fields__": tuple(s for s in specs if s[4]),
+        "__later_fields__": tuple(s for s in specs if not s[4]),
+        "__init__": _init,
+        "__repr__": _repr,
+    }
+    attrs["__match_args__"] = tuple(s[0] for s in specs if s[4])
     if eq:
         attrs["__eq__"] = _eq
         attrs["__hash__"] = _hash if frozen else None
@@ -174,7 +192,7 @@ def record(
 
 def replace(obj: T, /, **changes: Any) -> T:
     """A copy of the record ``obj`` with some fields changed."""
-    specs: tuple[_Spec, ...] = type(obj).__record_fields__  # type: ignore[attr-defined]
+    specs: tuple[_Spec, ...] = type(obj).__init_fields__  # type: ignore[attr-defined]
     values = {s[0]: getattr(obj, s[0]) for s in specs}
     unknown = set(changes) - set(values)
     if unknown:
@@ -186,3 +204,8 @@ def replace(obj: T, /, **changes: Any) -> T:
 def fields(obj: Any) -> tuple[str, ...]:
     """The field names of a record (class or instance), in order."""
     return tuple(s[0] for s in obj.__record_fields__)
+
+
+def as_dict(obj: Any) -> dict[str, Any]:
+    """The fields of a record as a (shallow) dict."""
+    return {s[0]: getattr(obj, s[0]) for s in obj.__record_fields__}

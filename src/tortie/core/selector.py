@@ -19,9 +19,9 @@ from __future__ import annotations
 import json
 import string
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
 from typing import Literal
 
+from tortie.core.record import field, record
 from tortie.errors import InvalidInput
 
 _KEY_CHARS = frozenset(string.ascii_letters + string.digits + "_./-")
@@ -52,7 +52,7 @@ class Node:
         raise NotImplementedError
 
 
-@dataclass(frozen=True)
+@record
 class All(Node):
     """``all()``; ``global()`` (every non-namespaced resource) also matches every node."""
 
@@ -65,7 +65,7 @@ class All(Node):
         return f"{self.name}()"
 
 
-@dataclass(frozen=True)
+@record
 class Has(Node):
     key: str
 
@@ -76,7 +76,7 @@ class Has(Node):
         return f"has({self.key})"
 
 
-@dataclass(frozen=True)
+@record
 class Compare(Node):
     key: str
     op: CompareOp
@@ -89,7 +89,7 @@ class Compare(Node):
         return f"{self.key} {self.op} {_quote(self.value)}"
 
 
-@dataclass(frozen=True)
+@record
 class In(Node):
     key: str
     values: frozenset[str]
@@ -103,7 +103,7 @@ class In(Node):
         return f"{self.key} {'not in' if self.negated else 'in'} {{{items}}}"
 
 
-@dataclass(frozen=True)
+@record
 class Not(Node):
     child: Node
 
@@ -116,7 +116,7 @@ class Not(Node):
         return f"!({self.child})"
 
 
-@dataclass(frozen=True)
+@record
 class And(Node):
     children: tuple[Node, ...]
 
@@ -127,7 +127,7 @@ class And(Node):
         return " && ".join(f"({c})" if isinstance(c, Or) else str(c) for c in self.children)
 
 
-@dataclass(frozen=True)
+@record
 class Or(Node):
     children: tuple[Node, ...]
 
@@ -138,7 +138,7 @@ class Or(Node):
         return " || ".join(str(c) for c in self.children)
 
 
-@dataclass(frozen=True, eq=False)
+@record(eq=False)
 class Selector:
     """A parsed selector; equal (and hashed) by its canonical text."""
 
@@ -161,7 +161,7 @@ class Selector:
         return hash(self._text)
 
 
-@dataclass(frozen=True)
+@record
 class _Token:
     kind: Literal["word", "string", "op", "end"]
     text: str  # the word, operator, or string contents

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import ipaddress
-from dataclasses import dataclass
 
+from tortie.core.record import record
 from tortie.errors import InvalidInput
 
 TYPE_CHECKING = False  # typing costs ms to import in the per-pod CNI process
@@ -19,7 +19,7 @@ IPV4_GATEWAY = "169.254.1.1"
 _BAD_NAME_CHARS = frozenset("/:#\"'\\")
 
 
-@dataclass(frozen=True)
+@record
 class PodNetwork:
     """The dataplane wanted for one pod interface (see calico-behaviour.md §4)."""
 
@@ -31,7 +31,7 @@ class PodNetwork:
     allow_ip_forwarding: bool = False
 
 
-@dataclass(frozen=True)
+@record
 class PodInterfaces:
     """The two ends of the veth pair as created."""
 

@@ -18,11 +18,12 @@ Rules every backend keeps (the contract suite in ``tests/datastore`` checks them
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Protocol
 
+from tortie.core.record import record
 
-@dataclass(frozen=True, slots=True)
+
+@record
 class KV:
     """One stored key with its JSON value and the revision of its last write."""
 

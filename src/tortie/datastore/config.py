@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 
+from tortie.core.record import field, record
 from tortie.datastore.base import Datastore
 from tortie.errors import InvalidInput
 
@@ -16,7 +16,7 @@ DATASTORE_TYPES = ("sqlite", "etcdv3", "memory")
 SYSTEM_SQLITE_PATH = "/var/lib/tortie/tortie.db"
 
 
-@dataclass(frozen=True)
+@record
 class DatastoreSettings:
     """Everything needed to open a datastore.  ``password`` never appears in ``repr``."""
 

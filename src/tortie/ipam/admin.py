@@ -12,10 +12,10 @@ import datetime
 import json
 import uuid
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, replace
 from typing import Any
 
 from tortie.core.addr import network_in, parse_network
+from tortie.core.record import record, replace
 from tortie.datastore import keys
 from tortie.datastore.base import KV, Datastore
 from tortie.errors import AlreadyExists, InvalidInput, NotFound
@@ -28,7 +28,7 @@ from tortie.model.resources import KINDS, IPAMConfig, KindInfo, ipamconfig_to_di
 VERBS = ("create", "apply", "replace", "delete")
 
 
-@dataclass(frozen=True)
+@record
 class Planned:
     """One validated write: the verb, the kind, the object and its storage key."""
 

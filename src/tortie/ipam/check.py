@@ -16,11 +16,11 @@ from __future__ import annotations
 
 import contextlib
 import json
-from dataclasses import dataclass, field
 from typing import Any
 
 from tortie.core.addr import network_in, parse_address, parse_network
 from tortie.core.block import Block
+from tortie.core.record import field, record
 from tortie.datastore import keys
 from tortie.datastore.base import Datastore
 from tortie.errors import AlreadyExists, DatastoreError, InvalidInput
@@ -28,7 +28,7 @@ from tortie.ipam.pools import load_pools
 from tortie.model.ipam_records import CONFIRMED, decode_affinity, decode_block, decode_handle
 
 
-@dataclass(frozen=True)
+@record
 class Problem:
     kind: str
     subject: str
@@ -38,7 +38,7 @@ class Problem:
         return f"{self.kind}: {self.subject}: {self.detail}"
 
 
-@dataclass(frozen=True)
+@record
 class Leak:
     address: str
     handle_id: str | None
@@ -47,7 +47,7 @@ class Leak:
     attrs: dict[str, str]
 
 
-@dataclass
+@record(frozen=False)
 class CheckReport:
     cluster_guid: str
     allocations: int = 0

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+
+from tortie.core.record import field, record
 
 WORKLOAD = "Workload"
 TUNNEL = "Tunnel"
 
 
-@dataclass(frozen=True)
+@record
 class AutoAssignArgs:
     """Ask for ``num4`` IPv4 and ``num6`` IPv6 addresses for ``handle_id`` on ``node``.
 
@@ -27,7 +28,7 @@ class AutoAssignArgs:
     intent: str = WORKLOAD
 
 
-@dataclass(frozen=True)
+@record
 class FamilyResult:
     """Addresses of one family in CIDR form with the *block* prefix, e.g. 10.0.0.5/26."""
 
@@ -35,13 +36,13 @@ class FamilyResult:
     messages: list[str] = field(default_factory=list)
 
 
-@dataclass(frozen=True)
+@record
 class AutoAssignResult:
     ipv4: FamilyResult
     ipv6: FamilyResult
 
 
-@dataclass(frozen=True)
+@record
 class ReleaseOptions:
     """Release ``address``; when given, only if it belongs to ``handle_id`` / was made by
     the write with ``sequence_number``."""
@@ -51,7 +52,7 @@ class ReleaseOptions:
     sequence_number: int | None = None
 
 
-@dataclass(frozen=True)
+@record
 class ReleaseResult:
     released: list[str] = field(default_factory=list)
     not_allocated: list[str] = field(default_factory=list)

@@ -11,15 +11,15 @@ from __future__ import annotations
 import random
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import TypeVar
 
+from tortie.core.record import record
 from tortie.errors import Conflict, Unavailable
 
 T = TypeVar("T")
 
 
-@dataclass(frozen=True)
+@record
 class RetryPolicy:
     max_attempts: int = 100
     deadline_s: float = 60.0

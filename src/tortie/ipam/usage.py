@@ -3,10 +3,9 @@ integers, even for IPv6 pools of 2**80 addresses."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
 from tortie.core.addr import network_in, parse_network
 from tortie.core.block import Block
+from tortie.core.record import field, record
 from tortie.datastore import keys
 from tortie.datastore.base import Datastore
 from tortie.ipam.pools import load_pools
@@ -14,7 +13,7 @@ from tortie.model.ipam_records import decode_block
 from tortie.model.ippool import IPPool
 
 
-@dataclass(frozen=True)
+@record
 class BlockUsage:
     cidr: str
     affinity: str | None
@@ -26,7 +25,7 @@ class BlockUsage:
         return self.total - self.in_use
 
 
-@dataclass(frozen=True)
+@record
 class PoolUsage:
     name: str
     cidr: str

@@ -11,9 +11,9 @@ import datetime
 import ipaddress
 import re
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
 from typing import Any, NoReturn
 
+from tortie.core.record import field, record
 from tortie.core.selector import parse_selector
 from tortie.errors import InvalidInput
 
@@ -195,7 +195,7 @@ def check_top(
     return top
 
 
-@dataclass(frozen=True)
+@record
 class Meta:
     """The parsed ``metadata`` of a resource (see ``METADATA_FIELDS``)."""
 
@@ -351,7 +351,7 @@ IPPOOL_SPEC_FIELDS = (
 )
 
 
-@dataclass(frozen=True)
+@record
 class IPPool:
     """A validated pool; ``cidr`` is the canonical compressed network text."""
 

@@ -9,9 +9,9 @@ from __future__ import annotations
 import ipaddress
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from tortie.core.record import field, record
 from tortie.errors import InvalidInput
 from tortie.model.ippool import (
     API_VERSION,
@@ -59,7 +59,7 @@ __all__ = [
 MAX_INT32 = 2147483647
 
 
-@dataclass(frozen=True)
+@record
 class IPAMConfig:
     """Cluster-wide IPAM settings (the single ``default`` object).
 
@@ -176,13 +176,13 @@ def ipamconfig_to_v2(c: IPAMConfig) -> dict[str, Any]:
 MAX_AS_NUMBER = 4294967295
 
 
-@dataclass(frozen=True)
+@record
 class OrchRef:
     orchestrator: str
     node_name: str = ""
 
 
-@dataclass(frozen=True)
+@record
 class Node:
     """A Calico node; addresses keep their prefix (``10.0.0.5/24``), canonical text."""
 
@@ -368,13 +368,13 @@ _IFNAME = re.compile(r"[^\s/:]{1,15}")
 _PROTOCOLS = ("TCP", "UDP", "SCTP", "ICMP", "ICMPv6", "UDPLite")
 
 
-@dataclass(frozen=True)
+@record
 class IPNAT:
     internal_ip: str
     external_ip: str
 
 
-@dataclass(frozen=True)
+@record
 class WorkloadEndpointPort:
     name: str
     protocol: str
@@ -383,7 +383,7 @@ class WorkloadEndpointPort:
     host_ip: str = ""
 
 
-@dataclass(frozen=True)
+@record
 class WorkloadEndpoint:
     """A pod's (or container's) interface; ``ip_networks`` are /32 and /128 CIDRs."""
 
@@ -600,7 +600,7 @@ class FromDict(Protocol):
     def __call__(self, d: Mapping[str, Any], *, strict: bool = True) -> Any: ...
 
 
-@dataclass(frozen=True)
+@record
 class KindInfo:
     """What the CLI and datastore need to know about one resource kind."""
 
