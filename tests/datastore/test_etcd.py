@@ -184,7 +184,9 @@ class DroppingProxy:
         self.url = f"http://127.0.0.1:{self.listener.getsockname()[1]}"
         self.socks: list[socket.socket] = []
         self.lock = threading.Lock()
-        threading.Thread(target=self._accept, daemon=True).start()
+        self.closed = False
+        self.acceptor = threading.Thread(target=self._accept, daemon=True)
+        self.acceptor.start()
 
     def _accept(self) -> None:
         while True:
@@ -194,6 +196,10 @@ class DroppingProxy:
                 return
             server = socket.create_connection(("127.0.0.1", self.target_port))
             with self.lock:
+                if self.closed:
+                    client.close()
+                    server.close()
+                    return
                 self.socks += [client, server]
             threading.Thread(target=self._pump, args=(client, server, False), daemon=True).start()
             threading.Thread(target=self._pump, args=(server, client, True), daemon=True).start()
@@ -213,10 +219,16 @@ class DroppingProxy:
                 s.shutdown(socket.SHUT_RDWR)
 
     def close(self) -> None:
-        self.listener.close()
         with self.lock:
+            self.closed = True
             for s in self.socks:
+                with contextlib.suppress(OSError):
+                    s.shutdown(socket.SHUT_RDWR)
                 s.close()
+        with contextlib.suppress(OSError):
+            self.listener.shutdown(socket.SHUT_RDWR)  # wakes the blocked accept()
+        self.acceptor.join(5)
+        self.listener.close()
 
 
 @pytest.fixture

@@ -151,13 +151,15 @@ def check_invariants(store: Datastore, *, settled: bool = True) -> StoreState:
             host = block.host()
             if host is not None:
                 state = st.affinities.get((host, cidr))
-                assert state == CONFIRMED, f"block {cidr} is affine to {host} but affinity is {state}"
+                assert state == CONFIRMED, (
+                    f"block {cidr} is affine to {host} but affinity is {state}"
+                )
         for (node, cidr), state in st.affinities.items():
             if state == CONFIRMED:
-                block = st.blocks.get(cidr)
-                assert block is not None, f"confirmed affinity {node}->{cidr} has no block"
-                assert block.host() == node, (
-                    f"confirmed affinity {node}->{cidr} but block is affine to {block.host()}"
+                owned = st.blocks.get(cidr)
+                assert owned is not None, f"confirmed affinity {node}->{cidr} has no block"
+                assert owned.host() == node, (
+                    f"confirmed affinity {node}->{cidr} but block is affine to {owned.host()}"
                 )
     return st
 

@@ -64,9 +64,7 @@ class IpamMachine(RuleBasedStateMachine):
         self.ipam = Ipam(self.store)
         self.model: dict[str, str | None] = {}
         self.strict = False
-        self.nets = {
-            v: [ipaddress.ip_network(c) for _n, c, _b in POOLS[v]] for v in self.families
-        }
+        self.nets = {v: [ipaddress.ip_network(c) for _n, c, _b in POOLS[v]] for v in self.families}
         self.pool_addresses = {
             v: [str(a) for net in self.nets[v] for a in net] for v in self.families
         }
@@ -305,9 +303,9 @@ def _run(backend: str, setup: str, examples: int) -> None:
 
 @pytest.mark.parametrize("setup", sorted(SETUPS))
 def test_ipam_state_machine_memory(setup: str) -> None:
-    _run("memory", setup, 80)
+    _run("memory", setup, 150)
 
 
 @pytest.mark.parametrize("setup", sorted(SETUPS))
 def test_ipam_state_machine_sqlite(setup: str) -> None:
-    _run("sqlite", setup, 40)
+    _run("sqlite", setup, 60)

@@ -342,7 +342,12 @@ class Ipam:
                     self.store.update(bkey, encode_block(unaffine), bkv.revision)
                 else:
                     self._set_affinity_state(akey, PENDING_DELETION)
-                    self.store.delete(bkey, bkv.revision)
+                    try:
+                        self.store.delete(bkey, bkv.revision)
+                    except Conflict:
+                        # Someone wrote the block meanwhile: keep the affinity, re-check.
+                        self._set_affinity_state(akey, CONFIRMED)
+                        raise
             self._delete_key(akey)
             return True
 
@@ -475,8 +480,12 @@ class Ipam:
         result = ReleaseResult()
         pools = poolsel.load_pools(self.store)
         by_block: dict[tuple[str, int], list[tuple[Address, ReleaseOptions]]] = {}
+        seen: set[Address] = set()
         for item in items:
             addr = parse_address(item.address)
+            if addr in seen:  # listed twice: release (and report) it once
+                continue
+            seen.add(addr)
             cidr = self._block_cidr_for(addr, pools)
             if cidr is None:
                 result.not_allocated.append(str(addr))
@@ -551,7 +560,7 @@ class Ipam:
             raise NotFound(f"handle {handle_id} does not exist")
         handle = decode_handle(key, kv.value)
         released: list[str] = []
-        for cidr in handle.block:
+        for cidr, recorded in handle.block.items():
             version = 6 if ":" in cidr else 4
             bkey = keys.block_key(cidr, version)
 
@@ -567,14 +576,12 @@ class Ipam:
                 self._write_or_drop(bkey, new, bkv.revision)
                 return [str(block.address(o)) for o in ordinals]
 
-            released += run_cas(attempt, f"release handle {handle_id}", self.policy)
-
-        def drop_handle() -> None:
-            hkv = self.store.get(key)
-            if hkv is not None:
-                self.store.delete(key, hkv.revision)
-
-        run_cas(drop_handle, f"delete handle {handle_id}", self.policy)
+            freed = run_cas(attempt, f"release handle {handle_id}", self.policy)
+            released += freed
+            # Decrement (never blindly delete) the handle, so an allocation made for it
+            # meanwhile in another block stays recorded.  At least the count read above
+            # goes, so a stale count (block lost its addresses) does not linger.
+            self._remove_from_handle(handle_id, cidr, max(len(freed), recorded))
         return released
 
     # ------------------------------------------------------------------ reads

@@ -6,6 +6,7 @@ value is reported, never silently overwritten.
 
 from __future__ import annotations
 
+import ipaddress
 import json
 from dataclasses import dataclass, field
 from typing import Any
@@ -94,10 +95,23 @@ def decode_block(key: str, text: str) -> Block:
         )
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
         raise DatastoreError(f"{key}: stored value is not a valid block ({exc!r})") from None
-    problem = _block_problem(block, size)
+    problem = _block_problem(block, size) or _cidr_problem(key, block.cidr)
     if problem:
         raise DatastoreError(f"{key}: stored value is not a valid block ({problem})")
     return block
+
+
+def _cidr_problem(key: str, cidr: str) -> str | None:
+    """The stored CIDR must be a masked network and, under a block key, the key's own."""
+    try:
+        net = ipaddress.ip_network(cidr)
+    except ValueError:
+        return f"cidr {cidr!r} is not a masked network"
+    if "/block/" in key:
+        addr, _, plen = key.rsplit("/", 1)[1].rpartition("-")
+        if f"{addr}/{plen}" != str(net):
+            return f"cidr {cidr} does not match the key"
+    return None
 
 
 def _block_problem(block: Block, size: int) -> str | None:
@@ -106,6 +120,8 @@ def _block_problem(block: Block, size: int) -> str | None:
     free = set(block.unallocated)
     if len(free) != len(block.unallocated):
         return "an ordinal is listed twice in unallocated"
+    if any(not 0 <= o < size for o in free):
+        return f"unallocated lists an ordinal outside 0-{size - 1}"
     for ordinal, idx in enumerate(block.allocations):
         if idx is None and ordinal not in free:
             return f"ordinal {ordinal} is neither allocated nor free"

@@ -1,0 +1,101 @@
+"""10 simulated nodes × 100 pods against a 3-member etcd cluster, every pod a real
+dual-stack ``calico-ipam`` ADD process, the nodes running concurrently; then DEL all."""
+
+from __future__ import annotations
+
+import pytest
+from cluster_harness import (
+    add_pools,
+    allocation_count,
+    block_of,
+    blocks_per_node,
+    etcd_conf,
+    handle_keys,
+    handle_id,
+    load_blocks,
+    rotated,
+    run_nodes,
+)
+
+from etcd_cluster import EtcdCluster
+from tortie.datastore.etcd import EtcdDatastore
+from tortie.ipam.check import check
+from tortie.ipam.usage import usage
+
+NODES = [f"node-{i:02d}" for i in range(10)]
+PODS = 100
+
+
+@pytest.mark.slow
+def test_ten_nodes_hundred_pods(
+    cluster3: EtcdCluster,
+    store3: EtcdDatastore,
+    plugin: str,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    add_pools(store3)
+    confs = {node: etcd_conf(node, rotated(cluster3.endpoints, i)) for i, node in enumerate(NODES)}
+
+    adds = run_nodes(plugin, confs, PODS, "ADD")
+    failed = adds.failures()
+    assert not failed, "\n".join(o.describe() for o in failed[:5])
+
+    v4 = [o.addresses[0] for o in adds.all()]
+    v6 = [o.addresses[1] for o in adds.all()]
+    assert all(len(o.addresses) == 2 for o in adds.all())
+    assert all(":" not in a for a in v4) and all(":" in a for a in v6)
+    assert len(set(v4)) == len(NODES) * PODS
+    assert len(set(v6)) == len(NODES) * PODS
+    # auto-assigned addresses carry the block prefix (reference §3)
+    assert {a.split("/")[1] for a in v4} == {"26"} and {a.split("/")[1] for a in v6} == {"122"}
+
+    blocks = list(load_blocks(store3).values())
+    for node, outs in adds.outcomes.items():
+        for version, col in ((4, 0), (6, 1)):
+            used: set[str] = set()
+            for o in outs:
+                block = block_of(blocks, o.addresses[col])
+                assert block is not None, f"{o.addresses[col]} is in no block"
+                assert block.host() == node, (
+                    f"{o.addresses[col]} of {node} is in {block.cidr} affine to {block.affinity}"
+                )
+                used.add(block.cidr)
+            assert 1 <= len(used) <= 2, f"{node} IPv{version} used blocks {sorted(used)}"
+    # every allocation carries the handle of its pod
+    owners = {
+        attr.handle_id for b in blocks for _, attr in b.allocated() if attr.handle_id is not None
+    }
+    assert owners == {handle_id(n, p) for n in NODES for p in range(PODS)}
+    report = check(store3)
+    assert report.problem_count == 0, [p.line() for p in report.problems]
+    assert report.allocations == 2 * len(NODES) * PODS
+    assert sum(p.in_use for p in usage(store3)) == 2 * len(NODES) * PODS
+    before = blocks_per_node(blocks)
+
+    dels = run_nodes(plugin, confs, PODS, "DEL")
+    failed = dels.failures()
+    assert not failed, "\n".join(o.describe() for o in failed[:5])
+    assert all(o.result is None for o in dels.all())  # DEL prints nothing on success
+    assert allocation_count(store3) == 0
+    assert [p.in_use for p in usage(store3)] == [0, 0]
+    assert handle_keys(store3) == []
+    report = check(store3)
+    assert report.problem_count == 0, [p.line() for p in report.problems]
+
+    after = blocks_per_node(load_blocks(store3).values())
+    with capsys.disabled():
+        print(f"\n10x100 dual-stack on 3-member etcd: ADD {adds.summary()}")
+        print(f"                                  DEL {dels.summary()}")
+        print(
+            f"blocks before DEL {sum(map(len, before.values()))}, after DEL "
+            f"{sum(map(len, after.values()))}: "
+            + ", ".join(f"{n}/v{v}: {len(c)}" for (n, v), c in sorted(after.items(), key=str))
+        )
+    assert None not in {n for n, _ in after}, "a block without affinity survived its last DEL"
+    too_many = {k: v for k, v in after.items() if len(v) > 1}
+    if too_many:
+        # The lead is changing DEL to release emptied blocks beyond one per node and pool.
+        pytest.xfail(
+            "DEL keeps emptied affine blocks (change not landed yet): more than 1 block per "
+            f"node/family after DEL: {too_many}"
+        )
