@@ -12,7 +12,7 @@ from cluster_harness import make_plugin
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/, for etcd_cluster
 
-from etcd_cluster import EtcdCluster, require_etcd
+from etcd_cluster import EtcdCluster, require_etcd  # type: ignore[import-not-found, unused-ignore]
 from tortie.datastore.config import DatastoreSettings
 from tortie.datastore.etcd import EtcdDatastore
 

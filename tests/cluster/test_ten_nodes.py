@@ -10,14 +10,14 @@ from cluster_harness import (
     block_of,
     blocks_per_node,
     etcd_conf,
-    handle_keys,
     handle_id,
+    handle_keys,
     load_blocks,
     rotated,
     run_nodes,
 )
 
-from etcd_cluster import EtcdCluster
+from etcd_cluster import EtcdCluster  # type: ignore[import-not-found, unused-ignore]
 from tortie.datastore.etcd import EtcdDatastore
 from tortie.ipam.check import check
 from tortie.ipam.usage import usage

@@ -598,3 +598,36 @@ def test_release_by_handle_drops_a_stale_handle_record(store: Datastore) -> None
     assert ipam.release_by_handle("h") == ["10.0.0.0"]
     assert ipam.get_handle("h") is None
     check_invariants(store)
+
+
+# ------------------------------------------------- emptied blocks go back to the pool
+
+
+@pytest.mark.parametrize("how", ["handle", "address"])
+def test_emptied_blocks_are_returned_but_one_per_pool_stays(store: Datastore, how: str) -> None:
+    create_pool(store, "pool", "10.0.0.0/26", 29)  # 8 blocks of 8
+    ipam = Ipam(store)
+    got = [v4(ipam, "n1", f"h{i}").addresses[0] for i in range(20)]  # 3 blocks
+    blocks = {c for c in ipam._confirmed_affinities("n1", 4)}
+    assert len(blocks) == 3
+    for i, addr in enumerate(got):
+        if how == "handle":
+            ipam.release_by_handle(f"h{i}")
+        else:
+            ipam.release_ips([ReleaseOptions(bare(addr))])
+    left = ipam._confirmed_affinities("n1", 4)
+    assert len(left) == 1 and left[0] in blocks
+    # The released blocks are gone from the store, so other nodes can claim them.
+    for cidr in blocks - set(left):
+        assert ipam.get_block(cidr) is None
+        assert affinity_state(store, "n1", cidr) is None
+    check_invariants(store)
+
+
+def test_a_node_keeps_its_only_block_when_it_empties(store: Datastore) -> None:
+    create_pool(store, "pool", "10.0.0.0/26", 29)
+    ipam = Ipam(store)
+    addr = bare(v4(ipam, "n1", "h").addresses[0])
+    ipam.release_ips([ReleaseOptions(addr)])
+    assert len(ipam._confirmed_affinities("n1", 4)) == 1
+    check_invariants(store)

@@ -192,6 +192,12 @@ class IpamMachine(RuleBasedStateMachine):
             with pytest.raises(InvalidInput, match="Address already assigned in block"):
                 self.ipam.assign_ip(addr, handle, {}, node)
             return
+        if self.strict:
+            found = self.ipam.find_block(addr)
+            if found is not None and found.host() not in (None, node):
+                with pytest.raises(InvalidInput, match="Block affinity"):
+                    self.ipam.assign_ip(addr, handle, {}, node)
+                return
         got = self.ipam.assign_ip(addr, handle, {"pod": "p"}, node)
         assert got == f"{addr}/{32 if version == 4 else 128}"
         self.model[addr] = handle

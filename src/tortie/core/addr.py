@@ -7,7 +7,6 @@ pool with /122 blocks (2**74 blocks) costs the same as a v4 /24.
 
 from __future__ import annotations
 
-import hashlib
 import ipaddress
 from typing import TypeAlias
 
@@ -77,6 +76,8 @@ def start_index(node: str, count: int) -> int:
 
     Different nodes start in different places, so they rarely race for the same block.
     """
+    import hashlib  # only when claiming a block
+
     digest = hashlib.sha256(node.encode()).digest()
     return int.from_bytes(digest[:16], "big") % count
 

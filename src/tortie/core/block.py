@@ -10,12 +10,12 @@ released ordinals go to the back, so a just-freed address is not handed out agai
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field, replace
 
 from tortie.core.addr import Address, Network, address_at, parse_network
+from tortie.core.record import field, record, replace
 
 
-@dataclass(frozen=True)
+@record
 class Attribute:
     """Who owns an allocation: a handle and free-form attributes (pod, namespace, node…)."""
 
@@ -23,7 +23,7 @@ class Attribute:
     secondary: Mapping[str, str] = field(default_factory=dict)
 
 
-@dataclass(frozen=True)
+@record
 class Block:
     cidr: str
     affinity: str | None

@@ -34,10 +34,10 @@ import ssl
 import threading
 import time
 from collections.abc import Generator, Iterator
-from dataclasses import dataclass
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
+from tortie.core.record import record
 from tortie.datastore.base import KV
 from tortie.datastore.config import DatastoreSettings
 from tortie.errors import (
@@ -62,7 +62,7 @@ _UNAUTHENTICATED = 16
 _PERMISSION_DENIED = 7
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class WatchEvent:
     """One change under a watched prefix; ``value`` is ``""`` for deletions."""
 
@@ -80,7 +80,7 @@ class WatchCompacted(DatastoreError):
         self.compact_revision = compact_revision
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class _Endpoint:
     url: str
     host: str

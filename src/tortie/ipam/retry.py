@@ -8,7 +8,6 @@ tortie retries.
 
 from __future__ import annotations
 
-import random
 import time
 from collections.abc import Callable
 from typing import TypeVar
@@ -37,7 +36,7 @@ def run_cas(
     *,
     sleep: Callable[[float], None] = time.sleep,
     clock: Callable[[], float] = time.monotonic,
-    jitter: Callable[[], float] = random.random,
+    jitter: Callable[[], float] | None = None,
 ) -> T:
     """Run ``op`` until it does not raise ``Conflict``."""
     deadline = clock() + policy.deadline_s
@@ -48,6 +47,10 @@ def run_cas(
         except Conflict:
             if clock() + delay > deadline:
                 break
+            if jitter is None:
+                import random  # only on a lost race: keeps it off the plugin's start-up
+
+                jitter = random.random
             sleep(delay * (0.5 + jitter()))
             delay = min(delay * 2, policy.max_delay_s)
     raise Unavailable(

@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import json
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
 
 from tortie.core import block as blk
 from tortie.core.addr import (
@@ -27,6 +26,7 @@ from tortie.core.addr import (
     start_index,
 )
 from tortie.core.block import Attribute, Block
+from tortie.core.record import record
 from tortie.datastore import keys
 from tortie.datastore.base import KV, Datastore
 from tortie.errors import (
@@ -71,7 +71,7 @@ def go_list(items: Iterable[str]) -> str:
     return "[" + " ".join(items) + "]"
 
 
-@dataclass(frozen=True)
+@record
 class _Family:
     version: int
     pools: list[IPPool]
@@ -202,7 +202,7 @@ class Ipam:
             self._add_to_handle(attr.handle_id, cidr, len(ordinals))
             try:
                 self.store.update(key, encode_block(new), kv.revision)
-            except Conflict:
+            except BaseException:
                 self._remove_from_handle(attr.handle_id, cidr, len(ordinals))
                 raise
             prefix = cidr.rsplit("/", 1)[1]
@@ -233,12 +233,14 @@ class Ipam:
         return out
 
     def _confirmed_affinities(self, node: str, version: int) -> list[str]:
-        """The node's confirmed blocks.  Pending ones left by a crashed claim are settled:
-        confirmed when the block is ours, dropped otherwise."""
+        """The node's confirmed blocks.  Pending claims and pending deletions left by a
+        crash are settled: confirmed when the block is still ours, dropped when another
+        node's block stands there (or, for a deletion, when the block is gone)."""
         out = []
         for cidr, kv, aff in self._affinities(node, version):
             if aff.state == CONFIRMED or (
-                aff.state == PENDING and self._settle_pending(node, cidr, version, kv)
+                aff.state in (PENDING, PENDING_DELETION)
+                and self._settle_pending(node, cidr, version, kv)
             ):
                 out.append(cidr)
         return out
@@ -249,8 +251,8 @@ class Ipam:
             if bkv is not None and decode_block(bkv.key, bkv.value).host() == node:
                 self.store.update(kv.key, encode_affinity(Affinity(CONFIRMED)), kv.revision)
                 return True
-            if bkv is not None:  # another node won the block: drop our claim
-                self.store.delete(kv.key, kv.revision)
+            if bkv is not None or decode_affinity(kv.key, kv.value).state == PENDING_DELETION:
+                self.store.delete(kv.key, kv.revision)  # another node's block, or ours is gone
         except Conflict:
             pass
         return False
@@ -428,11 +430,12 @@ class Ipam:
     ) -> str:
         """Assign one specific address; returns it as /32 or /128."""
         addr = parse_address(address)
-        pool = poolsel.pool_containing(addr, poolsel.load_pools(self.store))
+        enabled = [p for p in poolsel.load_pools(self.store) if not p.disabled]
+        pool = poolsel.pool_containing(addr, enabled)
         if pool is None:
             raise InvalidInput(
                 f"The provided IP address is not in a configured pool ({addr}); "
-                "choose an address inside an IPPool or create a pool that contains it"
+                "choose an address inside an enabled IPPool or create a pool that contains it"
             )
         cidr = str(block_of(addr, pool.block_size))
         key = keys.block_key(cidr, pool.version)
@@ -453,10 +456,16 @@ class Ipam:
                     f"Address already assigned in block {cidr} ({addr}); "
                     "release it first or ask for another address"
                 )
+            if config.strict_affinity and block.host() not in (None, node):
+                raise InvalidInput(
+                    f"Block affinity ({block.affinity}) does not match provided (host:{node}) "
+                    f"for {addr}; with strict affinity an address can only come from the "
+                    "node's own blocks"
+                )
             self._add_to_handle(handle_id, cidr, 1)
             try:
                 self.store.update(key, encode_block(new), kv.revision)
-            except Conflict:
+            except BaseException:
                 self._remove_from_handle(handle_id, cidr, 1)
                 raise
 
@@ -503,8 +512,10 @@ class Ipam:
         result: ReleaseResult,
     ) -> None:
         key = keys.block_key(cidr, version)
+        emptied: list[Block] = []
 
         def attempt() -> tuple[dict[str | None, int], list[str], list[str], list[tuple[str, str]]]:
+            emptied.clear()
             released: list[str] = []
             missing: list[str] = []
             refused: list[tuple[str, str]] = []
@@ -534,6 +545,8 @@ class Ipam:
             new, per_handle = blk.release(block, ordinals)
             if per_handle:
                 self._write_or_drop(key, new, kv.revision)
+                if new.empty and new.host():
+                    emptied.append(new)
             return per_handle, released, missing, refused
 
         per_handle, released, missing, refused = run_cas(
@@ -541,9 +554,30 @@ class Ipam:
         )
         for handle_id, count in per_handle.items():
             self._remove_from_handle(handle_id, cidr, count)
+        for block in emptied:
+            self._trim_emptied_block(block, version)
         result.released.extend(released)
         result.not_allocated.extend(missing)
         result.refused.extend(refused)
+
+    def _trim_emptied_block(self, block: Block, version: int) -> None:
+        """A release left one of a node's blocks empty: give the block back to the pool
+        when the node has another block in the same pool, so a burst of pods does not
+        leave a node holding many empty blocks.  One block per pool stays warm."""
+        node = block.host()
+        if node is None:
+            return
+        net = parse_network(block.cidr)
+        pool = poolsel.pool_containing(net.network_address, poolsel.load_pools(self.store))
+        if pool is None:
+            return
+        others = [
+            c
+            for c in self._confirmed_affinities(node, version)
+            if c != block.cidr and network_in(parse_network(c), pool.network)
+        ]
+        if others:
+            self._release_affinity(node, block.cidr, version, must_be_empty=True)
 
     def _write_or_drop(self, key: str, block: Block, revision: int) -> None:
         """Store the block, or delete it when it is empty and affine to nobody."""
@@ -564,7 +598,9 @@ class Ipam:
             version = 6 if ":" in cidr else 4
             bkey = keys.block_key(cidr, version)
 
-            def attempt(bkey: str = bkey) -> list[str]:
+            emptied: list[Block] = []
+
+            def attempt(bkey: str = bkey, emptied: list[Block] = emptied) -> list[str]:
                 bkv = self.store.get(bkey)
                 if bkv is None:
                     return []
@@ -574,9 +610,12 @@ class Ipam:
                     return []
                 new, _ = blk.release(block, ordinals)
                 self._write_or_drop(bkey, new, bkv.revision)
+                emptied[:] = [new] if new.empty and new.host() else []
                 return [str(block.address(o)) for o in ordinals]
 
             freed = run_cas(attempt, f"release handle {handle_id}", self.policy)
+            for block in emptied:
+                self._trim_emptied_block(block, version)
             released += freed
             # Decrement (never blindly delete) the handle, so an allocation made for it
             # meanwhile in another block stays recorded.  At least the count read above
@@ -590,6 +629,12 @@ class Ipam:
         net = parse_network(cidr)
         kv = self.store.get(keys.block_key(str(net), net.version))
         return None if kv is None else decode_block(kv.key, kv.value)
+
+    def find_block(self, address: str) -> Block | None:
+        """The block that holds (or would hold) an address, if it exists."""
+        addr = parse_address(address)
+        cidr = self._block_cidr_for(addr, poolsel.load_pools(self.store))
+        return self.get_block(cidr) if cidr else None
 
     def find_allocation(self, address: str) -> tuple[Block, int] | None:
         """The block and ordinal of an allocated address, or None when it is free."""

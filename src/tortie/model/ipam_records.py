@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import ipaddress
 import json
-from dataclasses import dataclass, field
 from typing import Any
 
 from tortie.core.block import Attribute, Block
+from tortie.core.record import field, record
 from tortie.errors import DatastoreError
 
 PENDING = "pending"
@@ -20,13 +20,13 @@ PENDING_DELETION = "pendingDeletion"
 AFFINITY_STATES = (PENDING, CONFIRMED, PENDING_DELETION)
 
 
-@dataclass(frozen=True)
+@record
 class Affinity:
     state: str
     deleted: bool = False
 
 
-@dataclass(frozen=True)
+@record
 class Handle:
     handle_id: str
     block: dict[str, int] = field(default_factory=dict)

@@ -7,7 +7,6 @@ pool validation lives in :func:`ippool_from_dict`; a pool that exists is valid.
 
 from __future__ import annotations
 
-import datetime
 import ipaddress
 import re
 from collections.abc import Iterable, Mapping
@@ -316,7 +315,11 @@ def _optional_str(obj: str, path: str, value: object) -> str | None:
 
 
 def _timestamp(obj: str, value: object) -> str | None:
-    if isinstance(value, datetime.datetime):  # a YAML loader that resolves timestamps
+    if not isinstance(value, str | None):
+        import datetime  # only YAML loaders that resolve timestamps get here
+
+        if not isinstance(value, datetime.datetime):
+            return _optional_str(obj, "metadata.creationTimestamp", value)
         if value.tzinfo is not None:
             value = value.astimezone(datetime.UTC).replace(tzinfo=None)
         return value.isoformat(timespec="seconds") + "Z"
