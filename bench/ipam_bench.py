@@ -156,10 +156,17 @@ def main() -> None:
             f"host-local ADD median {hl_txt}; ratio {ratio}"
         )
         base = None
-        for cidr, bs in (("10.0.0.0/16", 26), ("10.0.0.0/8", 26), ("fd00::/64", 122), ("fd00::/48", 122)):
+        for cidr, bs in (
+            ("10.0.0.0/16", 26),
+            ("10.0.0.0/8", 26),
+            ("fd00::/64", 122),
+            ("fd00::/48", 122),
+        ):
             cost = first_allocation(tmp, cidr, bs, int(50 * scale) or 5)
             base = base or cost
-            print(f"first allocation on a new node, {cidr} /{bs} blocks: {cost * 1e3:.2f} ms (x{cost / base:.2f} of /16)")
+            print(
+                f"first allocation on a new node, {cidr} /{bs} blocks: {cost * 1e3:.2f} ms (x{cost / base:.2f} of /16)"
+            )
         small, large = per_allocation(tmp, (100, int(10000 * scale)), int(500 * scale))
         print(
             f"per-allocation: {small * 1e3:.2f} ms at 100 existing, {large * 1e3:.2f} ms at "

@@ -4,12 +4,9 @@ from __future__ import annotations
 
 import json
 import os
-import statistics
 import subprocess
 import sys
-import time
 from pathlib import Path
-from typing import Any
 
 import pytest
 from cni_helpers import add_pool, allocated, netconf
@@ -128,40 +125,6 @@ def test_del_without_netns_process(db: str) -> None:
     store = SqliteDatastore(db)
     assert allocated(store) == {}
     store.close()
-
-
-def _time_calls(cmd: list[Any], db: str, n: int, command: str) -> list[float]:
-    times = []
-    for i in range(n):
-        t0 = time.perf_counter()
-        out = subprocess.run(
-            cmd, input=_conf(db), env=_env(command, f"lat{i}"), capture_output=True
-        )
-        times.append(time.perf_counter() - t0)
-        assert out.returncode == 0, out
-    return times
-
-
-def measure(bin_dir: Path, db: str, n: int = 50) -> dict[str, float]:
-    """Median wall time (ms) of one ADD / DEL process, venv python vs the -I -S launcher."""
-    results = {}
-    for label, cmd in (("venv", VENV_PLUGIN), ("launcher", [str(bin_dir / "calico-ipam")])):
-        add = _time_calls(cmd, db, n, "ADD")
-        dele = _time_calls(cmd, db, n, "DEL")
-        results[f"{label} ADD"] = statistics.median(add) * 1000
-        results[f"{label} DEL"] = statistics.median(dele) * 1000
-    return results
-
-
-@pytest.mark.slow
-def test_latency(bin_dir: Path, db: str, capsys: pytest.CaptureFixture[str]) -> None:
-    results = measure(bin_dir, db, n=50)
-    with capsys.disabled():
-        print(
-            "\nCNI IPAM latency, median of 50 processes (ms): "
-            + ", ".join(f"{k} {v:.1f}" for k, v in results.items())
-        )
-    assert results["launcher ADD"] < 1000
 
 
 @pytest.mark.slow

@@ -2,7 +2,7 @@
 (calico-ipam in-process, dual stack and IPv4-only) against the reference ``bridge`` +
 ``host-local`` in the same run.  Root only; everything happens in throw-away namespaces.
 
-    sudo .venv/bin/python tests/cni_main/bench_add_del.py [N]
+    sudo .venv/bin/python bench/pod_bench.py [N]
 """
 
 from __future__ import annotations
@@ -16,11 +16,12 @@ import time
 from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from main_helpers import Env
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tests" / "cni_main"))
+sys.path.insert(0, str(ROOT / "tests"))
+from main_helpers import Env  # noqa: E402
 
-from netns import NetnsPool
+from netns import NetnsPool  # noqa: E402
 
 
 def timed(
