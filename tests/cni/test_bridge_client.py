@@ -18,7 +18,7 @@ import pytest
 from cni_helpers import add_pool, allocated
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/ (shared netns helper)
-from netns import Netns, NetnsPool  # type: ignore[import-not-found]
+from netns import Netns, NetnsPool
 from tortie.cni.install import write_executables
 from tortie.datastore.sqlite import SqliteDatastore
 

@@ -13,7 +13,7 @@ import pytest
 from cni_helpers import add_pool, allocated, netconf
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/ (shared etcd helper)
-from etcd_cluster import EtcdCluster, require_etcd  # type: ignore[import-not-found]
+from etcd_cluster import EtcdCluster, require_etcd
 from tortie.datastore.config import DatastoreSettings, open_datastore
 
 PLUGIN = [sys.executable, "-m", "tortie.cni.ipam_main"]
