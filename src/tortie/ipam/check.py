@@ -5,17 +5,20 @@ corrupt stored values (with their key), leaked allocations, in-use addresses wit
 allocation or outside every enabled pool, handles whose counts do not match the blocks,
 handles named in blocks but missing, and affinities that disagree with their blocks.
 
-Leaks are judged only where tortie can know the owner: on nodes that have workload
-endpoints recorded (the main plugin writes them).  Allocations on nodes that have no
-workload endpoints (nodes that use only the IPAM plugin, or only ``ipam assign``) are
-counted as "not verifiable", never as leaks — freeing a live address is worse than keeping a
-dead one.
+Leaks are judged only where tortie can know the owner: allocations made for a workload
+(the CNI plugins record ``timestamp``, and ``pod`` for Kubernetes) or for a node's tunnel
+(Calico's ``ipip-tunnel-addr-<node>``-style handles) on nodes that have
+workload endpoints recorded (the main plugin writes them).  Everything else — nodes that
+use only the IPAM plugin, addresses an orchestrator took with ``ipam assign`` — is counted
+as "not verifiable", never as a leak: freeing a live address is worse than keeping a dead
+one.
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
+from collections.abc import Mapping
 from typing import Any
 
 from tortie.core.addr import network_in, parse_address, parse_network
@@ -168,7 +171,7 @@ def check(store: Datastore) -> CheckReport:
             if address in owners:
                 continue
             node = attr.secondary.get("node") or block.host()
-            if node in wep_nodes:
+            if node in wep_nodes and _owner_is_recorded(attr.secondary, attr.handle_id):
                 report.leaks.append(
                     Leak(
                         address,
@@ -285,3 +288,16 @@ def _check_outside_pools(blocks: dict[str, Block], pools: list[Any], report: Che
                     f"{block.in_use} addresses allocated in a block outside every IPPool",
                 )
             )
+
+
+TUNNEL_HANDLE_PREFIXES = ("ipip-tunnel-addr-", "vxlan-tunnel-addr-", "vxlan-v6-tunnel-addr-")
+
+
+def _owner_is_recorded(attrs: Mapping[str, str], handle_id: str | None) -> bool:
+    """Whether the owner of an allocation is something tortie records (an endpoint or a
+    node tunnel), so that its absence means a leak."""
+    return (
+        "timestamp" in attrs
+        or "pod" in attrs
+        or (handle_id or "").startswith(TUNNEL_HANDLE_PREFIXES)
+    )
