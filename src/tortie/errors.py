@@ -25,6 +25,9 @@ class TortieError(Exception):
     def __init__(self, message: str) -> None:
         super().__init__(message)
         self.message = message
+        # The address family a request failed for, when the error is about one family
+        # (CNI plugins say "failed to request IPv6 addresses: ...").
+        self.ip_version: int | None = None
 
     def __str__(self) -> str:
         return self.message

@@ -161,11 +161,6 @@ def test_corrupt_values_reported_and_kept(
     assert report.problem_count == 2, [p.line() for p in report.problems]
 
 
-@pytest.mark.xfail(
-    reason="Ipam._borrow (src/tortie/ipam/service.py) decodes every block of the family and "
-    "a corrupt one aborts the ADD instead of being skipped",
-    strict=False,
-)
 def test_borrow_skips_corrupt_blocks(
     cluster3: EtcdCluster, store3: EtcdDatastore, plugin: str
 ) -> None:

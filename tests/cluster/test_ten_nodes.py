@@ -93,9 +93,4 @@ def test_ten_nodes_hundred_pods(
         )
     assert None not in {n for n, _ in after}, "a block without affinity survived its last DEL"
     too_many = {k: v for k, v in after.items() if len(v) > 1}
-    if too_many:
-        # The lead is changing DEL to release emptied blocks beyond one per node and pool.
-        pytest.xfail(
-            "DEL keeps emptied affine blocks (change not landed yet): more than 1 block per "
-            f"node/family after DEL: {too_many}"
-        )
+    assert not too_many, f"more than one emptied block kept per node and family: {too_many}"

@@ -171,46 +171,57 @@ def _requested_ips(call: Call) -> list[str]:
     return [str(a) for a in sorted(out, key=lambda a: a.version)]
 
 
-def _assign_family(
-    ipam: Ipam, call: Call, node: str, attrs: dict[str, str], version: int
-) -> list[str]:
+def _auto_assign(ipam: Ipam, call: Call, node: str, attrs: dict[str, str]) -> list[str]:
+    """Both families in one allocator call: it resolves the pools of both before writing
+    anything, so a request that cannot succeed for one family takes nothing."""
     conf = call.conf
     args = AutoAssignArgs(
         node=node,
         handle_id=call.handle_id,
-        num4=1 if version == 4 else 0,
-        num6=1 if version == 6 else 0,
+        num4=1 if conf.assign_ipv4 else 0,
+        num6=1 if conf.assign_ipv6 else 0,
         attrs=attrs,
-        ipv4_pools=conf.ipv4_pools if version == 4 else (),
-        ipv6_pools=conf.ipv6_pools if version == 6 else (),
+        ipv4_pools=conf.ipv4_pools,
+        ipv6_pools=conf.ipv6_pools,
         intent=WORKLOAD,
     )
     try:
         result = ipam.auto_assign(args)
     except TortieError as exc:
+        version = exc.ip_version or (4 if conf.assign_ipv4 else 6)
         raise CniError(cni_code(exc), f"failed to request IPv{version} addresses: {exc}") from None
-    fam = result.ipv4 if version == 4 else result.ipv6
-    if len(fam.addresses) < 1:
-        why = "; ".join(fam.messages) or "the allocator returned no address"
-        if fam.addresses:
-            ipam.release_ips(ReleaseOptions(a.split("/")[0], call.handle_id) for a in fam.addresses)
-        raise CniError(
-            codes.NO_ADDRESSES,
-            f"failed to request IPv{version} addresses: IPAM allocated {len(fam.addresses)} "
-            f"of 1 ({why})",
-        )
-    return list(fam.addresses)
+    got: list[str] = []
+    for version, wanted, fam in ((4, args.num4, result.ipv4), (6, args.num6, result.ipv6)):
+        if len(fam.addresses) < wanted:
+            why = "; ".join(fam.messages) or "the allocator returned no address"
+            raise _Shortfall(
+                got + result.ipv4.addresses + result.ipv6.addresses,
+                CniError(
+                    codes.NO_ADDRESSES,
+                    f"failed to request IPv{version} addresses: IPAM allocated "
+                    f"{len(fam.addresses)} of {wanted} ({why})",
+                ),
+            )
+        got += fam.addresses
+    return got
 
 
-def _precheck(call: Call, node: str, requested: list[str]) -> None:
-    """Refuse a request that cannot succeed before anything is written: unknown, disabled
-    or wrong-family pools and a family with no pool for the node fail here, not after the
-    other family's address (and perhaps a new block) was taken."""
-    conf = call.conf
-    all_pools = poolsel.load_pools(call.store)
+class _Shortfall(Exception):
+    """One family came back short: what was taken (to undo) and the error to report."""
+
+    def __init__(self, taken: list[str], error: CniError) -> None:
+        super().__init__(error.msg)
+        self.taken = taken
+        self.error = error
+
+
+def _precheck(call: Call, requested: list[str]) -> None:
+    """Refuse requested addresses outside every enabled pool before anything is written
+    (as in Calico, only enabled pools count), so a second address cannot fail after the
+    first was taken.  Auto-assignment needs no such step: the allocator resolves the pools
+    of both families before it writes."""
     if requested:
-        # As in Calico, only enabled pools count for a requested address.
-        enabled = [p for p in all_pools if not p.disabled]
+        enabled = [p for p in poolsel.load_pools(call.store) if not p.disabled]
         for addr in requested:
             if poolsel.pool_containing(ipaddress.ip_address(addr), enabled) is None:
                 version = 6 if ":" in addr else 4
@@ -220,25 +231,6 @@ def _precheck(call: Call, node: str, requested: list[str]) -> None:
                     f"in a configured pool ({addr}); choose an address inside an enabled "
                     "IPPool or create a pool that contains it",
                 )
-        return
-    labels: dict[str, str] | None = None
-    for version, wanted, pools in (
-        (4, conf.assign_ipv4, conf.ipv4_pools),
-        (6, conf.assign_ipv6, conf.ipv6_pools),
-    ):
-        if not wanted:
-            continue
-        try:
-            if pools:
-                poolsel.requested_pools(version, pools, all_pools)
-            else:
-                if labels is None:
-                    labels = poolsel.node_labels(call.store, node)
-                poolsel.selected_pools(version, node, labels, all_pools, WORKLOAD)
-        except TortieError as exc:
-            raise CniError(
-                cni_code(exc), f"failed to request IPv{version} addresses: {exc}"
-            ) from None
 
 
 def cmd_add(call: Call) -> str:
@@ -257,7 +249,7 @@ def cmd_add(call: Call) -> str:
     if pod:
         attrs["pod"] = pod
         attrs["namespace"] = call.env.args.get("K8S_POD_NAMESPACE", "")
-    _precheck(call, node, requested)
+    _precheck(call, requested)
     ipam = Ipam(call.store)
     handle = call.handle_id
     fresh = ipam.get_handle(handle) is None
@@ -273,10 +265,10 @@ def cmd_add(call: Call) -> str:
                         cni_code(exc), f"failed to request IPv{version} addresses: {exc}"
                     ) from None
         else:
-            if conf.assign_ipv4:
-                got += _assign_family(ipam, call, node, attrs, 4)
-            if conf.assign_ipv6:
-                got += _assign_family(ipam, call, node, attrs, 6)
+            got += _auto_assign(ipam, call, node, attrs)
+    except _Shortfall as short:
+        _undo(ipam, call, short.taken, fresh)
+        raise short.error from None
     except BaseException:
         _undo(ipam, call, got, fresh)
         raise

@@ -36,6 +36,7 @@ from tortie.errors import (
     InvalidInput,
     NotFound,
     RevisionConflict,
+    TortieError,
 )
 from tortie.ipam import pools as poolsel
 from tortie.ipam.requests import (
@@ -133,47 +134,61 @@ class Ipam:
             if num == 0:
                 plans.append((version, 0, [], False))
                 continue
-            if requested:
-                pools = poolsel.requested_pools(version, requested, all_pools)
-            else:
-                if labels is None:
-                    labels = poolsel.node_labels(self.store, args.node)
-                pools = poolsel.selected_pools(version, args.node, labels, all_pools, args.intent)
+            try:
+                if requested:
+                    pools = poolsel.requested_pools(version, requested, all_pools)
+                else:
+                    if labels is None:
+                        labels = poolsel.node_labels(self.store, args.node)
+                    pools = poolsel.selected_pools(
+                        version, args.node, labels, all_pools, args.intent
+                    )
+            except TortieError as exc:
+                exc.ip_version = version
+                raise
             plans.append((version, num, pools, bool(requested)))
         results = []
         for version, num, pools, was_requested in plans:
             if num == 0:
                 results.append(FamilyResult())
                 continue
+            owned = self._confirmed_affinities(args.node, version)
             if not was_requested:
-                self._release_unselected_affinities(args.node, version, pools, all_pools)
-            results.append(
-                self._assign_family(args.node, _Family(version, pools), num, attr, config)
-            )
+                owned = self._release_unselected(args.node, version, pools, owned)
+            fam = _Family(version, pools)
+            results.append(self._assign_family(args.node, fam, num, attr, config, owned))
         return AutoAssignResult(ipv4=results[0], ipv6=results[1])
 
     def _assign_family(
-        self, node: str, fam: _Family, num: int, attr: Attribute, config: IPAMConfig
+        self,
+        node: str,
+        fam: _Family,
+        num: int,
+        attr: Attribute,
+        config: IPAMConfig,
+        owned: list[str],
     ) -> FamilyResult:
+        """Fill the request from the node's blocks (``owned``), then new blocks, then
+        by borrowing."""
         got: list[str] = []
         messages: list[str] = []
         nets = [p.network for p in fam.pools]
-        affine = [c for c in self._confirmed_affinities(node, fam.version) if _in_any(c, nets)]
-        for cidr in affine:
+        for cidr in [c for c in owned if _in_any(c, nets)]:
             if len(got) >= num:
                 break
             got += self._assign_from_block(cidr, fam.version, num - len(got), attr, node)
         limit = config.max_blocks_per_host or DEFAULT_MAX_BLOCKS_PER_HOST
         while len(got) < num and config.auto_allocate_blocks:
-            owned = len(self._confirmed_affinities(node, fam.version))
-            if owned >= limit:
+            if len(owned) >= limit:
                 messages.append(
-                    f"node {node} already has {owned} blocks, the most allowed (maxBlocksPerHost {limit})"
+                    f"node {node} already has {len(owned)} blocks, the most allowed "
+                    f"(maxBlocksPerHost {limit})"
                 )
                 break
             claimed = self._claim_any_block(node, fam, config.strict_affinity)
             if claimed is None:
                 break
+            owned = [*owned, claimed]
             got += self._assign_from_block(claimed, fam.version, num - len(got), attr, node)
         if len(got) < num:
             if config.strict_affinity:
@@ -219,7 +234,10 @@ class Ipam:
             cidr = keys.cidr_from_key(kv.key)
             if not _in_any(cidr, nets):
                 continue
-            block = decode_block(kv.key, kv.value)
+            try:
+                block = decode_block(kv.key, kv.value)
+            except DatastoreError:
+                continue  # reported by `ipam check`; never borrowed from, never overwritten
             if block.free and not block.strict_affinity:
                 got += self._assign_from_block(cidr, fam.version, count - len(got), attr, None)
         return got
@@ -317,14 +335,19 @@ class Ipam:
         with contextlib.suppress(NotFound):
             self.store.delete(key)
 
-    def _release_unselected_affinities(
-        self, node: str, version: int, selected: list[IPPool], all_pools: list[IPPool]
-    ) -> None:
-        """Empty blocks of pools that no longer select the node are given up."""
+    def _release_unselected(
+        self, node: str, version: int, selected: list[IPPool], owned: list[str]
+    ) -> list[str]:
+        """Empty blocks of pools that no longer select the node are given up; returns the
+        node's blocks that remain."""
         nets = [p.network for p in selected]
-        for cidr, _kv, aff in self._affinities(node, version):
-            if aff.state == CONFIRMED and not _in_any(cidr, nets):
-                self._release_affinity(node, cidr, version, must_be_empty=True)
+        kept = []
+        for cidr in owned:
+            if _in_any(cidr, nets) or not self._release_affinity(
+                node, cidr, version, must_be_empty=True
+            ):
+                kept.append(cidr)
+        return kept
 
     def _release_affinity(self, node: str, cidr: str, version: int, must_be_empty: bool) -> bool:
         """Give up one block affinity.  An empty block is deleted with it; a non-empty
