@@ -51,7 +51,7 @@ class Tortie:
     name = "tortie"
 
     def __init__(self, tmp: str, bin_dir: str, existing: int) -> None:
-        self.db = os.path.join(tmp, f"t{existing}.db")
+        self.db = os.path.join(tmp, f"t{existing}-{time.monotonic_ns()}.db")
         store = SqliteDatastore(self.db)
         pool = {
             "apiVersion": "projectcalico.org/v3",
@@ -98,7 +98,7 @@ class HostLocal(Tortie):
     name = "host-local"
 
     def __init__(self, tmp: str, bin_dir: str, existing: int) -> None:
-        self.data = os.path.join(tmp, f"hl{existing}")
+        self.data = os.path.join(tmp, f"hl{existing}-{time.monotonic_ns()}")
         net_dir = os.path.join(self.data, "bench")
         os.makedirs(net_dir)
         base = ipaddress.ip_network("10.128.0.0/9")

@@ -65,6 +65,8 @@ from tortie.model.resources import IPAMConfig, ipamconfig_from_v2, ipamconfig_to
 
 DEFAULT_MAX_BLOCKS_PER_HOST = 20
 PROBES_BEFORE_LISTING = 16
+# Compact JSON of a block with no free ordinal (ours and Calico's Go encoder alike).
+FULL_BLOCK_MARK = '"unallocated":[]'
 
 
 def go_list(items: Iterable[str]) -> str:
@@ -208,8 +210,8 @@ class Ipam:
 
         def attempt() -> list[str]:
             kv = self.store.get(key)
-            if kv is None:
-                return []
+            if kv is None or FULL_BLOCK_MARK in kv.value:
+                return []  # a full block is skipped without decoding it
             block = decode_block(key, kv.value)
             if (node is not None and block.host() != node) or block.free == 0:
                 return []
@@ -232,7 +234,7 @@ class Ipam:
             if len(got) >= count:
                 break
             cidr = keys.cidr_from_key(kv.key)
-            if not _in_any(cidr, nets):
+            if FULL_BLOCK_MARK in kv.value or not _in_any(cidr, nets):
                 continue
             try:
                 block = decode_block(kv.key, kv.value)
