@@ -1,42 +1,20 @@
-"""Process entry point of ``calico`` / ``tortie-cni``: stdin, environment, stdout.
-
-Kept free of heavy imports (no yaml, pyroute2 or argparse): one process runs per pod.
-"""
+"""Process entry point of ``calico`` / ``tortie-cni`` (the main plugin)."""
 
 from __future__ import annotations
 
-import os
 import sys
+
+from tortie.cni.entry import Runner, serve
+
+
+def _runner() -> Runner:
+    from tortie.cni.main_plugin import run
+
+    return run
 
 
 def main() -> int:
-    try:
-        from tortie.cni.main_plugin import run
-
-        try:
-            stdin = sys.stdin.buffer.read() if sys.stdin is not None else b""
-        except (OSError, ValueError):
-            stdin = b""
-        code, out = run(stdin, os.environ, stderr=sys.stderr)
-    except BaseException as exc:  # never a traceback, even for a broken install
-        import json
-
-        code = 1
-        out = json.dumps(
-            {
-                "cniVersion": "1.1.0",
-                "code": 999,
-                "msg": f"internal error: {type(exc).__name__}: {exc}".replace("\n", " "),
-                "details": "",
-            }
-        )
-    if out:
-        try:
-            sys.stdout.write(out + "\n")
-            sys.stdout.flush()
-        except (OSError, ValueError):
-            return 1
-    return code
+    return serve(_runner)
 
 
 if __name__ == "__main__":

@@ -8,8 +8,10 @@ like etcd mod revisions (never reused, even after delete and re-create).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sqlite3
+from collections.abc import Iterator
 
 from tortie.datastore.base import KV
 from tortie.errors import AlreadyExists, NotFound, RevisionConflict, Unavailable
@@ -79,68 +81,51 @@ class SqliteDatastore:
             raise self._unavailable(exc) from exc
         return [KV(k, v, r) for k, v, r in rows]
 
-    def _begin(self) -> int:
-        """Start a write transaction and return the next revision."""
-        self._db.execute("BEGIN IMMEDIATE")
-        row = self._db.execute("UPDATE meta SET revision = revision + 1 RETURNING revision")
-        return int(row.fetchone()[0])
-
-    def _current(self, key: str) -> int | None:
-        row = self._db.execute("SELECT revision FROM kv WHERE key = ?", (key,)).fetchone()
-        return None if row is None else int(row[0])
-
-    def create(self, key: str, value: str) -> KV:
+    @contextlib.contextmanager
+    def _write(self, key: str) -> Iterator[tuple[int, int | None]]:
+        """One short write transaction: yields (the next store revision, the key's current
+        revision or None); commits when the body returns, rolls back when it raises."""
         try:
-            rev = self._begin()
+            self._db.execute("BEGIN IMMEDIATE")
             try:
-                if self._current(key) is not None:
-                    raise AlreadyExists(f"{key} already exists")
-                self._db.execute(
-                    "INSERT INTO kv (key, value, revision) VALUES (?, ?, ?)", (key, value, rev)
-                )
+                row = self._db.execute("UPDATE meta SET revision = revision + 1 RETURNING revision")
+                rev = int(row.fetchone()[0])
+                cur = self._db.execute("SELECT revision FROM kv WHERE key = ?", (key,)).fetchone()
+                yield rev, None if cur is None else int(cur[0])
                 self._db.execute("COMMIT")
             finally:
                 if self._db.in_transaction:
                     self._db.execute("ROLLBACK")
         except sqlite3.Error as exc:
             raise self._unavailable(exc) from exc
+
+    def create(self, key: str, value: str) -> KV:
+        with self._write(key) as (rev, cur):
+            if cur is not None:
+                raise AlreadyExists(f"{key} already exists")
+            self._db.execute(
+                "INSERT INTO kv (key, value, revision) VALUES (?, ?, ?)", (key, value, rev)
+            )
         return KV(key, value, rev)
 
     def update(self, key: str, value: str, revision: int) -> KV:
-        try:
-            rev = self._begin()
-            try:
-                if self._current(key) != revision:
-                    raise RevisionConflict(f"{key} changed (expected revision {revision})")
-                self._db.execute(
-                    "UPDATE kv SET value = ?, revision = ? WHERE key = ?", (value, rev, key)
-                )
-                self._db.execute("COMMIT")
-            finally:
-                if self._db.in_transaction:
-                    self._db.execute("ROLLBACK")
-        except sqlite3.Error as exc:
-            raise self._unavailable(exc) from exc
+        with self._write(key) as (rev, cur):
+            if cur != revision:
+                raise RevisionConflict(f"{key} changed (expected revision {revision})")
+            self._db.execute(
+                "UPDATE kv SET value = ?, revision = ? WHERE key = ?", (value, rev, key)
+            )
         return KV(key, value, rev)
 
     def delete(self, key: str, revision: int | None = None) -> None:
-        try:
-            self._begin()
-            try:
-                cur = self._current(key)
-                if cur is None:
-                    if revision is None:
-                        raise NotFound(f"{key} does not exist")
-                    raise RevisionConflict(f"{key} was already deleted")
-                if revision is not None and cur != revision:
-                    raise RevisionConflict(f"{key} changed (expected revision {revision})")
-                self._db.execute("DELETE FROM kv WHERE key = ?", (key,))
-                self._db.execute("COMMIT")
-            finally:
-                if self._db.in_transaction:
-                    self._db.execute("ROLLBACK")
-        except sqlite3.Error as exc:
-            raise self._unavailable(exc) from exc
+        with self._write(key) as (_rev, cur):
+            if cur is None:
+                if revision is None:
+                    raise NotFound(f"{key} does not exist")
+                raise RevisionConflict(f"{key} was already deleted")
+            if revision is not None and cur != revision:
+                raise RevisionConflict(f"{key} changed (expected revision {revision})")
+            self._db.execute("DELETE FROM kv WHERE key = ?", (key,))
 
     def _unavailable(self, exc: sqlite3.Error) -> Unavailable:
         return Unavailable(f"datastore {self.path}: SQLite error ({exc}); try again later")

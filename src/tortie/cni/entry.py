@@ -1,0 +1,54 @@
+"""The process edge shared by both plugins: read stdin, run, write stdout, never a traceback.
+
+Kept free of heavy imports (no yaml, pyroute2 or argparse): one process runs per pod.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Callable, Mapping
+from typing import TextIO
+
+Runner = Callable[..., tuple[int, str]]
+
+
+def serve(load_runner: Callable[[], Runner]) -> int:
+    """Run a plugin's ``run(stdin, env, stderr=...)`` as a CNI process."""
+    try:
+        if os.environ.get("CNI_COMMAND") == "VERSION":
+            # Runtimes ask often; answer without loading the plugin.
+            from tortie.cni.protocol import version_json
+
+            return _emit(0, version_json())
+        run = load_runner()
+        try:
+            stdin = sys.stdin.buffer.read() if sys.stdin is not None else b""
+        except (OSError, ValueError):
+            stdin = b""
+        env: Mapping[str, str] = os.environ
+        stderr: TextIO = sys.stderr
+        code, out = run(stdin, env, stderr=stderr)
+    except BaseException as exc:  # never a traceback, even for a broken install
+        import json
+
+        code = 1
+        out = json.dumps(
+            {
+                "cniVersion": "1.1.0",
+                "code": 999,
+                "msg": f"internal error: {type(exc).__name__}: {exc}".replace("\n", " "),
+                "details": "",
+            }
+        )
+    return _emit(code, out)
+
+
+def _emit(code: int, out: str) -> int:
+    if out:
+        try:
+            sys.stdout.write(out + "\n")
+            sys.stdout.flush()
+        except (OSError, ValueError):
+            return 1
+    return code
