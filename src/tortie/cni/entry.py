@@ -8,7 +8,10 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Callable, Mapping
-from typing import TextIO
+
+TYPE_CHECKING = False  # typing stays unimported at run time: plugin start-up
+if TYPE_CHECKING:
+    from typing import TextIO
 
 Runner = Callable[..., tuple[int, str]]
 

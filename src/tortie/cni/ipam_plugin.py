@@ -16,7 +16,6 @@ import ipaddress
 import json
 import time
 from collections.abc import Callable, Mapping
-from typing import TextIO
 
 from tortie.cni import errors as codes
 from tortie.cni.errors import cni_code
@@ -54,6 +53,10 @@ from tortie.ipam.requests import WORKLOAD, AutoAssignArgs, ReleaseOptions
 from tortie.ipam.service import Ipam
 from tortie.model.ipam_records import decode_block, decode_handle
 from tortie.model.ippool import IPPool
+
+TYPE_CHECKING = False  # typing stays unimported at run time: plugin start-up
+if TYPE_CHECKING:
+    from typing import TextIO
 
 KNOWN_ARGS = (
     "IP",

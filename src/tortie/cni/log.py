@@ -10,7 +10,10 @@ from __future__ import annotations
 import contextlib
 import os
 import time
-from typing import TextIO
+
+TYPE_CHECKING = False  # typing stays unimported at run time: plugin start-up
+if TYPE_CHECKING:
+    from typing import TextIO
 
 _RANK = {"debug": 10, "info": 20, "warning": 30, "warn": 30, "error": 40, "fatal": 50, "panic": 50}
 

@@ -15,7 +15,6 @@ import ipaddress
 import json
 import os
 from collections.abc import Callable, Mapping
-from typing import Any, TextIO
 
 from tortie.cni import errors as codes
 from tortie.cni import ipam_plugin
@@ -57,6 +56,10 @@ from tortie.dataplane.pod import PodNetwork, host_veth_name, setup_pod, teardown
 from tortie.datastore.base import Datastore
 from tortie.datastore.config import DatastoreSettings, open_datastore
 from tortie.errors import InvalidInput, NotFound, TortieError
+
+TYPE_CHECKING = False  # typing stays unimported at run time: plugin start-up
+if TYPE_CHECKING:
+    from typing import Any, TextIO
 
 IN_PROCESS_IPAM = ("calico-ipam", "tortie-ipam")
 DEFAULT_MTU = 1500

@@ -12,12 +12,15 @@ import json
 import os
 import re
 from collections.abc import Mapping
-from typing import Any
 
 from tortie.cni import errors as codes
 from tortie.cni.protocol import CniError
 from tortie.core.record import field, record, replace
 from tortie.datastore.config import DatastoreSettings, settings_from_env
+
+TYPE_CHECKING = False  # typing stays unimported at run time: plugin start-up
+if TYPE_CHECKING:
+    from typing import Any
 
 NETWORK_NAME = re.compile(r"[a-zA-Z0-9_.\-]+")
 DEFAULT_NODENAME_FILE = "/var/lib/calico/nodename"

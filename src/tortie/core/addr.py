@@ -8,9 +8,12 @@ pool with /122 blocks (2**74 blocks) costs the same as a v4 /24.
 from __future__ import annotations
 
 import ipaddress
-from typing import TypeAlias
 
 from tortie.errors import InvalidInput
+
+TYPE_CHECKING = False  # typing stays unimported at run time: plugin start-up
+if TYPE_CHECKING:
+    from typing import TypeAlias
 
 Network: TypeAlias = ipaddress.IPv4Network | ipaddress.IPv6Network
 Address: TypeAlias = ipaddress.IPv4Address | ipaddress.IPv6Address

@@ -15,9 +15,17 @@ mypy understands it through ``typing.dataclass_transform``.  See
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, TypeVar, dataclass_transform, overload
 
-T = TypeVar("T")
+TYPE_CHECKING = False  # typing stays unimported at run time: plugin start-up
+if TYPE_CHECKING:
+    from typing import Any, TypeVar, dataclass_transform, overload
+
+    T = TypeVar("T")
+else:
+
+    def dataclass_transform(**_kwargs: object) -> Callable[[T], T]:
+        return lambda f: f
+
 
 _MISSING: Any = object()
 
@@ -50,8 +58,9 @@ def field(
     return _Field(default, default_factory, repr, init)
 
 
-# A field spec: (name, default, factory, shown in repr, taken by __init__).
-_Spec = tuple[str, Any, "Callable[[], Any] | None", bool, bool]
+if TYPE_CHECKING:
+    # A field spec: (name, default, factory, shown in repr, taken by __init__).
+    _Spec = tuple[str, Any, Callable[[], Any] | None, bool, bool]
 
 
 def _specs(cls: type) -> tuple[_Spec, ...]:
@@ -172,12 +181,13 @@ def _build(cls: type[T], frozen: bool, eq: bool) -> type[T]:
     return cls
 
 
-@overload
-def record(cls: type[T], /) -> type[T]: ...
+if TYPE_CHECKING:
 
+    @overload
+    def record(cls: type[T], /) -> type[T]: ...
 
-@overload
-def record(*, frozen: bool = True, eq: bool = True) -> Callable[[type[T]], type[T]]: ...
+    @overload
+    def record(*, frozen: bool = True, eq: bool = True) -> Callable[[type[T]], type[T]]: ...
 
 
 @dataclass_transform(frozen_default=True, field_specifiers=(field,))

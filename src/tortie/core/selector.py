@@ -19,15 +19,19 @@ from __future__ import annotations
 import json
 import string
 from collections.abc import Callable, Mapping
-from typing import Literal
 
 from tortie.core.record import field, record
 from tortie.errors import InvalidInput
 
+TYPE_CHECKING = False  # typing stays unimported at run time: plugin start-up
+if TYPE_CHECKING:
+    from typing import Literal
+
+    CompareOp = Literal["==", "!=", "contains", "starts with", "ends with"]
+
 _KEY_CHARS = frozenset(string.ascii_letters + string.digits + "_./-")
 _MAX_DEPTH = 100
 
-CompareOp = Literal["==", "!=", "contains", "starts with", "ends with"]
 _COMPARE: dict[CompareOp, Callable[[str | None, str], bool]] = {
     "==": lambda have, want: have == want,
     "!=": lambda have, want: have != want,

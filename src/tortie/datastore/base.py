@@ -18,9 +18,13 @@ Rules every backend keeps (the contract suite in ``tests/datastore`` checks them
 
 from __future__ import annotations
 
-from typing import Protocol
-
 from tortie.core.record import record
+
+TYPE_CHECKING = False  # typing stays unimported at run time: plugin start-up
+if TYPE_CHECKING:
+    from typing import Protocol
+else:
+    Protocol = object
 
 
 @record

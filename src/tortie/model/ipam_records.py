@@ -8,11 +8,14 @@ from __future__ import annotations
 
 import ipaddress
 import json
-from typing import Any
 
 from tortie.core.block import Attribute, Block
 from tortie.core.record import field, record
 from tortie.errors import DatastoreError
+
+TYPE_CHECKING = False  # typing stays unimported at run time: plugin start-up
+if TYPE_CHECKING:
+    from typing import Any
 
 PENDING = "pending"
 CONFIRMED = "confirmed"

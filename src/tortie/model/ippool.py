@@ -10,11 +10,14 @@ from __future__ import annotations
 import ipaddress
 import re
 from collections.abc import Iterable, Mapping
-from typing import Any, NoReturn
 
 from tortie.core.record import field, record
 from tortie.core.selector import parse_selector
 from tortie.errors import InvalidInput
+
+TYPE_CHECKING = False  # typing stays unimported at run time: plugin start-up
+if TYPE_CHECKING:
+    from typing import Any, NoReturn
 
 __all__ = [
     "API_VERSION",

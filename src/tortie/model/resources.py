@@ -9,7 +9,6 @@ from __future__ import annotations
 import ipaddress
 import re
 from collections.abc import Callable, Mapping
-from typing import Any, Protocol
 
 from tortie.core.record import field, record
 from tortie.errors import InvalidInput
@@ -31,6 +30,12 @@ from tortie.model.ippool import (
     type_name,
     write_metadata,
 )
+
+TYPE_CHECKING = False  # typing stays unimported at run time: plugin start-up
+if TYPE_CHECKING:
+    from typing import Any, Protocol
+else:
+    Protocol = object
 
 __all__ = [
     "IPNAT",
