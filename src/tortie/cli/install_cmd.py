@@ -31,7 +31,13 @@ def conflist(name: str, mode: str, sqlite_path: str, nodename: str) -> dict[str,
 
 def install_cni(args: argparse.Namespace) -> int:
     from tortie.cni.install import write_executables
+    from tortie.cni.netconf import NETWORK_NAME
 
+    if not NETWORK_NAME.fullmatch(args.network_name):
+        raise InvalidInput(
+            f"--network-name {args.network_name!r}: CNI network names may use only letters, "
+            "digits, '_', '.' and '-'; choose another name"
+        )
     for d in (args.bin_dir, args.conf_dir):
         try:
             os.makedirs(d, exist_ok=True)
@@ -39,15 +45,29 @@ def install_cni(args: argparse.Namespace) -> int:
             raise InvalidInput(
                 f"directory {d}: cannot create it ({exc.strerror}); choose a writable directory"
             ) from None
-    written = write_executables(args.bin_dir)
     path = os.path.join(args.conf_dir, f"10-tortie-{args.mode}.conflist")
     tmp = path + ".tmp"
-    with open(tmp, "w", encoding="utf-8") as fh:
-        json.dump(
-            conflist(args.network_name, args.mode, args.sqlite_path, args.nodename), fh, indent=2
-        )
-        fh.write("\n")
-    os.replace(tmp, path)
+    try:
+        written = write_executables(args.bin_dir)
+    except OSError as exc:
+        raise InvalidInput(
+            f"--bin-dir {args.bin_dir}: cannot write the plugins ({exc.strerror}); "
+            "choose a writable directory"
+        ) from None
+    try:
+        with open(tmp, "w", encoding="utf-8") as fh:
+            json.dump(
+                conflist(args.network_name, args.mode, args.sqlite_path, args.nodename),
+                fh,
+                indent=2,
+            )
+            fh.write("\n")
+        os.replace(tmp, path)
+    except OSError as exc:
+        raise InvalidInput(
+            f"--conf-dir {args.conf_dir}: cannot write {os.path.basename(path)} "
+            f"({exc.strerror}); choose a writable directory"
+        ) from None
     for item in written:
         print(f"Installed {item}")
     print(f"Wrote {path} ({args.mode})")

@@ -508,10 +508,6 @@ def _assign(args: argparse.Namespace) -> int:
         if not value.strip():
             raise InvalidInput(f"{option} is empty; give a non-empty {option}=...")
     specific = [parse_address(a, what="--ip") for a in args.ip]
-    num4 = args.ipv4 if args.ipv4 is not None else (0 if specific or args.ipv6 else 1)
-    num6 = args.ipv6 or 0
-    if not (specific or num4 or num6):
-        raise InvalidInput("nothing to assign; give --ipv4=N, --ipv6=N or --ip=ADDR")
     ipam = Ipam(_store(args))
     by_name = {p.name: p for p in load_pools(ipam.store)} if args.pool else {}
     by_cidr = {str(p.network): p for p in by_name.values()}
@@ -532,6 +528,23 @@ def _assign(args: argparse.Namespace) -> int:
 
     pools4 = tuple(p for p in args.pool if version_of(p) == 4)
     pools6 = tuple(p for p in args.pool if version_of(p) == 6)
+    if args.ipv4 is None and args.ipv6 is None:
+        # Nothing said: one address of each family the --pool options name, else one IPv4
+        # (Calico's default) unless only specific addresses were asked for.
+        if args.pool:
+            num4, num6 = int(bool(pools4)), int(bool(pools6))
+        else:
+            num4, num6 = (0 if specific else 1), 0
+    else:
+        num4, num6 = args.ipv4 or 0, args.ipv6 or 0
+    if not (specific or num4 or num6):
+        raise InvalidInput("nothing to assign; give --ipv4=N, --ipv6=N or --ip=ADDR")
+    for version, num, named in ((4, num4, pools4), (6, num6, pools6)):
+        if args.pool and num and not named:
+            raise InvalidInput(
+                f"--ipv{version}={num} asks for IPv{version} addresses but no --pool names an "
+                f"IPv{version} pool; add one or leave out --pool"
+            )
     got: dict[int, list[str]] = {4: [], 6: []}
     try:
         for addr in specific:

@@ -167,8 +167,20 @@ def _requested_ips(call: Call) -> list[str]:
                 f"CNI_ARGS: IP={part!r} is not an IP address; give one address per family, "
                 "e.g. IP=10.0.0.5,fd00::5",
             ) from None
-        if addr not in out:
-            out.append(addr)
+        if isinstance(addr, ipaddress.IPv6Address) and addr.scope_id:
+            raise CniError(
+                codes.INVALID_ENVIRONMENT,
+                f"CNI_ARGS: IP={part!r} carries a zone id; give the address without %{addr.scope_id}",
+            )
+        if addr in out:
+            continue
+        if any(a.version == addr.version for a in out):
+            raise CniError(
+                codes.INVALID_ENVIRONMENT,
+                f"CNI_ARGS: IP={text!r} names two IPv{addr.version} addresses; a pod gets at most "
+                "one address per family, e.g. IP=10.0.0.5,fd00::5",
+            )
+        out.append(addr)
     if not out and "IP" in call.env.args:
         raise CniError(codes.INVALID_ENVIRONMENT, "CNI_ARGS: IP= is empty; give an address")
     return [str(a) for a in sorted(out, key=lambda a: a.version)]

@@ -124,9 +124,11 @@ class Ctx:
     def ipam_call(self) -> ipam_plugin.Call:
         return ipam_plugin.Call(self.conf.ipam, self.env, self.store, self.log)
 
-    def node(self) -> str:
+    def node(self, lenient: bool = False) -> str:
+        """The node name.  ``lenient`` (DEL, GC) falls back to the host name when the
+        nodename file has gone: cleaning up must not depend on it."""
         ipam = self.conf.ipam
-        return determine_nodename(ipam, require_file=not ipam.nodename_file_optional)
+        return determine_nodename(ipam, require_file=not (lenient or ipam.nodename_file_optional))
 
     def endpoint_id(self, node: str) -> EndpointId:
         args = self.env.args
@@ -379,7 +381,7 @@ def _rollback(ctx: Ctx, exc: BaseException, done: str, ident: EndpointId, host: 
 def cmd_del(ctx: Ctx) -> str:
     """Tear down, delete the endpoint, release.  Every step runs; the first failure is
     reported at the end.  Missing pieces are success."""
-    node = ctx.node()
+    node = ctx.node(lenient=True)
     ident = ctx.endpoint_id(node)
     host = ctx.host_ifname()
     failures: list[BaseException] = []
@@ -477,7 +479,7 @@ def cmd_gc(ctx: Ctx) -> str:
         ipam_plugin.cmd_gc(ctx.ipam_call())
     else:
         exec_delegate(ctx, "GC")
-    removed = gc_endpoints(ctx.store, ctx.node(), ctx.conf.ipam.name, valid)
+    removed = gc_endpoints(ctx.store, ctx.node(lenient=True), ctx.conf.ipam.name, valid)
     if removed:
         ctx.log.info(f"GC: deleted stale WorkloadEndpoints {', '.join(removed)}")
     return ""

@@ -187,8 +187,8 @@ def command_of(env: Mapping[str, str]) -> str:
 
 def check_interface_name(name: str) -> str | None:
     """Why ``name`` is not a valid interface name, or None (libcni's rules)."""
-    if len(name) >= IFNAMSIZ:
-        return f"is longer than {IFNAMSIZ - 1} characters"
+    if len(name.encode()) >= IFNAMSIZ:
+        return f"is longer than {IFNAMSIZ - 1} bytes"
     if name in (".", ".."):
         return "may not be '.' or '..'"
     for ch in name:

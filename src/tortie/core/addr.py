@@ -22,11 +22,17 @@ Address: TypeAlias = ipaddress.IPv4Address | ipaddress.IPv6Address
 def parse_address(text: str, what: str = "address") -> Address:
     """An IPv4 or IPv6 address; also accepts ``addr/prefix`` and returns the address part."""
     try:
-        return ipaddress.ip_address(text.split("/", 1)[0].strip())
+        addr = ipaddress.ip_address(text.split("/", 1)[0].strip())
     except ValueError:
         raise InvalidInput(
             f"{what} {text!r} is not a valid IPv4 or IPv6 address; write it like 10.0.0.5 or fd00::5"
         ) from None
+    if isinstance(addr, ipaddress.IPv6Address) and addr.scope_id:
+        raise InvalidInput(
+            f"{what} {text!r} carries a zone id (%{addr.scope_id}), which a pod address cannot "
+            "have; write the address without it"
+        )
+    return addr
 
 
 def parse_network(text: str, what: str = "CIDR", strict: bool = True) -> Network:
