@@ -8,6 +8,7 @@ whole at ``/calico/resources/v3/projectcalico.org/<plural>/[<ns>/]<name>``.
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import json
 import uuid
@@ -18,11 +19,17 @@ from tortie.core.addr import network_in, parse_network
 from tortie.core.record import record, replace
 from tortie.datastore import keys
 from tortie.datastore.base import KV, Datastore
-from tortie.errors import AlreadyExists, InvalidInput, NotFound
+from tortie.errors import AlreadyExists, Conflict, InvalidInput, NotFound, RevisionConflict
 from tortie.ipam.pools import load_pools
 from tortie.ipam.service import Ipam
 from tortie.ipam.usage import load_blocks
-from tortie.model.ippool import IPPool, check_overlap, check_pool_change, ippool_to_dict
+from tortie.model.ippool import (
+    IPPool,
+    check_overlap,
+    check_pool_change,
+    ippool_from_dict,
+    ippool_to_dict,
+)
 from tortie.model.resources import KINDS, IPAMConfig, KindInfo, ipamconfig_to_dict
 
 VERBS = ("create", "apply", "replace", "delete")
@@ -136,6 +143,8 @@ class Admin:
         meta = doc.setdefault("metadata", {})
         meta.pop("resourceVersion", None)
         if p.current is None:
+            if p.info.kind == "IPPool":
+                self._clear_foreign_empty_blocks(p.obj)
             meta.setdefault("uid", str(uuid.uuid4()))
             meta.setdefault(
                 "creationTimestamp",
@@ -153,7 +162,32 @@ class Admin:
             for field in ("uid", "creationTimestamp"):
                 if field in old_meta:
                     meta[field] = old_meta[field]
-            self.store.update(p.key, json.dumps(doc), p.current.revision)
+            try:
+                self.store.update(p.key, json.dumps(doc), p.current.revision)
+            except RevisionConflict:
+                raise Conflict(
+                    f"{describe(p.info, p.obj)} was changed by someone else meanwhile; "
+                    "run the command again"
+                ) from None
+
+    def _clear_foreign_empty_blocks(self, pool: IPPool) -> None:
+        """Empty blocks of another size left inside a new pool's range (by a deleted pool)
+        are given back first, so old and new blocks can never overlap.  Blocks that still
+        hold addresses were refused by ``plan``."""
+        for block in load_blocks(self.store):
+            net = parse_network(block.cidr)
+            if (
+                net.version == pool.version
+                and network_in(net, pool.network)
+                and net.prefixlen != pool.block_size
+                and block.empty
+            ):
+                host = block.host()
+                if host is not None:
+                    self.ipam.release_affinity(host, block.cidr, pool.version)
+                else:
+                    with contextlib.suppress(NotFound, RevisionConflict):
+                        self.store.delete(keys.block_key(block.cidr, pool.version))
 
     def _delete(self, p: Planned) -> None:
         if p.info.kind == "IPPool":
@@ -175,7 +209,12 @@ class Admin:
             doc.setdefault("spec", {})["disabled"] = True
             kv = self.store.update(key, json.dumps(doc), kv.revision)
         self.ipam.release_pool_affinities(pool)
-        self.store.delete(key)
+        try:
+            self.store.delete(key, kv.revision)
+        except RevisionConflict:
+            raise Conflict(
+                f"IPPool({name}) was changed meanwhile (it is disabled now); run the delete again"
+            ) from None
         return pool
 
     # ----------------------------------------------------------------- read
@@ -226,6 +265,11 @@ class Admin:
             what = f"IPPool with CIDR {cidr}"
         if pool is None:
             raise NotFound(f"{what} does not exist; list pools with 'tortie get ippools'")
+        pool_key = keys.resource_key("ippools", pool.name)
+        pool_kv = self.store.get(pool_key)
+        if pool_kv is None:
+            raise NotFound(f"{what} was deleted meanwhile; list pools with 'tortie get ippools'")
+        pool = ippool_from_dict(json.loads(pool_kv.value), strict=False)
         if count < 2 or count & (count - 1):
             raise InvalidInput(
                 f"cannot split {what} into {count} pools; the number must be a power of two (2, 4, 8, ...)"
@@ -270,7 +314,15 @@ class Admin:
                 f"cannot split IPPool({pool.name}): a pool named split-{pool.name}-<i> was "
                 "created meanwhile; nothing was changed, run the command again"
             ) from None
-        self.store.delete(keys.resource_key("ippools", pool.name))
+        try:
+            self.store.delete(pool_key, pool_kv.revision)
+        except RevisionConflict:
+            for key in created:
+                self.store.delete(key)
+            raise Conflict(
+                f"cannot split IPPool({pool.name}): it was changed meanwhile; nothing was "
+                "changed, run the command again"
+            ) from None
         return parts
 
 

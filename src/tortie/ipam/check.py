@@ -102,8 +102,15 @@ def cluster_guid(store: Datastore) -> str:
         with contextlib.suppress(AlreadyExists):  # a concurrent first user created it
             store.create(key, json.dumps(doc))
         kv = store.get(key)
-    assert kv is not None
-    return str(json.loads(kv.value).get("spec", {}).get("clusterGUID", ""))
+    if kv is None:
+        raise DatastoreError(f"{key}: the cluster identity could not be created; try again")
+    try:
+        doc = json.loads(kv.value)
+        return str(doc["spec"]["clusterGUID"])
+    except (ValueError, KeyError, TypeError) as exc:
+        raise DatastoreError(
+            f"{key}: stored ClusterInformation is not valid ({exc!r}); fix or delete the key"
+        ) from None
 
 
 def _in_use_addresses(store: Datastore, report: CheckReport) -> tuple[dict[str, str], set[str]]:
@@ -118,18 +125,23 @@ def _in_use_addresses(store: Datastore, report: CheckReport) -> tuple[dict[str, 
                 owners[str(parse_address(net))] = f"WorkloadEndpoint {doc['metadata']['name']}"
             if spec.get("node"):
                 wep_nodes.add(str(spec["node"]))
-        except (ValueError, KeyError, AttributeError, TypeError) as exc:
+        except (ValueError, KeyError, AttributeError, TypeError, InvalidInput) as exc:
             report.problems.append(
                 Problem("corrupt-value", kv.key, f"not a valid WorkloadEndpoint ({exc})")
             )
     for kv in store.list(keys.resource_prefix("nodes")):
         try:
-            spec = json.loads(kv.value).get("spec", {})
+            doc = json.loads(kv.value)
         except ValueError:
             report.problems.append(Problem("corrupt-value", kv.key, "not valid JSON"))
             continue
+        spec = doc.get("spec") if isinstance(doc, dict) else None
+        if not isinstance(spec, dict):
+            report.problems.append(Problem("corrupt-value", kv.key, "not a valid Node object"))
+            continue
         # Calico keeps the IPIP tunnel address under spec.bgp, the VXLAN ones under spec.
-        bgp = spec.get("bgp") if isinstance(spec.get("bgp"), dict) else {}
+        bgp_value = spec.get("bgp")
+        bgp: dict[str, Any] = bgp_value if isinstance(bgp_value, dict) else {}
         tunnels = [bgp.get("ipv4IPIPTunnelAddr")]
         tunnels += [spec.get("ipv4VXLANTunnelAddr"), spec.get("ipv6VXLANTunnelAddr")]
         for value in tunnels:

@@ -219,7 +219,8 @@ class Ipam:
             self._add_to_handle(attr.handle_id, cidr, len(ordinals))
             try:
                 self.store.update(key, encode_block(new), kv.revision)
-            except BaseException:
+            except Conflict:  # surely not written; after an unknown outcome the handle
+                # keeps the count: too high is safe (ipam check reports it), too low leaks
                 self._remove_from_handle(attr.handle_id, cidr, len(ordinals))
                 raise
             prefix = cidr.rsplit("/", 1)[1]
@@ -240,7 +241,7 @@ class Ipam:
                 block = decode_block(kv.key, kv.value)
             except DatastoreError:
                 continue  # reported by `ipam check`; never borrowed from, never overwritten
-            if block.free and not block.strict_affinity:
+            if block.free:
                 got += self._assign_from_block(cidr, fam.version, count - len(got), attr, None)
         return got
 
@@ -323,15 +324,14 @@ class Ipam:
         self._set_affinity_state(akey, CONFIRMED)
         return True
 
-    def _set_affinity_state(self, akey: str, state: str) -> None:
-        def write() -> None:
+    def _set_affinity_state(self, akey: str, state: str) -> KV:
+        def write() -> KV:
             kv = self.store.get(akey)
             if kv is None:
-                self.store.create(akey, encode_affinity(Affinity(state)))
-            else:
-                self.store.update(akey, encode_affinity(Affinity(state)), kv.revision)
+                return self.store.create(akey, encode_affinity(Affinity(state)))
+            return self.store.update(akey, encode_affinity(Affinity(state)), kv.revision)
 
-        run_cas(write, f"set affinity {akey}", self.policy)
+        return run_cas(write, f"set affinity {akey}", self.policy)
 
     def _delete_key(self, key: str) -> None:
         with contextlib.suppress(NotFound):
@@ -359,6 +359,7 @@ class Ipam:
         bkey = keys.block_key(cidr, version)
 
         def attempt() -> bool:
+            akv = self.store.get(akey)
             bkv = self.store.get(bkey)
             block = decode_block(bkey, bkv.value) if bkv else None
             if bkv is not None and block is not None and block.host() == node:
@@ -368,17 +369,29 @@ class Ipam:
                     unaffine = blk.with_affinity(block, None)
                     self.store.update(bkey, encode_block(unaffine), bkv.revision)
                 else:
-                    self._set_affinity_state(akey, PENDING_DELETION)
+                    doomed = encode_affinity(Affinity(PENDING_DELETION))
+                    akv = (
+                        self.store.create(akey, doomed)
+                        if akv is None
+                        else self.store.update(akey, doomed, akv.revision)
+                    )
                     try:
                         self.store.delete(bkey, bkv.revision)
                     except Conflict:
                         # Someone wrote the block meanwhile: keep the affinity, re-check.
                         self._set_affinity_state(akey, CONFIRMED)
                         raise
-            self._delete_key(akey)
+            if akv is not None:
+                # Only the affinity as we last saw it: a claim of the same block that
+                # happened meanwhile changed it, and the retry sees that claim's block.
+                self.store.delete(akey, akv.revision)
             return True
 
         return run_cas(attempt, f"release affinity of {cidr}", self.policy)
+
+    def release_affinity(self, node: str, cidr: str, version: int) -> bool:
+        """Give up one of a node's blocks if it is empty; True when the affinity is gone."""
+        return self._release_affinity(node, cidr, version, must_be_empty=True)
 
     def release_host_affinities(self, node: str, must_be_empty: bool = True) -> list[str]:
         """Release the node's block affinities; returns the CIDRs released."""
@@ -490,7 +503,7 @@ class Ipam:
             self._add_to_handle(handle_id, cidr, 1)
             try:
                 self.store.update(key, encode_block(new), kv.revision)
-            except BaseException:
+            except Conflict:  # surely not written (see _assign_from_block)
                 self._remove_from_handle(handle_id, cidr, 1)
                 raise
 
@@ -594,7 +607,8 @@ class Ipam:
             return
         net = parse_network(block.cidr)
         pool = poolsel.pool_containing(net.network_address, poolsel.load_pools(self.store))
-        if pool is None:
+        if pool is None:  # its pool was deleted: nothing should keep the block
+            self._release_affinity(node, block.cidr, version, must_be_empty=True)
             return
         others = [
             c

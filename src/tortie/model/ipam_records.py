@@ -96,7 +96,7 @@ def decode_block(key: str, text: str) -> Block:
             deleted=bool(d.get("deleted", False)),
             affinity_claim_time=d.get("affinityClaimTime"),
         )
-    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+    except (KeyError, TypeError, ValueError, AttributeError, IndexError) as exc:
         raise DatastoreError(f"{key}: stored value is not a valid block ({exc!r})") from None
     problem = _block_problem(block, size) or _cidr_problem(key, block.cidr)
     if problem:

@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "cni"))
-from cni_helpers import add_pool, allocated, call, netconf
+from cni_helpers import add_pool, allocated, call, netconf  # type: ignore[import-not-found, unused-ignore]
 
 from tortie.cli.main import main
 from tortie.cni import ipam_plugin
