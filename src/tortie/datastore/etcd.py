@@ -1,8 +1,11 @@
 """The etcd v3 datastore: the protocol of ``tortie.datastore.base`` over etcd's JSON gateway.
 
-Standard library only (``http.client``, ``json``, ``base64``): the CNI plugin imports this
-module on every pod, so there is no ``requests``/gRPC/protobuf.  See
-``docs/design/etcd-client.md`` for the decision and the measured numbers.
+Standard library only (``socket``, ``json``, ``base64``): the CNI plugin imports this
+module on every pod, so there is no ``requests``/gRPC/protobuf, and not even
+``http.client`` (~15 ms of imports): unary calls go through the minimal HTTP/1.1 client
+in ``tortie.datastore.etcd_http``; ``ssl`` is imported only for ``https://`` endpoints and
+``http.client`` only by ``watch``.  See ``docs/design/etcd-client.md`` for the decision
+and the measured numbers.
 
 * Every call is one ``POST /v3/...`` on a kept-alive connection (a small pool per endpoint,
   safe to share between threads).  Keys and values travel base64-encoded, revisions as
@@ -27,19 +30,18 @@ module on every pod, so there is no ``requests``/gRPC/protobuf.  See
 from __future__ import annotations
 
 import base64
-import http.client
 import json
 import socket
-import ssl
+import sys
 import threading
 import time
 from collections.abc import Generator, Iterator
-from typing import Any, Literal
 from urllib.parse import urlsplit
 
 from tortie.core.record import record
 from tortie.datastore.base import KV
 from tortie.datastore.config import DatastoreSettings
+from tortie.datastore.etcd_http import Connection, ProtocolError, RemoteDisconnected
 from tortie.errors import (
     AlreadyExists,
     DatastoreError,
@@ -48,6 +50,12 @@ from tortie.errors import (
     RevisionConflict,
     Unavailable,
 )
+
+TYPE_CHECKING = False  # typing stays unimported at run time: plugin start-up
+if TYPE_CHECKING:  # imported lazily: ssl for https only, http.client for watch only
+    import http.client
+    import ssl
+    from typing import Any, Literal
 
 DEFAULT_ENDPOINT = "http://127.0.0.1:2379"
 REQUEST_TIMEOUT = 2.0
@@ -139,11 +147,10 @@ def _parse_endpoint(url: str) -> _Endpoint:
     )
 
 
-def _describe(
-    exc: BaseException, timeout: float, client_cert: bool, https: bool
-) -> tuple[str, bool]:
-    """A short human reason for a transport failure, and whether it is a configuration
-    problem that retrying the same endpoint cannot fix (TLS trust or certificates)."""
+def _describe_tls(exc: BaseException, client_cert: bool) -> tuple[str, bool] | None:
+    """``_describe`` for ``ssl`` errors (only called once ``ssl`` has been imported)."""
+    import ssl
+
     if isinstance(exc, ssl.SSLCertVerificationError):
         why = exc.verify_message or exc.reason or "verify failed"
         return f"TLS: server certificate not trusted ({why}); check ETCD_CA_CERT_FILE", True
@@ -163,11 +170,31 @@ def _describe(
         if "wrong version number" in reason or "record layer" in reason:
             return f"TLS handshake failed ({reason}): is this endpoint really https?", True
         return f"TLS error ({reason})", False
+    return None
+
+
+def _remote_disconnected(exc: BaseException) -> bool:
+    """The connection ended before any answer (ours, or ``http.client``'s in ``watch``)."""
+    if isinstance(exc, RemoteDisconnected):
+        return True
+    client = sys.modules.get("http.client")
+    return client is not None and isinstance(exc, client.RemoteDisconnected)
+
+
+def _describe(
+    exc: BaseException, timeout: float, client_cert: bool, https: bool
+) -> tuple[str, bool]:
+    """A short human reason for a transport failure, and whether it is a configuration
+    problem that retrying the same endpoint cannot fix (TLS trust or certificates)."""
+    if "ssl" in sys.modules:  # no ssl imported: no ssl error to describe
+        tls = _describe_tls(exc, client_cert)
+        if tls is not None:
+            return tls
     if isinstance(exc, TimeoutError):
         return f"timed out after {timeout:.1f} s", False
     if isinstance(exc, ConnectionRefusedError):
         return "connection refused", False
-    if isinstance(exc, http.client.RemoteDisconnected):
+    if _remote_disconnected(exc):
         if not https:
             return "connection closed without an answer (is this an https endpoint?)", False
         return "connection closed without an answer", False
@@ -200,7 +227,7 @@ class EtcdDatastore:
         self.request_timeout = request_timeout
         self.total_timeout = total_timeout
         self._ssl: ssl.SSLContext | None = None
-        self._pool: dict[_Endpoint, list[http.client.HTTPConnection]] = {}
+        self._pool: dict[_Endpoint, list[Connection]] = {}
         self._lock = threading.Lock()
         self._preferred = 0
         self._token: str | None = None
@@ -336,6 +363,8 @@ class EtcdDatastore:
         ``total_timeout`` and ``WatchCompacted`` when ``start_revision`` is compacted.
         Close the generator (or let it be collected) to stop watching.
         """
+        import http.client  # the agent's long-lived stream: not worth a second client
+
         raw = prefix.encode()
         next_rev = max(start_revision, 1)
         failing_since: float | None = None
@@ -430,6 +459,8 @@ class EtcdDatastore:
 
     def _ssl_context(self) -> ssl.SSLContext:
         if self._ssl is None:
+            import ssl  # only for https:// endpoints (~5 ms)
+
             s = self._settings
             try:
                 ctx = ssl.create_default_context(cafile=s.etcd_ca_cert_file or None)
@@ -453,21 +484,27 @@ class EtcdDatastore:
             self._ssl = ctx
         return self._ssl
 
-    def _new_connection(self, ep: _Endpoint, timeout: float) -> http.client.HTTPConnection:
+    def _new_connection(self, ep: _Endpoint, timeout: float) -> Connection:
+        context = self._ssl_context() if ep.https else None
+        return Connection(ep.host, ep.port, timeout, context)
+
+    def _new_stream_connection(self, ep: _Endpoint, timeout: float) -> http.client.HTTPConnection:
+        import http.client
+
         if ep.https:
             return http.client.HTTPSConnection(
                 ep.host, ep.port, timeout=timeout, context=self._ssl_context()
             )
         return http.client.HTTPConnection(ep.host, ep.port, timeout=timeout)
 
-    def _checkout(self, ep: _Endpoint, timeout: float) -> tuple[http.client.HTTPConnection, bool]:
+    def _checkout(self, ep: _Endpoint, timeout: float) -> tuple[Connection, bool]:
         with self._lock:
             pool = self._pool.get(ep)
             if pool:
                 return pool.pop(), True
         return self._new_connection(ep, timeout), False
 
-    def _checkin(self, ep: _Endpoint, conn: http.client.HTTPConnection) -> None:
+    def _checkin(self, ep: _Endpoint, conn: Connection) -> None:
         with self._lock:
             pool = self._pool.setdefault(ep, [])
             if not self._closed and len(pool) < _POOL_SIZE:
@@ -494,22 +531,16 @@ class EtcdDatastore:
             conn, reused = self._checkout(ep, timeout)
             sent = False
             try:
-                conn.timeout = timeout
+                conn.settimeout(timeout)
                 if conn.sock is None:
-                    conn.connect()
-                    # http.client sends headers and body separately: no Nagle delay.
-                    sock: socket.socket = conn.sock  # type: ignore[assignment]
-                    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-                else:
-                    conn.sock.settimeout(timeout)
+                    conn.connect()  # TCP_NODELAY (and the TLS handshake)
                 sent = True
-                conn.request("POST", path, body=data, headers=headers)
-                resp = conn.getresponse()
-                payload = resp.read()
-            except (OSError, http.client.HTTPException) as exc:
+                resp = conn.request(path, data, headers)  # headers and body in one send
+                payload = resp.body
+            except (OSError, ProtocolError) as exc:
                 conn.close()
                 stale = reused and isinstance(
-                    exc, (ConnectionResetError, BrokenPipeError, http.client.RemoteDisconnected)
+                    exc, (ConnectionResetError, BrokenPipeError, RemoteDisconnected)
                 )
                 if stale and not resent:
                     resent = True
@@ -518,9 +549,7 @@ class EtcdDatastore:
                     exc, timeout, bool(self._settings.etcd_cert_file), ep.https
                 )
                 raise _Failed(reason, sent or resent, permanent) from exc
-            if resp.will_close:
-                conn.close()
-            else:
+            if not resp.will_close:  # (a closing answer has closed the connection)
                 self._checkin(ep, conn)
             try:
                 reply = json.loads(payload) if payload else {}
@@ -642,6 +671,8 @@ class EtcdDatastore:
         self, path: str, body: dict[str, Any]
     ) -> tuple[http.client.HTTPConnection, http.client.HTTPResponse]:
         """Start a streaming request (watch) on the first endpoint that takes it."""
+        import http.client
+
         if self._closed:
             raise DatastoreError("etcd datastore used after close()")
         data = json.dumps(body).encode()
@@ -659,7 +690,7 @@ class EtcdDatastore:
             except _Failed as failure:
                 reasons[ep.url] = failure.reason
                 continue
-            conn = self._new_connection(ep, timeout)
+            conn = self._new_stream_connection(ep, timeout)
             try:
                 conn.connect()
                 conn.request("POST", path, body=data, headers=self._headers())
