@@ -77,3 +77,21 @@ def test_install_rejects_an_unknown_mode(
     )
     assert code == 2
     assert "invalid choice: 'ipx'" in capsys.readouterr().err
+
+
+def test_an_unexpected_error_is_one_line_unless_debugging(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    import tortie.cli.demo as demo
+
+    def broken(keep: bool = False) -> int:
+        raise KeyError("boom")
+
+    monkeypatch.setattr(demo, "run_demo", broken)
+    monkeypatch.delenv("TORTIE_DEBUG", raising=False)
+    assert main(["demo"]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "internal error: KeyError" in err and "TORTIE_DEBUG" in err
+    monkeypatch.setenv("TORTIE_DEBUG", "1")
+    with pytest.raises(KeyError):
+        main(["demo"])

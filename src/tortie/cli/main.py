@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Callable, Sequence
 from typing import NoReturn
@@ -140,6 +141,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("tortie: interrupted", file=sys.stderr)
         return 130
     except BrokenPipeError:
+        return 1
+    except OSError as exc:
+        where = f" ({exc.filename})" if exc.filename else ""
+        print(
+            f"tortie: {exc.strerror or exc}{where}; check the path and permissions", file=sys.stderr
+        )
+        return 1
+    except Exception as exc:  # a bug: one line, the details only when asked for
+        if os.environ.get("TORTIE_DEBUG"):
+            raise
+        print(
+            f"tortie: internal error: {type(exc).__name__}: {exc}; please report it "
+            "(TORTIE_DEBUG=1 shows the traceback)".replace("\n", " "),
+            file=sys.stderr,
+        )
         return 1
     finally:
         from tortie.cli.settings import close_stores
