@@ -17,6 +17,7 @@ from tortie.cni import errors as codes
 from tortie.cni.protocol import CniError
 from tortie.core.record import field, record, replace
 from tortie.datastore.config import DatastoreSettings, settings_from_env
+from tortie.model.ippool import type_name
 
 TYPE_CHECKING = False  # typing stays unimported at run time: plugin start-up
 if TYPE_CHECKING:
@@ -53,22 +54,6 @@ def _invalid(msg: str) -> CniError:
     return CniError(codes.INVALID_NETWORK_CONFIG, msg)
 
 
-def _type_name(value: object) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "a boolean"
-    if isinstance(value, int | float):
-        return "a number"
-    if isinstance(value, str):
-        return "a string"
-    if isinstance(value, list):
-        return "a list"
-    if isinstance(value, dict):
-        return "an object"
-    return type(value).__name__
-
-
 def load_json(data: bytes) -> dict[str, Any]:
     """Decode stdin: code 6 when it is not JSON, code 7 when it is not an object."""
     try:
@@ -82,7 +67,7 @@ def load_json(data: bytes) -> dict[str, Any]:
     if not isinstance(value, dict):
         raise _invalid(
             f"failed to load netconf: the network configuration must be a JSON object, "
-            f"not {_type_name(value)}"
+            f"not {type_name(value)}"
         )
     return value
 
@@ -93,7 +78,7 @@ def _get_str(data: Mapping[str, Any], key: str, where: str = "", default: str = 
         return default
     if not isinstance(value, str):
         raise _invalid(
-            f"{where}{key} must be a JSON string, not {_type_name(value)} "
+            f"{where}{key} must be a JSON string, not {type_name(value)} "
             f"({json.dumps(value)[:40]}); quote the value"
         )
     return value
@@ -104,7 +89,7 @@ def _get_bool(data: Mapping[str, Any], key: str) -> bool:
     if value is None:
         return False
     if not isinstance(value, bool):
-        raise _invalid(f"{key} must be true or false, not {_type_name(value)}")
+        raise _invalid(f"{key} must be true or false, not {type_name(value)}")
     return value
 
 
@@ -128,7 +113,7 @@ def _assign_flag(ipam: Mapping[str, Any], key: str, default: bool) -> bool:
         return default
     if not isinstance(value, str):
         raise _invalid(
-            f'ipam.{key} must be a JSON string ("true" or "false"), not {_type_name(value)}; '
+            f'ipam.{key} must be a JSON string ("true" or "false"), not {type_name(value)}; '
             f'write "{str(value).lower()}" in quotes'
         )
     return value != "false" if key == "assign_ipv4" else value == "true"
@@ -183,7 +168,7 @@ def parse_netconf(top: Mapping[str, Any], env: Mapping[str, str], version: str) 
     elif isinstance(ipam_value, dict):
         ipam = ipam_value
     else:
-        raise _invalid(f'"ipam" must be an object, not {_type_name(ipam_value)}')
+        raise _invalid(f'"ipam" must be an object, not {type_name(ipam_value)}')
     log_level = _get_str(top, "log_level").lower()
     if log_level and log_level not in LOG_LEVELS:
         raise _invalid(
@@ -245,7 +230,7 @@ def valid_attachments(conf: IpamNetConf) -> list[tuple[str, str]]:
     if not isinstance(value, list):
         raise _invalid(
             'GC needs "cni.dev/valid-attachments": a list of {"containerID", "ifname"} '
-            f"objects, got {_type_name(value)}"
+            f"objects, got {type_name(value)}"
         )
     out = []
     for i, item in enumerate(value):
