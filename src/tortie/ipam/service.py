@@ -419,39 +419,32 @@ class Ipam:
     # ----------------------------------------------------------------- handles
 
     def _add_to_handle(self, handle_id: str | None, cidr: str, count: int) -> None:
-        if handle_id is None or count == 0:
-            return
-        key = keys.handle_key(handle_id)
-
-        def write() -> None:
-            kv = self.store.get(key)
-            if kv is None:
-                self.store.create(key, encode_handle(Handle(handle_id, {cidr: count})))
-                return
-            handle = decode_handle(key, kv.value)
-            counts = dict(handle.block)
-            counts[cidr] = counts.get(cidr, 0) + count
-            self.store.update(key, encode_handle(Handle(handle_id, counts)), kv.revision)
-
-        run_cas(write, f"update handle {handle_id}", self.policy)
+        self._change_handle(handle_id, cidr, count)
 
     def _remove_from_handle(self, handle_id: str | None, cidr: str, count: int) -> None:
-        if handle_id is None or count == 0:
+        self._change_handle(handle_id, cidr, -count)
+
+    def _change_handle(self, handle_id: str | None, cidr: str, delta: int) -> None:
+        """Add ``delta`` to the handle's count for one block; the record is created with
+        its first address and deleted with its last."""
+        if handle_id is None or delta == 0:
             return
         key = keys.handle_key(handle_id)
 
         def write() -> None:
             kv = self.store.get(key)
-            if kv is None:
-                return
-            counts = dict(decode_handle(key, kv.value).block)
-            left = counts.get(cidr, 0) - count
+            counts = {} if kv is None else dict(decode_handle(key, kv.value).block)
+            left = counts.get(cidr, 0) + delta
             if left > 0:
                 counts[cidr] = left
             else:
                 counts.pop(cidr, None)
-            if counts:
-                self.store.update(key, encode_handle(Handle(handle_id, counts)), kv.revision)
+            value = encode_handle(Handle(handle_id, counts))
+            if kv is None:
+                if counts:
+                    self.store.create(key, value)
+            elif counts:
+                self.store.update(key, value, kv.revision)
             else:
                 self.store.delete(key, kv.revision)
 
