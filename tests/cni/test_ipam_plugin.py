@@ -270,6 +270,16 @@ def test_gc(store: MemoryDatastore) -> None:
     assert code == 1 and out and out["code"] == 1
 
 
+def test_gc_collects_dotted_container_ids_of_its_own_network(store: MemoryDatastore) -> None:
+    """ADD records the network, so GC can tell net1 + "a.b" from network "net1.a" + "b"."""
+    conf = netconf("1.1.0", ipam=DUAL)
+    assert call(store, "ADD", conf, CNI_CONTAINERID="pod.1")[0] == 0
+    assert call(store, "ADD", netconf(name="net1.pod"), CNI_CONTAINERID="2")[0] == 0
+    gc = {**conf, "cni.dev/valid-attachments": []}
+    assert call(store, "GC", gc, CNI_CONTAINERID="", CNI_NETNS="", CNI_IFNAME="") == (0, None)
+    assert sorted(h for h in set(allocated(store).values()) if h) == ["net1.pod.2"]
+
+
 def test_status(store: MemoryDatastore) -> None:
     conf = netconf("1.1.0", ipam=DUAL)
     assert call(store, "STATUS", conf, CNI_CONTAINERID="", CNI_NETNS="", CNI_IFNAME="") == (0, None)

@@ -259,7 +259,7 @@ def cmd_add(call: Call) -> str:
             "enable one of them",
         )
     node = determine_nodename(conf)
-    attrs = {"node": node, "timestamp": timestamp()}
+    attrs = {"node": node, "network": conf.name, "timestamp": timestamp()}
     pod = call.env.args.get("K8S_POD_NAME", "")
     if pod:
         attrs["pod"] = pod
@@ -360,9 +360,12 @@ def cmd_check(call: Call) -> str:
 # -------------------------------------------------------------------------------- GC
 
 
-def _handle_nodes(store: Datastore, handle_id: str, value: str, key: str) -> set[str]:
-    """The ``node`` attribute of every allocation of a handle."""
+def _handle_owners(
+    store: Datastore, handle_id: str, value: str, key: str
+) -> tuple[set[str], set[str]]:
+    """The ``node`` and ``network`` attributes of every allocation of a handle."""
     nodes: set[str] = set()
+    networks: set[str] = set()
     for cidr in decode_handle(key, value).block:
         version = 6 if ":" in cidr else 4
         kv = store.get(keys.block_key(cidr, version))
@@ -371,29 +374,32 @@ def _handle_nodes(store: Datastore, handle_id: str, value: str, key: str) -> set
         block = decode_block(kv.key, kv.value)
         for ordinal in blk.ordinals_of_handle(block, handle_id):
             owner = block.owner(ordinal)
-            nodes.add(owner.secondary.get("node", "") if owner else "")
-    return nodes
+            attrs = owner.secondary if owner else {}
+            nodes.add(attrs.get("node", ""))
+            networks.add(attrs.get("network", ""))
+    return nodes, networks
 
 
 def cmd_gc(call: Call) -> str:
     """Release every handle of this network on this node whose container is not among the
-    valid attachments.  Handles whose container part contains '.' are left alone: they
-    may belong to another network whose name extends this one (``net.a`` + ``b``)."""
+    valid attachments.  Ownership comes from the ``network`` attribute ADD records; a
+    handle without it whose container part contains '.' is left alone, since it may
+    belong to another network whose name extends this one (``net.a`` + ``b``)."""
     valid = {cid for cid, _ in valid_attachments(call.conf)}
     node = determine_nodename(call.conf)
     ipam = Ipam(call.store)
     base = keys.handle_prefix()
-    prefix = base + call.conf.name + "."
+    name = call.conf.name
     released = 0
-    for kv in call.store.list(prefix):
+    for kv in call.store.list(base + name + "."):
         handle_id = kv.key[len(base) :]
-        container = handle_id[len(call.conf.name) + 1 :]
+        container = handle_id[len(name) + 1 :]
         if container in valid:
             continue
-        if "." in container:
+        nodes, networks = _handle_owners(call.store, handle_id, kv.value, kv.key)
+        if networks - {name, ""} or ("" in networks and "." in container):
             call.log.debug(f"GC: skipping {handle_id}: it may belong to another network")
             continue
-        nodes = _handle_nodes(call.store, handle_id, kv.value, kv.key)
         if nodes - {node}:
             call.log.debug(f"GC: skipping {handle_id}: allocated on {sorted(nodes)}")
             continue
