@@ -7,6 +7,7 @@ import json
 import sys
 from typing import Any
 
+from tortie.cli.files import read_text
 from tortie.cli.settings import cli_settings, track
 from tortie.datastore.config import DatastoreSettings, open_datastore
 from tortie.errors import InvalidInput
@@ -59,18 +60,7 @@ def _export(args: argparse.Namespace) -> int:
 def _import(args: argparse.Namespace) -> int:
     from tortie.datastore.migrate import import_keys, parse_export
 
-    try:
-        if args.file == "-":
-            text = sys.stdin.read()  # not in a with block: that would close stdin
-        else:
-            with open(args.file, encoding="utf-8") as fh:
-                text = fh.read()
-    except OSError as exc:
-        raise InvalidInput(f"file {args.file}: cannot read it ({exc.strerror})") from None
-    except UnicodeDecodeError:
-        raise InvalidInput(
-            f"file {args.file}: not UTF-8 text; give a file written by 'tortie datastore migrate export'"
-        ) from None
+    text = read_text(args.file, "file", "give a file written by 'tortie datastore migrate export'")
     items = parse_export(text, args.file)
     settings = cli_settings(args.config)
     count = import_keys(track(open_datastore(settings)), items, _describe(settings))

@@ -7,6 +7,7 @@ import json
 import sys
 from typing import Any
 
+from tortie.cli.files import read_text
 from tortie.cli.output import count, table, with_percent
 from tortie.cli.settings import cli_store
 from tortie.datastore.base import Datastore
@@ -407,11 +408,9 @@ def _release_from_report(ipam: Any, paths: list[str]) -> int:
     guid = cluster_guid(ipam.store)
     leaked: dict[str, dict[str, Any]] | None = None
     for path in paths:
+        text = read_text(path, "report", "give a file written by 'tortie ipam check -o'")
         try:
-            with open(path, encoding="utf-8") as fh:
-                report = json.load(fh)
-        except OSError as exc:
-            raise InvalidInput(f"report {path}: cannot read it ({exc.strerror})") from None
+            report = json.loads(text)
         except ValueError:
             raise InvalidInput(
                 f"report {path}: not valid JSON; give a file written by 'tortie ipam check -o'"

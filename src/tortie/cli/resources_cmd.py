@@ -6,9 +6,10 @@ import argparse
 import sys
 from typing import Any
 
+from tortie.cli.files import read_text
 from tortie.cli.output import table
 from tortie.cli.settings import cli_store
-from tortie.errors import DecodeError, InvalidInput
+from tortie.errors import InvalidInput
 
 VERB_HELP = {
     "create": "create resources from a file; fails if one exists",
@@ -61,23 +62,9 @@ def register(sub: Any) -> None:
 
 
 def _read(path: str) -> str:
-    try:
-        if path == "-":
-            raw = getattr(sys.stdin, "buffer", None)
-            data = sys.stdin.read() if raw is None else raw.read()
-        else:
-            with open(path, "rb") as fh:
-                data = fh.read()
-        return data if isinstance(data, str) else data.decode("utf-8")
-    except OSError as exc:
-        raise InvalidInput(
-            f"file {path}: cannot read it ({exc.strerror}); check the path given to -f"
-        ) from None
-    except UnicodeDecodeError as exc:
-        where = "standard input" if path == "-" else path
-        raise DecodeError(
-            f"{where}: not UTF-8 text (byte {exc.start}); save it as UTF-8 YAML or JSON"
-        ) from None
+    if path == "-":
+        return read_text(path, "file", "save it as UTF-8 YAML or JSON")
+    return read_text(path, "file", "check the path given to -f; save it as UTF-8 YAML or JSON")
 
 
 def _verb(args: argparse.Namespace) -> int:

@@ -59,6 +59,10 @@ class CheckReport:
     leaks: list[Leak] = field(default_factory=list)
     problems: list[Problem] = field(default_factory=list)
 
+    def corrupt(self, key: str, exc: DatastoreError) -> None:
+        """Record a stored value that could not be decoded (the message without its key)."""
+        self.problems.append(Problem("corrupt-value", key, str(exc).split(": ", 1)[-1]))
+
     @property
     def problem_count(self) -> int:
         return len(self.problems) + len(self.leaks)
@@ -168,7 +172,7 @@ def check(store: Datastore) -> CheckReport:
             try:
                 blocks[kv.key] = decode_block(kv.key, kv.value)
             except DatastoreError as exc:
-                report.problems.append(Problem("corrupt-value", kv.key, str(exc).split(": ", 1)[1]))
+                report.corrupt(kv.key, exc)
 
     handle_counts: dict[str, dict[str, int]] = {}
     allocated: set[str] = set()
@@ -218,7 +222,7 @@ def check(store: Datastore) -> CheckReport:
         try:
             handle = decode_handle(kv.key, kv.value)
         except DatastoreError as exc:
-            report.problems.append(Problem("corrupt-value", kv.key, str(exc).split(": ", 1)[1]))
+            report.corrupt(kv.key, exc)
             continue
         stored_handles.add(handle.handle_id)
         actual = handle_counts.get(handle.handle_id, {})
@@ -258,7 +262,7 @@ def _check_affinities(store: Datastore, blocks: dict[str, Block], report: CheckR
         try:
             aff = decode_affinity(kv.key, kv.value)
         except DatastoreError as exc:
-            report.problems.append(Problem("corrupt-value", kv.key, str(exc).split(": ", 1)[1]))
+            report.corrupt(kv.key, exc)
             continue
         node = keys.node_of_affinity_key(kv.key)
         cidr = keys.cidr_from_key(kv.key)
