@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import multiprocessing
 import threading
+import time
 from concurrent.futures import ProcessPoolExecutor
 
 import pytest
@@ -143,3 +144,61 @@ def test_concurrent_cas_increments_lose_nothing(backend: Backend, store: Datasto
                 f.result(timeout=120)
     final = store.get("/counter")
     assert final is not None and int(final.value) == WORKERS * INCREMENTS
+
+
+def test_current_revision_follows_writes(store: Datastore) -> None:
+    before = store.current_revision()
+    kv = store.create("/k", "1")
+    assert store.current_revision() == kv.revision > before
+    store.delete("/k")
+    assert store.current_revision() > kv.revision
+
+
+def test_wait_for_change_times_out_without_writes(store: Datastore) -> None:
+    store.create("/calico/ipam/v2/host/n1/ipv4/block/10.0.0.0-26", "{}")
+    rev = store.current_revision()
+    started = time.monotonic()
+    assert store.wait_for_change(("/calico/ipam/v2/host/",), rev, timeout=0.3) is False
+    assert 0.25 <= time.monotonic() - started < 3
+
+
+def test_wait_for_change_sees_earlier_and_later_writes(backend: Backend) -> None:
+    """A write after the given revision is reported whether it happened before the wait
+    started (no change slips between a read and the wait) or during it (another handle)."""
+    watcher, writer = backend.open(), backend.open()
+    try:
+        prefixes = ("/calico/ipam/v2/host/", "/calico/resources/v3/projectcalico.org/nodes/")
+        rev = watcher.current_revision()
+        kv = writer.create("/calico/resources/v3/projectcalico.org/nodes/n1", "{}")
+        assert watcher.wait_for_change(prefixes, rev, timeout=5) is True
+
+        rev = watcher.current_revision()
+
+        def delete_later() -> None:  # its own handle: a store handle belongs to one thread
+            late = backend.open()
+            try:
+                late.delete(kv.key, kv.revision)
+            finally:
+                late.close()
+
+        timer = threading.Timer(0.3, delete_later)
+        timer.start()
+        started = time.monotonic()
+        assert watcher.wait_for_change(prefixes, rev, timeout=10) is True
+        assert time.monotonic() - started < 5
+        timer.join()
+    finally:
+        watcher.close()
+        writer.close()
+
+
+def test_wait_for_change_ignores_other_prefixes_where_it_can(backend: Backend) -> None:
+    """memory and etcd filter by prefix; SQLite may wake spuriously (documented)."""
+    store = backend.open()
+    try:
+        rev = store.current_revision()
+        store.create("/calico/ipam/v2/assignment/ipv4/block/10.0.0.0-26", "{}")
+        changed = store.wait_for_change(("/calico/ipam/v2/host/",), rev, timeout=0.3)
+        assert changed is (backend.kind == "sqlite")
+    finally:
+        store.close()

@@ -186,6 +186,14 @@ class CountingStore:
         self.calls["list"] += 1
         return self.inner.list(prefix)
 
+    def current_revision(self) -> int:
+        return self.inner.current_revision()
+
+    def wait_for_change(
+        self, prefixes: tuple[str, ...], after_revision: int, timeout: float
+    ) -> bool:
+        return self.inner.wait_for_change(prefixes, after_revision, timeout)
+
     def create(self, key: str, value: str) -> KV:
         self.calls["create"] += 1
         return self.inner.create(key, value)

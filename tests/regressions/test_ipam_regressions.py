@@ -61,6 +61,14 @@ class HookStore:
     def list(self, prefix: str) -> list[KV]:
         return self.inner.list(prefix)
 
+    def current_revision(self) -> int:
+        return self.inner.current_revision()
+
+    def wait_for_change(
+        self, prefixes: tuple[str, ...], after_revision: int, timeout: float
+    ) -> bool:
+        return self.inner.wait_for_change(prefixes, after_revision, timeout)
+
     def create(self, key: str, value: str) -> KV:
         self._fire(self.before, "create", key)
         kv = self.inner.create(key, value)

@@ -14,6 +14,13 @@ Rules every backend keeps (the contract suite in ``tests/datastore`` checks them
 * ``delete`` raises ``RevisionConflict`` likewise; ``delete`` with ``revision=None``
   deletes whatever is there and raises ``NotFound`` when nothing is.
 * Unreachable stores raise ``Unavailable``; nothing else escapes but ``TortieError``s.
+* ``current_revision()`` is the store-wide revision now (0 for an empty new store).
+* ``wait_for_change(prefixes, after_revision, timeout)`` blocks until a write under one of
+  ``prefixes`` with a revision above ``after_revision`` may have happened (True) or
+  ``timeout`` seconds passed without one (False).  A spurious True is allowed (SQLite
+  reports any write); callers re-read what they care about.  Watchers (the node agent)
+  read ``current_revision()``, then their data, then wait from that revision: no change
+  can slip between the read and the wait.
 """
 
 from __future__ import annotations
@@ -48,5 +55,11 @@ class Datastore(Protocol):
     def update(self, key: str, value: str, revision: int) -> KV: ...
 
     def delete(self, key: str, revision: int | None = None) -> None: ...
+
+    def current_revision(self) -> int: ...
+
+    def wait_for_change(
+        self, prefixes: tuple[str, ...], after_revision: int, timeout: float
+    ) -> bool: ...
 
     def close(self) -> None: ...

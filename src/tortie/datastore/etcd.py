@@ -123,6 +123,17 @@ def _prefix_end(prefix: bytes) -> bytes:
     return stripped[:-1] + bytes([stripped[-1] + 1])
 
 
+def _common_prefix(prefixes: tuple[str, ...]) -> str:
+    """The longest string every prefix starts with (character by character, on purpose)."""
+    if not prefixes:
+        return ""
+    first, last = min(prefixes), max(prefixes)
+    n = 0
+    while n < min(len(first), len(last)) and first[n] == last[n]:
+        n += 1
+    return first[:n]
+
+
 def _parse_endpoint(url: str) -> _Endpoint:
     parts = urlsplit(url if "://" in url else f"http://{url}")
     try:
@@ -431,6 +442,54 @@ class EtcdDatastore:
             now = time.monotonic()
             if failing_since is None or delivered or now - opened > self.total_timeout:
                 failing_since = now
+
+    def wait_for_change(
+        self, prefixes: tuple[str, ...], after_revision: int, timeout: float
+    ) -> bool:
+        """One watch stream from ``after_revision + 1`` over the prefixes' common prefix;
+        True at the first event under one of ``prefixes`` (or when the stream breaks or the
+        revision was compacted: re-reading is then the safe answer), False at ``timeout``."""
+        import http.client
+
+        deadline = time.monotonic() + max(0.0, timeout)
+        common = _common_prefix(prefixes).encode()
+        key, end = (common, _prefix_end(common)) if common else (b"\0", b"\0")
+        body = {
+            "create_request": {
+                "key": _b64(key),
+                "range_end": _b64(end),
+                "start_revision": str(max(after_revision + 1, 1)),
+            }
+        }
+        conn, resp = self._open_stream("/v3/watch", body)
+        try:
+            while True:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return False
+                if conn.sock is not None:
+                    conn.sock.settimeout(remaining)
+                try:
+                    line = resp.readline()
+                except TimeoutError:
+                    return False
+                except (OSError, http.client.HTTPException):
+                    return True
+                if not line:
+                    return True
+                if not line.strip():
+                    continue
+                try:
+                    result = json.loads(line).get("result") or {}
+                except ValueError:
+                    return True
+                if result.get("compact_revision") not in (None, "0", 0) or result.get("canceled"):
+                    return True
+                for ev in result.get("events") or []:
+                    if _text((ev.get("kv") or {}).get("key", "")).startswith(prefixes):
+                        return True
+        finally:
+            conn.close()
 
     # ------------------------------------------------------------------ decoding
 

@@ -15,10 +15,30 @@ class MemoryDatastore:
         self._data: dict[str, KV] = {}
         self._revision = 0
         self._lock = threading.Lock()
+        self._changed = threading.Condition(self._lock)
+        self._touched: dict[str, int] = {}  # key -> revision of its last write or delete
 
-    def _next(self) -> int:
+    def _next(self, key: str) -> int:
         self._revision += 1
+        self._touched[key] = self._revision
+        self._changed.notify_all()
         return self._revision
+
+    def current_revision(self) -> int:
+        with self._lock:
+            return self._revision
+
+    def wait_for_change(
+        self, prefixes: tuple[str, ...], after_revision: int, timeout: float
+    ) -> bool:
+        def changed() -> bool:
+            return any(
+                rev > after_revision and key.startswith(prefixes)
+                for key, rev in self._touched.items()
+            )
+
+        with self._changed:
+            return self._changed.wait_for(changed, timeout=max(0.0, timeout))
 
     def get(self, key: str) -> KV | None:
         with self._lock:
@@ -32,7 +52,7 @@ class MemoryDatastore:
         with self._lock:
             if key in self._data:
                 raise AlreadyExists(f"{key} already exists")
-            kv = KV(key, value, self._next())
+            kv = KV(key, value, self._next(key))
             self._data[key] = kv
             return kv
 
@@ -41,7 +61,7 @@ class MemoryDatastore:
             cur = self._data.get(key)
             if cur is None or cur.revision != revision:
                 raise RevisionConflict(f"{key} changed (expected revision {revision})")
-            kv = KV(key, value, self._next())
+            kv = KV(key, value, self._next(key))
             self._data[key] = kv
             return kv
 
@@ -55,7 +75,7 @@ class MemoryDatastore:
             if revision is not None and cur.revision != revision:
                 raise RevisionConflict(f"{key} changed (expected revision {revision})")
             del self._data[key]
-            self._next()
+            self._next(key)
 
     def close(self) -> None:
         pass

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import os
 import sqlite3
+import time
 from collections.abc import Iterator
 
 from tortie.datastore.base import KV
@@ -30,6 +31,7 @@ INSERT OR IGNORE INTO meta (id, revision) VALUES (1, 0);
 """
 
 BUSY_TIMEOUT_MS = 30_000
+CHANGE_POLL_SECONDS = 0.1  # wait_for_change: one single-row read per poll
 
 
 def _prefix_end(prefix: str) -> str:
@@ -126,6 +128,27 @@ class SqliteDatastore:
             if revision is not None and cur != revision:
                 raise RevisionConflict(f"{key} changed (expected revision {revision})")
             self._db.execute("DELETE FROM kv WHERE key = ?", (key,))
+
+    def current_revision(self) -> int:
+        try:
+            row = self._db.execute("SELECT revision FROM meta WHERE id = 1").fetchone()
+        except sqlite3.Error as exc:
+            raise self._unavailable(exc) from exc
+        return 0 if row is None else int(row[0])
+
+    def wait_for_change(
+        self, prefixes: tuple[str, ...], after_revision: int, timeout: float
+    ) -> bool:
+        """Cheap change detection: poll the store-wide revision (any write counts, so a
+        write elsewhere in the store gives a spurious True; callers re-read)."""
+        deadline = time.monotonic() + max(0.0, timeout)
+        while True:
+            if self.current_revision() > after_revision:
+                return True
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return False
+            time.sleep(min(CHANGE_POLL_SECONDS, remaining))
 
     def _unavailable(self, exc: sqlite3.Error) -> Unavailable:
         return Unavailable(f"datastore {self.path}: SQLite error ({exc}); try again later")
