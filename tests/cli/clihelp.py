@@ -70,6 +70,12 @@ class Result:
         assert self.err == "", self.err
         return self
 
+    def found_problems(self) -> Result:
+        """``ipam check`` found problems: exit 1, the report on stdout, nothing on stderr."""
+        assert self.rc == 1, f"exit {self.rc} (wanted 1): {self.err}"
+        assert self.err == "", self.err
+        return self
+
     def fails(self, rc: int, *fragments: str) -> Result:
         """Exit ``rc``, nothing on stdout, one line on stderr holding every fragment."""
         assert self.rc == rc, f"exit {self.rc} (wanted {rc}): {self.err}"

@@ -7,7 +7,8 @@ import json
 import sys
 from typing import Any
 
-from tortie.cli.files import read_text
+from tortie.cli.arg_types import attribute, handle_id, node_name, single_address
+from tortie.cli.ipam_check_cmd import add_check_parser, release_from_report
 from tortie.cli.output import count, table, with_percent
 from tortie.cli.settings import cli_store
 from tortie.datastore.base import Datastore
@@ -53,7 +54,9 @@ def register(sub: Any) -> None:
     show.add_argument(
         "--show-blocks", action="store_true", help="one row per block under each pool"
     )
-    show.add_argument("--ip", metavar="ADDR", help="whether ADDR is in use, and by whom")
+    show.add_argument(
+        "--ip", type=single_address, metavar="ADDR", help="whether ADDR is in use, and by whom"
+    )
     show.add_argument(
         "--show-borrowed",
         action="store_true",
@@ -69,22 +72,7 @@ def register(sub: Any) -> None:
     )
     show.set_defaults(handler=_show)
 
-    check = isub.add_parser(
-        "check",
-        help="find leaked addresses and inconsistencies",
-        description="Compare allocations with workload endpoints and node tunnel "
-        "addresses; report leaks, orphans and inconsistent records.",
-    )
-    check.add_argument(
-        "-o",
-        "--output",
-        metavar="REPORT",
-        help="write a JSON report (input for 'ipam release --from-report')",
-    )
-    check.add_argument(
-        "--show-all-ips", action="store_true", help="list every problem, not only the counts"
-    )
-    check.set_defaults(handler=_check)
+    add_check_parser(isub)
 
     release = isub.add_parser(
         "release",
@@ -95,9 +83,15 @@ def register(sub: Any) -> None:
     )
     group = release.add_mutually_exclusive_group(required=True)
     group.add_argument(
-        "--ip", action="append", metavar="ADDR", help="an address to release (repeatable)"
+        "--ip",
+        action="append",
+        type=single_address,
+        metavar="ADDR",
+        help="an address to release (repeatable; one address, not a prefix)",
     )
-    group.add_argument("--handle", metavar="ID", help="release every address of a handle")
+    group.add_argument(
+        "--handle", type=handle_id, metavar="ID", help="release every address of a handle"
+    )
     group.add_argument(
         "--from-report",
         action="append",
@@ -145,9 +139,15 @@ def register(sub: Any) -> None:
         "than asked could be assigned.",
     )
     assign.add_argument(
-        "--handle", required=True, metavar="ID", help="handle the addresses belong to"
+        "--handle",
+        required=True,
+        type=handle_id,
+        metavar="ID",
+        help="handle the addresses belong to (no '/' or spaces)",
     )
-    assign.add_argument("--node", required=True, help="node the addresses are for")
+    assign.add_argument(
+        "--node", required=True, type=node_name, help="node the addresses are for (its name)"
+    )
     assign.add_argument(
         "--ipv4", type=_nonneg, default=None, metavar="N", help="number of IPv4 addresses"
     )
@@ -162,14 +162,20 @@ def register(sub: Any) -> None:
         help="pool name or CIDR to use, in order (repeatable)",
     )
     assign.add_argument(
-        "--ip", action="append", default=[], metavar="ADDR", help="a specific address (repeatable)"
+        "--ip",
+        action="append",
+        default=[],
+        type=single_address,
+        metavar="ADDR",
+        help="a specific address (repeatable; one address, not a prefix)",
     )
     assign.add_argument(
         "--attr",
         action="append",
         default=[],
+        type=attribute,
         metavar="K=V",
-        help="attribute recorded with the addresses",
+        help="attribute recorded with the addresses (repeatable)",
     )
     assign.add_argument(
         "-o", "--output", choices=("text", "json"), default="text", help="output format"
@@ -340,37 +346,6 @@ def _show_borrowed(store: Datastore, output: str) -> int:
     return 0
 
 
-# --------------------------------------------------------------------- check
-
-
-def _check(args: argparse.Namespace) -> int:
-    from tortie.ipam.check import check
-
-    report = check(_store(args))
-    print(f"Found {report.allocations} IPAM allocations.")
-    print(f"Found {report.in_use} addresses in use by workload endpoints and node tunnels.")
-    if report.unverifiable:
-        print(
-            f"  {report.unverifiable} allocations belong to nodes with no recorded endpoints (not verifiable, not leaks)."
-        )
-    print(f"Found {len(report.leaks)} leaked addresses.")
-    for leak in report.leaks:
-        print(f"  {leak.address} (handle {leak.handle_id}, node {leak.node})")
-    for problem in report.problems:
-        print(f"  {problem.line()}")
-    if args.output:
-        try:
-            with open(args.output, "w", encoding="utf-8") as fh:
-                json.dump(report.to_json(), fh, indent=2)
-        except OSError as exc:
-            raise InvalidInput(
-                f"report file {args.output}: cannot write it ({exc.strerror}); choose a writable path for -o"
-            ) from None
-        print(f"Report written to {args.output}")
-    print(f"Check complete; found {report.problem_count} problems.")
-    return 0
-
-
 # ------------------------------------------------------------------- release
 
 
@@ -389,7 +364,7 @@ def _release(args: argparse.Namespace) -> int:
         print(f"Successfully released {len(released)} addresses of handle {args.handle}")
         return 0
     if args.from_report:
-        return _release_from_report(ipam, args.from_report)
+        return release_from_report(ipam, args.from_report)
     from tortie.core.addr import parse_address
 
     addresses = [str(parse_address(a, what="--ip")) for a in args.ip]
@@ -399,60 +374,6 @@ def _release(args: argparse.Namespace) -> int:
     for a in result.not_allocated:
         print(f"tortie: IP address {a} is not assigned; nothing to release", file=sys.stderr)
     return 0 if not result.not_allocated else 1
-
-
-def _release_from_report(ipam: Any, paths: list[str]) -> int:
-    from tortie.ipam.check import cluster_guid
-    from tortie.ipam.requests import ReleaseOptions
-
-    guid = cluster_guid(ipam.store)
-    leaked: dict[str, dict[str, Any]] | None = None
-    for path in paths:
-        text = read_text(path, "report", "give a file written by 'tortie ipam check -o'")
-        try:
-            report = json.loads(text)
-        except ValueError:
-            raise InvalidInput(
-                f"report {path}: not valid JSON; give a file written by 'tortie ipam check -o'"
-            ) from None
-        if not isinstance(report, dict) or "leakedIPs" not in report:
-            raise InvalidInput(
-                f"report {path}: not an 'ipam check' report; give a file written by 'tortie ipam check -o'"
-            )
-        if report.get("clusterGUID") != guid:
-            raise InvalidInput(
-                f"report {path} was made for another cluster ({report.get('clusterGUID')}, this is {guid}); run 'tortie ipam check -o' against this datastore"
-            )
-        items_in = report["leakedIPs"]
-        if not isinstance(items_in, list) or not all(
-            isinstance(x, dict) and isinstance(x.get("ip"), str) for x in items_in
-        ):
-            raise InvalidInput(
-                f"report {path}: leakedIPs must be a list of objects with an 'ip'; give a file written by 'tortie ipam check -o'"
-            )
-        these = {x["ip"]: x for x in items_in}
-        leaked = (
-            these
-            if leaked is None
-            else {
-                ip: x
-                for ip, x in leaked.items()
-                if ip in these and these[ip].get("handle") == x.get("handle")
-            }
-        )
-    items = [
-        ReleaseOptions(ip, x.get("handle"), x.get("sequenceNumber"))
-        for ip, x in sorted((leaked or {}).items())
-    ]
-    result = ipam.release_ips(items)
-    for a in result.released:
-        print(f"Released leaked IP address {a}")
-    for a, why in result.refused:
-        print(f"Skipped {a}: {why}")
-    for a in result.not_allocated:
-        print(f"Skipped {a}: no longer allocated")
-    print(f"Released {len(result.released)} of {len(items)} addresses leaked in every report.")
-    return 0
 
 
 # ----------------------------------------------------------------- configure
@@ -497,15 +418,7 @@ def _assign(args: argparse.Namespace) -> int:
     from tortie.ipam.requests import AutoAssignArgs, ReleaseOptions
     from tortie.ipam.service import Ipam
 
-    attrs = {}
-    for item in args.attr:
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            raise InvalidInput(f"--attr {item!r} is not KEY=VALUE")
-        attrs[key] = value
-    for option, value in (("--handle", args.handle), ("--node", args.node)):
-        if not value.strip():
-            raise InvalidInput(f"{option} is empty; give a non-empty {option}=...")
+    attrs = dict(args.attr)
     specific = [parse_address(a, what="--ip") for a in args.ip]
     ipam = Ipam(_store(args))
     by_name = {p.name: p for p in load_pools(ipam.store)} if args.pool else {}

@@ -9,6 +9,7 @@ from collections.abc import Callable, Sequence
 from typing import NoReturn
 
 from tortie import __version__
+from tortie.cli.arg_types import node_name_or_empty
 from tortie.errors import TortieError, exit_code
 
 DESCRIPTION = """\
@@ -107,7 +108,10 @@ def build_parser() -> Parser:
         help="datastore file the plugins use (default: SQLITE_PATH's default)",
     )
     install.add_argument(
-        "--nodename", default="", help="node name the plugins record (default: the host name)"
+        "--nodename",
+        default="",
+        type=node_name_or_empty,
+        help="node name the plugins record (default: the host name)",
     )
     install.set_defaults(handler=_install_cni)
     return parser

@@ -15,6 +15,7 @@ from collections.abc import Mapping
 
 from tortie.cni import errors as codes
 from tortie.cni.protocol import CniError
+from tortie.core.names import node_name_problem
 from tortie.core.record import field, record, replace
 from tortie.datastore.config import DatastoreSettings, settings_from_env
 from tortie.model.ippool import type_name
@@ -192,10 +193,11 @@ def parse_netconf(top: Mapping[str, Any], env: Mapping[str, str], version: str) 
 
 
 def _check_nodename(name: str, source: str) -> str:
-    if len(name) > 253 or any(ch == "/" or ch.isspace() or not ch.isprintable() for ch in name):
+    problem = node_name_problem(name)
+    if problem is not None:
         raise _invalid(
-            f"node name {name!r} (from {source}) is not valid: use a DNS name without "
-            "'/' or spaces; set \"nodename\" in the network configuration"
+            f"node name {name!r} (from {source}) is not valid: it {problem}; use a DNS name "
+            "without '/' or spaces; set \"nodename\" in the network configuration"
         )
     return name
 
