@@ -373,9 +373,10 @@ def settle_handles(
     store: Datastore, handle_ids: Iterable[str], policy: RetryPolicy = DEFAULT_POLICY
 ) -> list[str]:
     """Lower each handle's per-block counts to what the blocks hold for it (deleting the
-    handle when nothing is left); the handles changed.  Counts are never raised: an
-    assignment writes its block before its handle, so a higher block count may be one in
-    flight."""
+    handle when nothing is left); the handles changed.  Only for handles a report named
+    (dead containers): an assignment to the same handle in flight (handle written, block
+    not yet) would be under-counted, the window ``release_by_handle`` also has.  Counts
+    are never raised (``ipam check`` reports a handle that counts too few)."""
     changed: list[str] = []
     for handle_id in sorted(set(handle_ids)):
         key = keys.handle_key(handle_id)
