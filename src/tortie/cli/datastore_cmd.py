@@ -9,7 +9,8 @@ from typing import Any
 
 from tortie.cli.files import read_text
 from tortie.cli.settings import cli_settings, track
-from tortie.datastore.config import DatastoreSettings, open_datastore
+from tortie.datastore.backends import open_datastore
+from tortie.datastore.config import DatastoreSettings
 from tortie.errors import InvalidInput
 
 
@@ -43,7 +44,7 @@ def register(sub: Any) -> None:
 def _export(args: argparse.Namespace) -> int:
     from tortie.datastore.migrate import export_keys
 
-    doc = export_keys(track(open_datastore(cli_settings(args.config))))
+    doc = export_keys(track(open_datastore(cli_settings(args.config), reading=True)))
     text = json.dumps(doc, indent=1) + "\n"
     if args.file == "-":
         sys.stdout.write(text)
