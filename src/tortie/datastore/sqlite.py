@@ -78,19 +78,19 @@ class SqliteDatastore:
         return db
 
     def _open_existing(self) -> sqlite3.Connection:
+        db: sqlite3.Connection | None = None
         try:
             db = sf.connect(self.path)
-        except sqlite3.Error as exc:
-            raise sf.fault(self.path, exc) from exc
-        try:
             self._state = sf.recognise(db, self.path)
         except sqlite3.Error as exc:
-            db.close()
-            if not sf.is_writable(self.path) and "open" in str(exc):
+            if db is not None:
+                db.close()
+            if sf.is_cantopen(exc) and not sf.is_writable(self.path):
                 return self._open_immutable()
             raise sf.fault(self.path, exc) from exc
         except TortieError:
-            db.close()
+            if db is not None:
+                db.close()
             raise
         return db
 
@@ -197,34 +197,40 @@ class SqliteDatastore:
         """One short write transaction: ``change(db, revision, current)`` gets the
         connection, the next store revision and the key's current revision (or None);
         commits when it returns, rolls back when it raises.  Returns the new revision.
-        A full disk is met once by truncating the WAL and trying again."""
+        On a file system low on space the WAL is folded into the file after each write,
+        so it cannot grow until the disk is full; a full disk is met once by truncating
+        the WAL and trying again."""
         with self._write_lock:
             db = self._writer()
             for attempt in (1, 2):
                 try:
-                    db.execute("BEGIN IMMEDIATE")
-                    try:
-                        row = db.execute(
-                            "UPDATE meta SET revision = revision + 1 RETURNING revision"
-                        ).fetchone()
-                        found = db.execute(
-                            "SELECT revision FROM kv WHERE key = ?", (key,)
-                        ).fetchone()
-                        rev = int(row[0])
-                        change(db, rev, None if found is None else int(found[0]))
-                        db.execute("COMMIT")
-                        return rev
-                    finally:
-                        if db.in_transaction:
-                            db.execute("ROLLBACK")
+                    rev = self._transaction(db, key, change)
                 except sqlite3.Error as exc:
                     if not sf.is_full(exc) or attempt == 2 or not self._shrink_wal(db):
                         raise sf.fault(self.path, exc) from exc
+                    continue
+                if sf.low_on_space(self.path):
+                    self._shrink_wal(db)
+                return rev
             raise AssertionError("unreachable")
 
+    @staticmethod
+    def _transaction(db: sqlite3.Connection, key: str, change: Change) -> int:
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            row = db.execute("UPDATE meta SET revision = revision + 1 RETURNING revision")
+            rev = int(row.fetchone()[0])
+            found = db.execute("SELECT revision FROM kv WHERE key = ?", (key,)).fetchone()
+            change(db, rev, None if found is None else int(found[0]))
+            db.execute("COMMIT")
+            return rev
+        finally:
+            if db.in_transaction:
+                db.execute("ROLLBACK")
+
     def _shrink_wal(self, db: sqlite3.Connection) -> bool:
-        """After a full disk: copy the WAL into the file and truncate it, so freed space
-        is usable again and the WAL does not keep the disk full."""
+        """Copy the WAL into the file and truncate it (best effort: False when that
+        cannot be done now), so freed space is usable and the WAL does not keep it."""
         try:
             busy = db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()[0]
         except sqlite3.Error:

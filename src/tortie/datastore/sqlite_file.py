@@ -28,6 +28,9 @@ BUSY_TIMEOUT_MS = 30_000
 # The WAL is truncated to this size after a checkpoint (SQLite leaves it at its peak
 # otherwise), so a store on a small file system does not keep the disk full.
 JOURNAL_SIZE_LIMIT = 1 << 20
+WAL_CHECKPOINT_PAGES = 256  # checkpoint at ~1 MiB of WAL (SQLite's default: 1000 pages)
+# Below this much free space the WAL is truncated after every write (a 200 KiB disk).
+LOW_SPACE_BYTES = 16 << 20
 
 SCHEMA = (
     """CREATE TABLE IF NOT EXISTS kv (
@@ -71,6 +74,7 @@ def connect(path: str, *, create: bool = False) -> sqlite3.Connection:
         db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
         db.execute("PRAGMA synchronous = NORMAL")
         db.execute(f"PRAGMA journal_size_limit = {JOURNAL_SIZE_LIMIT}")
+        db.execute(f"PRAGMA wal_autocheckpoint = {WAL_CHECKPOINT_PAGES}")
     except sqlite3.Error:
         db.close()
         raise
@@ -128,9 +132,37 @@ def is_writable(path: str) -> bool:
     return os.access(path, os.W_OK) and os.access(directory, os.W_OK)
 
 
+def read_only_reason(path: str) -> str:
+    """Why a store cannot be written, as far as the file system tells."""
+    directory = os.path.dirname(os.path.abspath(path))
+    try:
+        if os.statvfs(directory).f_flag & os.ST_RDONLY:
+            return "its file system is mounted read-only"
+    except OSError:
+        pass
+    if os.path.exists(path) and not os.access(path, os.W_OK):
+        return "the file is not writable: permissions or the immutable attribute"
+    if not os.access(directory, os.W_OK):
+        return f"directory {directory} is not writable"
+    return "SQLite opened it read-only"
+
+
+def low_on_space(path: str) -> bool:
+    """Whether the store's file system has less than ``LOW_SPACE_BYTES`` free."""
+    try:
+        st = os.statvfs(os.path.dirname(os.path.abspath(path)))
+    except OSError:
+        return False
+    return st.f_bavail * st.f_frsize < LOW_SPACE_BYTES
+
+
 def is_busy(exc: sqlite3.Error) -> bool:
     name = str(getattr(exc, "sqlite_errorname", ""))
     return name.startswith(("SQLITE_BUSY", "SQLITE_LOCKED"))
+
+
+def is_cantopen(exc: sqlite3.Error) -> bool:
+    return str(getattr(exc, "sqlite_errorname", "")).startswith("SQLITE_CANTOPEN")
 
 
 def is_full(exc: sqlite3.Error) -> bool:
@@ -148,8 +180,8 @@ def fault(path: str, exc: sqlite3.Error) -> TortieError:
         )
     if name.startswith("SQLITE_READONLY") or (not is_writable(path) and "write" in str(exc)):
         return StoreUnusable(
-            f"{where} is read-only ({exc}); this command must write to the store: make the "
-            "file and its directory writable, or run it where the store is writable"
+            f"{where} is read-only ({read_only_reason(path)}); this command must write to "
+            "the store: make it writable, or run the command where the store is writable"
         )
     if name == "SQLITE_NOTADB":
         return StoreUnusable(
