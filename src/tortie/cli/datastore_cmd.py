@@ -79,7 +79,7 @@ def _copy(args: argparse.Namespace) -> int:
         raise InvalidInput(
             f"--from-sqlite {args.from_sqlite}: no such file; give the path of the SQLite store"
         )
-    source = track(SqliteDatastore(args.from_sqlite))
+    source = track(SqliteDatastore(args.from_sqlite, reading=True))
     items = [(e["key"], e["value"]) for e in export_keys(source)["keys"]]
     settings = cli_settings(args.config)
     if settings.datastore_type == "sqlite" and os.path.abspath(

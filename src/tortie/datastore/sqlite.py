@@ -17,10 +17,10 @@ directory, the file and the schema (``tortie.datastore.sqlite_file``).
 
 from __future__ import annotations
 
+import _thread  # not threading: the builtin costs no import time on the plugin path
 import contextlib
 import os
 import sqlite3
-import threading
 import time
 from collections.abc import Callable
 
@@ -53,10 +53,10 @@ class SqliteDatastore:
         self.path = path
         self.reading = reading
         self.default_path = default_path
-        self._local = threading.local()
+        self._local = _thread._local()
         self._opened: list[sqlite3.Connection] = []
-        self._opened_lock = threading.Lock()
-        self._write_lock = threading.Lock()
+        self._opened_lock = _thread.allocate_lock()
+        self._write_lock = _thread.allocate_lock()
         self._state = sf.NEW
         self._immutable = False
         self._reader()  # a foreign or broken file is refused now, before any use
@@ -287,4 +287,4 @@ class SqliteDatastore:
         for db in opened:
             with contextlib.suppress(sqlite3.Error):
                 db.close()
-        self._local = threading.local()
+        self._local = _thread._local()
