@@ -166,12 +166,13 @@ def test_read_only_mount_serves_every_read_and_writes_say_so(tmp_path: Path) -> 
         """,
         tmp_path,
     )
+    answers = {name: (int(v[0]), str(v[1]), str(v[2])) for name, v in result.items()}  # type: ignore[index]
     for name in ("ippools", "show", "check", "-"):
-        rc, out, err = result[name]  # type: ignore[misc]
+        rc, out, err = answers[name]
         assert (rc, err) == (0, ""), (name, err)
-    assert "pool6" in result["ippools"][1]  # type: ignore[index]
-    assert "10.20.0.0/16" in result["show"][1]  # type: ignore[index]
-    rc, out, err = result[str(tmp_path / "mnt" / "pools.yaml")]  # type: ignore[misc]
+    assert "pool6" in answers["ippools"][1]
+    assert "10.20.0.0/16" in answers["show"][1]
+    rc, out, err = answers[str(tmp_path / "mnt" / "pools.yaml")]
     assert rc == 1 and out == "" and len(err.splitlines()) == 1
     assert "read-only" in err and "mounted read-only" in err and "must write" in err
 
