@@ -154,6 +154,16 @@ def test_read_only_mount_serves_every_read_and_writes_say_so(tmp_path: Path) -> 
             fh.write({POOLS!r})
         assert main(["apply", "-f", pools]) == 0
         assert main(["ipam", "assign", "--handle=h1", "--node=n1", "--ipv4=1"]) == 0
+        # a copy taken while writes sat in the WAL, as a crash leaves it
+        from tortie.datastore.sqlite import SqliteDatastore
+        live = SqliteDatastore(MNT + "/store/tortie.db")
+        live.create("/calico/in-wal", "1")
+        os.mkdir(MNT + "/crash")
+        for suffix in ("", "-wal"):
+            with open(MNT + "/store/tortie.db" + suffix, "rb") as src:
+                with open(MNT + "/crash/tortie.db" + suffix, "wb") as dst:
+                    dst.write(src.read())
+        live.close()
         subprocess.run(["mount", "-o", "remount,ro", MNT], check=True)
         out = {{}}
         for argv in (["get", "ippools"], ["ipam", "show"], ["ipam", "check"],
@@ -162,6 +172,10 @@ def test_read_only_mount_serves_every_read_and_writes_say_so(tmp_path: Path) -> 
             with contextlib.redirect_stdout(o), contextlib.redirect_stderr(e):
                 rc = main(argv)
             out[argv[-1]] = [rc, o.getvalue(), e.getvalue()]
+        os.environ["SQLITE_PATH"] = MNT + "/crash/tortie.db"
+        o, e = io.StringIO(), io.StringIO()
+        with contextlib.redirect_stdout(o), contextlib.redirect_stderr(e):
+            out["crash"] = [main(["datastore", "migrate", "export", "-"]), o.getvalue(), e.getvalue()]
         print(json.dumps(out))
         """,
         tmp_path,
@@ -175,6 +189,9 @@ def test_read_only_mount_serves_every_read_and_writes_say_so(tmp_path: Path) -> 
     rc, out, err = answers[str(tmp_path / "mnt" / "pools.yaml")]
     assert rc == 1 and out == "" and len(err.splitlines()) == 1
     assert "read-only" in err and "mounted read-only" in err and "must write" in err
+    # writes left in a WAL on a read-only mount are seen, not silently skipped
+    rc, out, err = answers["crash"]
+    assert (rc, err) == (0, "") and "/calico/in-wal" in out
 
 
 @pytest.fixture

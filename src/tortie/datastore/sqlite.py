@@ -26,7 +26,7 @@ from collections.abc import Callable
 
 from tortie.datastore import sqlite_file as sf
 from tortie.datastore.base import KV
-from tortie.errors import AlreadyExists, NotFound, RevisionConflict, TortieError
+from tortie.errors import AlreadyExists, NotFound, RevisionConflict, StoreUnusable, TortieError
 
 CHANGE_POLL_SECONDS = 0.1  # wait_for_change: one single-row read per poll
 _Row = tuple[object, ...]
@@ -96,7 +96,15 @@ class SqliteDatastore:
 
     def _open_immutable(self) -> sqlite3.Connection:
         """A read-only mount: SQLite cannot create the WAL index there, and nobody can
-        write the file, so it is read as immutable."""
+        write the file, so it is read as immutable.  An immutable read would not see
+        writes still in a WAL left by a crash: that is refused rather than served stale."""
+        wal = self.path + "-wal"
+        if os.path.exists(wal) and os.path.getsize(wal) > 0:
+            raise StoreUnusable(
+                f"datastore {self.path} is on a read-only file system with unfinished writes "
+                f"in {wal}; open it once where it is writable (any tortie command) to fold "
+                "them into the store"
+            )
         try:
             db = sf.connect_immutable(self.path)
             self._state = sf.recognise(db, self.path)
