@@ -179,9 +179,14 @@ def check_endpoint(
     return problems
 
 
-def gc_endpoints(store: Datastore, node: str, network: str, valid: set[str]) -> list[str]:
+def gc_endpoints(
+    store: Datastore, node: str, network: str, valid: set[str], grace_seconds: float = 0.0
+) -> list[str]:
     """Delete the endpoints this network wrote on ``node`` whose container is not in
-    ``valid``.  Returns their names."""
+    ``valid`` and that are older than ``grace_seconds``.  Returns their names."""
+    import calendar
+    import time
+
     removed = []
     for kv in store.list(keys.resource_prefix(PLURAL)):
         try:
@@ -194,6 +199,15 @@ def gc_endpoints(store: Datastore, node: str, network: str, valid: set[str]) -> 
             or wep.container_id in valid
         ):
             continue
+        if grace_seconds > 0:
+            try:
+                made = calendar.timegm(
+                    time.strptime((wep.creation_timestamp or "")[:19], "%Y-%m-%dT%H:%M:%S")
+                )
+            except ValueError:
+                made = 0
+            if time.time() - made < grace_seconds:
+                continue
         try:
             store.delete(kv.key, kv.revision)
         except (NotFound, RevisionConflict):

@@ -480,7 +480,13 @@ def cmd_gc(ctx: Ctx) -> str:
         ipam_plugin.cmd_gc(ctx.ipam_call())
     else:
         exec_delegate(ctx, "GC")
-    removed = gc_endpoints(ctx.store, ctx.node(lenient=True), ctx.conf.ipam.name, valid)
+    removed = gc_endpoints(
+        ctx.store,
+        ctx.node(lenient=True),
+        ctx.conf.ipam.name,
+        valid,
+        ctx.conf.ipam.gc_grace_seconds,
+    )
     if removed:
         ctx.log.info(f"GC: deleted stale WorkloadEndpoints {', '.join(removed)}")
     return ""
