@@ -52,6 +52,7 @@ from tortie.cni.protocol import (
     version_tuple,
 )
 from tortie.core.record import record
+from tortie.dataplane.netns import open_netns
 from tortie.dataplane.pod import PodNetwork, host_veth_name, setup_pod, teardown_pod
 from tortie.datastore.backends import open_datastore
 from tortie.datastore.base import Datastore
@@ -327,6 +328,10 @@ def cmd_add(ctx: Ctx) -> str:
             codes.INVALID_ENVIRONMENT,
             f"CNI_NETNS {netns} does not exist: pass the path of the pod's live network namespace",
         )
+    try:  # before any address is taken: is it a network namespace at all?
+        os.close(open_netns(netns))
+    except TortieError as exc:
+        raise CniError(codes.INVALID_ENVIRONMENT, f"CNI_NETNS: {exc}") from None
     if ctx.in_process:
         ipam_out = json.loads(ipam_plugin.cmd_add(ctx.ipam_call()))
     else:
