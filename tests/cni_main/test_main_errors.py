@@ -36,25 +36,6 @@ def test_missing_netns(offline: Env) -> None:
     assert offline.allocations() == {} and offline.weps() == []
 
 
-def test_netns_that_is_not_a_network_namespace(offline: Env, tmp_path: Path) -> None:
-    """Issue 10 defect 15: a CNI_NETNS that is a file, a directory or another kind of
-    namespace is named as such before anything is allocated or created."""
-    plain = tmp_path / "not-a-netns"
-    plain.write_text("")
-    for path, what in (
-        (str(plain), "a regular file"),
-        (str(tmp_path), "a directory"),
-        ("/proc/self/ns/mnt", "a mount namespace"),
-        ("/proc/self/ns/uts", "a UTS namespace"),
-    ):
-        env = offline.env("ADD", "c1", path)
-        code, out, err = offline.invoke("calico", offline.conf(), env)
-        assert code == 1 and out is not None and out["code"] == 4, (path, out)
-        assert f"{path} is not a network namespace ({what})" in out["msg"]
-        assert "Traceback" not in err
-    assert offline.allocations() == {} and offline.weps() == []
-
-
 def test_bad_input_is_cni_error_json(offline: Env) -> None:
     env = offline.env("ADD", "c1", "/run/netns/none")
     proc = subprocess.run(

@@ -179,14 +179,9 @@ def check_endpoint(
     return problems
 
 
-def gc_endpoints(
-    store: Datastore, node: str, network: str, valid: set[str], grace_seconds: float = 0.0
-) -> list[str]:
+def gc_endpoints(store: Datastore, node: str, network: str, valid: set[str]) -> list[str]:
     """Delete the endpoints this network wrote on ``node`` whose container is not in
-    ``valid`` and that are older than ``grace_seconds``.  Returns their names."""
-    import calendar
-    import time
-
+    ``valid``.  Returns their names."""
     removed = []
     for kv in store.list(keys.resource_prefix(PLURAL)):
         try:
@@ -199,15 +194,6 @@ def gc_endpoints(
             or wep.container_id in valid
         ):
             continue
-        if grace_seconds > 0:
-            try:
-                made = calendar.timegm(
-                    time.strptime((wep.creation_timestamp or "")[:19], "%Y-%m-%dT%H:%M:%S")
-                )
-            except ValueError:
-                made = 0
-            if time.time() - made < grace_seconds:
-                continue
         try:
             store.delete(kv.key, kv.revision)
         except (NotFound, RevisionConflict):

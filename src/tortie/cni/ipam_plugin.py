@@ -361,25 +361,12 @@ def cmd_check(call: Call) -> str:
 # -------------------------------------------------------------------------------- GC
 
 
-def allocation_time(text: str) -> float | None:
-    """Seconds since the epoch of a ``timestamp`` attribute (``timestamp()``'s format);
-    None when it is missing or unreadable."""
-    import calendar
-
-    try:
-        return float(calendar.timegm(time.strptime(text[:19], "%Y-%m-%d %H:%M:%S")))
-    except (ValueError, OverflowError):
-        return None
-
-
 def _handle_owners(
     store: Datastore, handle_id: str, value: str, key: str
-) -> tuple[set[str], set[str], float | None]:
-    """The ``node`` and ``network`` attributes of every allocation of a handle, and the
-    time of its youngest allocation (None when none records one)."""
+) -> tuple[set[str], set[str]]:
+    """The ``node`` and ``network`` attributes of every allocation of a handle."""
     nodes: set[str] = set()
     networks: set[str] = set()
-    youngest: float | None = None
     for cidr in decode_handle(key, value).block:
         version = 6 if ":" in cidr else 4
         kv = store.get(keys.block_key(cidr, version))
@@ -391,16 +378,12 @@ def _handle_owners(
             attrs = owner.secondary if owner else {}
             nodes.add(attrs.get("node", ""))
             networks.add(attrs.get("network", ""))
-            made = allocation_time(attrs.get("timestamp", ""))
-            if made is not None and (youngest is None or made > youngest):
-                youngest = made
-    return nodes, networks, youngest
+    return nodes, networks
 
 
 def cmd_gc(call: Call) -> str:
     """Release every handle of this network on this node whose container is not among the
-    valid attachments and whose youngest allocation is older than ``gc_grace_seconds``
-    (an ADD may still be running: the runtime's list can predate it).  Ownership comes from the ``network`` attribute ADD records; a
+    valid attachments.  Ownership comes from the ``network`` attribute ADD records; a
     handle without it whose container part contains '.' is left alone, since it may
     belong to another network whose name extends this one (``net.a`` + ``b``)."""
     valid = {cid for cid, _ in valid_attachments(call.conf)}
@@ -414,13 +397,7 @@ def cmd_gc(call: Call) -> str:
         container = handle_id[len(name) + 1 :]
         if container in valid:
             continue
-        nodes, networks, youngest = _handle_owners(call.store, handle_id, kv.value, kv.key)
-        if youngest is not None and time.time() - youngest < call.conf.gc_grace_seconds:
-            call.log.debug(
-                f"GC: skipping {handle_id}: allocated {time.time() - youngest:.0f} s ago, "
-                f"within the grace period ({call.conf.gc_grace_seconds:g} s)"
-            )
-            continue
+        nodes, networks = _handle_owners(call.store, handle_id, kv.value, kv.key)
         if networks - {name, ""} or ("" in networks and "." in container):
             call.log.debug(f"GC: skipping {handle_id}: it may belong to another network")
             continue

@@ -52,7 +52,6 @@ from tortie.cni.protocol import (
     version_tuple,
 )
 from tortie.core.record import record
-from tortie.dataplane.netns import open_netns
 from tortie.dataplane.pod import PodNetwork, host_veth_name, setup_pod, teardown_pod
 from tortie.datastore.backends import open_datastore
 from tortie.datastore.base import Datastore
@@ -328,10 +327,6 @@ def cmd_add(ctx: Ctx) -> str:
             codes.INVALID_ENVIRONMENT,
             f"CNI_NETNS {netns} does not exist: pass the path of the pod's live network namespace",
         )
-    try:  # before any address is taken: is it a network namespace at all?
-        os.close(open_netns(netns))
-    except TortieError as exc:
-        raise CniError(codes.INVALID_ENVIRONMENT, f"CNI_NETNS: {exc}") from None
     if ctx.in_process:
         ipam_out = json.loads(ipam_plugin.cmd_add(ctx.ipam_call()))
     else:
@@ -485,13 +480,7 @@ def cmd_gc(ctx: Ctx) -> str:
         ipam_plugin.cmd_gc(ctx.ipam_call())
     else:
         exec_delegate(ctx, "GC")
-    removed = gc_endpoints(
-        ctx.store,
-        ctx.node(lenient=True),
-        ctx.conf.ipam.name,
-        valid,
-        ctx.conf.ipam.gc_grace_seconds,
-    )
+    removed = gc_endpoints(ctx.store, ctx.node(lenient=True), ctx.conf.ipam.name, valid)
     if removed:
         ctx.log.info(f"GC: deleted stale WorkloadEndpoints {', '.join(removed)}")
     return ""

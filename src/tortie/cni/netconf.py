@@ -26,7 +26,6 @@ if TYPE_CHECKING:
 
 NETWORK_NAME = re.compile(r"[a-zA-Z0-9_.\-]+")
 DEFAULT_NODENAME_FILE = "/var/lib/calico/nodename"
-DEFAULT_GC_GRACE_SECONDS = 60.0
 CNI_DATASTORE_TYPES = ("sqlite", "etcdv3")
 # Calico's (logrus) level names; "warn" is an alias of "warning".
 LOG_LEVELS = ("debug", "info", "warning", "warn", "error", "fatal", "panic", "none")
@@ -49,20 +48,7 @@ class IpamNetConf:
     nodename_file_optional: bool = False
     log_level: str = ""
     log_file_path: str = ""
-    gc_grace_seconds: float = DEFAULT_GC_GRACE_SECONDS
     raw: Mapping[str, Any] = field(default_factory=dict, repr=False)
-
-
-def _gc_grace(ipam: Mapping[str, Any]) -> float:
-    """``ipam.gc_grace_seconds``: GC leaves allocations younger than this alone (an ADD
-    may still be running while the runtime takes its attachment list)."""
-    value = ipam.get("gc_grace_seconds", DEFAULT_GC_GRACE_SECONDS)
-    if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
-        raise _invalid(
-            f"ipam.gc_grace_seconds must be a number of seconds >= 0, not {value!r:.40}; "
-            f"leave it out for the default ({DEFAULT_GC_GRACE_SECONDS:g})"
-        )
-    return float(value)
 
 
 def _invalid(msg: str) -> CniError:
@@ -187,7 +173,6 @@ def parse_netconf(top: Mapping[str, Any], env: Mapping[str, str], version: str) 
         nodename=_get_str(top, "nodename"),
         nodename_file=_get_str(top, "nodename_file") or DEFAULT_NODENAME_FILE,
         nodename_file_optional=_get_bool(top, "nodename_file_optional"),
-        gc_grace_seconds=_gc_grace(ipam),
         log_level=log_level,
         log_file_path=_get_str(top, "log_file_path"),
         raw=top,
