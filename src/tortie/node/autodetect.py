@@ -1,8 +1,8 @@
 """Host address autodetection, Calico's methods with better choices (§10, §12).
 
 Every method narrows the host's addresses to candidates; the choice among candidates then
-prefers, in this order: not deprecated, not temporary (privacy), not a single-address
-prefix (/32 or /128, keepalived-style VIPs) — and otherwise keeps the kernel's interface
+prefers, in this order: not deprecated, not a single-address prefix (/32 or /128,
+keepalived-style VIPs that move between hosts), not temporary (privacy) — and otherwise keeps the kernel's interface
 order, as Calico's ``first-found`` does.  Link-local, loopback, tentative and
 DAD-failed addresses are never chosen.  The result says which address, from which
 interface, and why, so the agent can log it.
@@ -52,8 +52,7 @@ class Detection:
     def describe(self) -> str:
         fam = "IPv4" if self.address.version == 4 else "IPv6"
         return (
-            f"{fam} address {self.address.interface} on {self.address.ifname} chosen: "
-            f"{self.reason}"
+            f"{fam} address {self.address.interface} on {self.address.ifname} chosen: {self.reason}"
         )
 
 
@@ -81,7 +80,7 @@ def choose(candidates: Sequence[HostAddress], method: str) -> Detection | None:
         return None
     ranked = sorted(
         enumerate(candidates),
-        key=lambda ia: (ia[1].deprecated, ia[1].temporary, ia[1].vip_like, ia[0]),
+        key=lambda ia: (ia[1].deprecated, ia[1].vip_like, ia[1].temporary, ia[0]),
     )
     best = ranked[0][1]
     skipped = [
@@ -91,7 +90,7 @@ def choose(candidates: Sequence[HostAddress], method: str) -> Detection | None:
     ]
     reason = f"{method}"
     if _flaws(best):
-        reason += f"; only candidate left is {', '.join(_flaws(best))}"
+        reason += f"; the best candidate left is {', '.join(_flaws(best))}"
     if skipped:
         reason += f"; passed over {'; '.join(skipped)}"
     return Detection(best, reason)

@@ -45,7 +45,9 @@ def _ip_json(*args: str) -> list[dict[str, object]]:
             [ip_binary(), "-j", *args], capture_output=True, text=True, check=True, timeout=10
         ).stdout
     except (OSError, subprocess.SubprocessError) as exc:
-        raise TortieError(f"cannot read the host's network state (ip -j {' '.join(args)}): {exc}")
+        raise TortieError(
+            f"cannot read the host's network state (ip -j {' '.join(args)}): {exc}"
+        ) from None
     data = json.loads(out or "[]")
     return [d for d in data if isinstance(d, dict)]
 
