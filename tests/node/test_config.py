@@ -91,7 +91,7 @@ def test_block_size_error(var: str, value: str) -> None:
 
 
 def test_no_default_pools_with_cidr_names_both() -> None:
-    with pytest.raises(InvalidInput, match="NO_DEFAULT_POOLS.*CALICO_IPV6POOL_CIDR"):
+    with pytest.raises(InvalidInput, match=r"NO_DEFAULT_POOLS.*CALICO_IPV6POOL_CIDR"):
         config_from_env(env(NO_DEFAULT_POOLS="true", CALICO_IPV6POOL_CIDR="fd00:1::/48"))
     assert config_from_env(env(NO_DEFAULT_POOLS="true")).no_default_pools
 
@@ -121,7 +121,7 @@ def _independent_hash(name: str) -> str:
     b = list(hashlib.sha256(name.encode()).digest()[:4])
     if b[0] > 223:
         b[0] = b[0] - 32
-    return "%d.%d.%d.%d" % tuple(b)
+    return ".".join(str(x) for x in b)
 
 
 @pytest.mark.parametrize("name", ["kube-master", "node-1", "worker-7.example", "a", "k8s-ipv6-0"])

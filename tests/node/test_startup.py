@@ -190,7 +190,7 @@ def test_address_conflict_refused(tmp_path: Path) -> None:
     store = MemoryDatastore()
     run(store, tmp_path, IP6="autodetect")
     with pytest.raises(
-        Conflict, match="IPv4 address conflict: 10.10.0.11 is already used by node node-a"
+        Conflict, match=r"IPv4 address conflict: 10\.10\.0\.11 is already used by node node-a"
     ):
         run(store, tmp_path, name="node-b", IP6="none")
     with pytest.raises(Conflict, match="IPv6 address conflict"):
