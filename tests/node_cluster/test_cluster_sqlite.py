@@ -54,7 +54,8 @@ def established(host: Host, want: int) -> bool:
 def bring_up(cluster: Cluster, mode: str, **extra: str) -> None:
     for host in cluster.hosts:
         cluster.start_agent(host, mode, **extra)
-    sessions = 2 * len(families(mode)) if not extra.get("FELIX_IPV6SUPPORT") else 2
+    fams = [4] if extra.get("FELIX_IPV6SUPPORT") == "false" else families(mode)
+    sessions = (len(cluster.hosts) - 1) * len(fams)
     for host in cluster.hosts:
         wait_for(f"{host.name}: {sessions} BGP sessions established",
                  lambda h=host: established(h, sessions), timeout=40,
