@@ -43,11 +43,17 @@ class Host:
     agent: subprocess.Popen[bytes] | None = None
     pods: dict[str, tuple[Netns, list[str]]] = field(default_factory=dict)
 
-    def tortie(self, *args: str, env: Mapping[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    def tortie(
+        self, *args: str, env: Mapping[str, str] | None = None
+    ) -> subprocess.CompletedProcess[str]:
         full = {**os.environ, **(env or {}), "TORTIE_RUN_DIR": str(self.run_dir)}
         return subprocess.run(
             ["ip", "netns", "exec", self.ns.name, str(BIN / "tortie"), *args],
-            env=full, capture_output=True, text=True, timeout=60, check=False,
+            env=full,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
         )
 
     def routes(self, version: int) -> list[dict[str, Any]]:
@@ -66,7 +72,9 @@ class Host:
 
 
 class Cluster:
-    def __init__(self, pool: NetnsPool, tmp: Path, store_env: Mapping[str, str], size: int = 3) -> None:
+    def __init__(
+        self, pool: NetnsPool, tmp: Path, store_env: Mapping[str, str], size: int = 3
+    ) -> None:
         self.pool = pool
         self.tmp = tmp
         self.store_env = dict(store_env)
@@ -81,8 +89,9 @@ class Cluster:
         ns = self.pool.new()
         ns.ip("link", "set", "lo", "up")
         port = f"port{i}"
-        self.bridge.ip("link", "add", port, "type", "veth", "peer", "name", "eth0",
-                       "netns", ns.name)
+        self.bridge.ip(
+            "link", "add", port, "type", "veth", "peer", "name", "eth0", "netns", ns.name
+        )
         self.bridge.ip("link", "set", port, "master", "br0", "up")
         ns.ip("link", "set", "eth0", "up")
         ns.ip("addr", "add", f"{host_addr(i, 4)}/24", "dev", "eth0")
@@ -94,8 +103,9 @@ class Cluster:
     def attach(self, ns: Netns, address4: str, address6: str) -> None:
         """Put another namespace (e.g. an etcd member) on the link."""
         port = f"px{address4.rsplit('.', 1)[1]}"
-        self.bridge.ip("link", "add", port, "type", "veth", "peer", "name", "eth0",
-                       "netns", ns.name)
+        self.bridge.ip(
+            "link", "add", port, "type", "veth", "peer", "name", "eth0", "netns", ns.name
+        )
         self.bridge.ip("link", "set", port, "master", "br0", "up")
         ns.ip("link", "set", "lo", "up")
         ns.ip("link", "set", "eth0", "up")
@@ -129,9 +139,21 @@ class Cluster:
         env = self.agent_env(host, mode, **extra)
         log = open(host.run_dir / "agent.log", "ab")  # noqa: SIM115 - closed with the agent
         host.agent = subprocess.Popen(
-            ["ip", "netns", "exec", host.ns.name, "env", "-i",
-             *(f"{k}={v}" for k, v in env.items()), str(BIN / "tortie"), "node", "run"],
-            stdout=log, stderr=log, stdin=subprocess.DEVNULL,
+            [
+                "ip",
+                "netns",
+                "exec",
+                host.ns.name,
+                "env",
+                "-i",
+                *(f"{k}={v}" for k, v in env.items()),
+                str(BIN / "tortie"),
+                "node",
+                "run",
+            ],
+            stdout=log,
+            stderr=log,
+            stdin=subprocess.DEVNULL,
         )
         log.close()
 
@@ -160,13 +182,31 @@ class Cluster:
             ipam.update(assign_ipv4="false", assign_ipv6="true")
         elif mode == "dual":
             ipam.update(assign_ipv6="true")
-        conf = {"cniVersion": "1.0.0", "name": "k8s-pod-network", "type": "calico",
-                "nodename": host.name, "ipam": ipam}
-        env = {**os.environ, **self.store_env, "CNI_COMMAND": "ADD", "CNI_CONTAINERID": name,
-               "CNI_NETNS": pod.path, "CNI_IFNAME": "eth0", "CNI_PATH": str(BIN)}
-        proc = subprocess.run(["ip", "netns", "exec", host.ns.name, str(BIN / "calico")],
-                              input=json.dumps(conf), env=env, capture_output=True, text=True,
-                              timeout=60, check=False)
+        conf = {
+            "cniVersion": "1.0.0",
+            "name": "k8s-pod-network",
+            "type": "calico",
+            "nodename": host.name,
+            "ipam": ipam,
+        }
+        env = {
+            **os.environ,
+            **self.store_env,
+            "CNI_COMMAND": "ADD",
+            "CNI_CONTAINERID": name,
+            "CNI_NETNS": pod.path,
+            "CNI_IFNAME": "eth0",
+            "CNI_PATH": str(BIN),
+        }
+        proc = subprocess.run(
+            ["ip", "netns", "exec", host.ns.name, str(BIN / "calico")],
+            input=json.dumps(conf),
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
         assert proc.returncode == 0, proc.stdout + proc.stderr
         addrs = [ip["address"].split("/")[0] for ip in json.loads(proc.stdout)["ips"]]
         host.pods[name] = (pod, addrs)
@@ -179,8 +219,12 @@ class Cluster:
             self.stop_agent(host)
 
 
-def wait_for(what: str, check: Callable[[], bool], timeout: float = 30,
-             detail: Callable[[], str] = lambda: "") -> float:
+def wait_for(
+    what: str,
+    check: Callable[[], bool],
+    timeout: float = 30,
+    detail: Callable[[], str] = lambda: "",
+) -> float:
     """Poll ``check`` until it is true; seconds it took.  Fails with ``what`` and detail."""
     start = time.monotonic()
     while True:

@@ -6,10 +6,9 @@ from __future__ import annotations
 
 import itertools
 import os
-import signal
 import sys
-import time
 from collections.abc import Iterator
+from functools import partial
 from pathlib import Path
 
 import pytest
@@ -18,6 +17,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from harness import BIN, Cluster, Host, ping, wait_for
+
 from netns import NetnsPool, require_root
 
 
@@ -35,6 +35,10 @@ def pool() -> Iterator[NetnsPool]:
     _require()
     with NetnsPool() as p:
         yield p
+
+
+def learned_at_least(host: Host, version: int, count: int) -> bool:
+    return len(host.bird_routes(version)) >= count
 
 
 def families(mode: str) -> list[int]:
@@ -57,9 +61,12 @@ def bring_up(cluster: Cluster, mode: str, **extra: str) -> None:
     fams = [4] if extra.get("FELIX_IPV6SUPPORT") == "false" else families(mode)
     sessions = (len(cluster.hosts) - 1) * len(fams)
     for host in cluster.hosts:
-        wait_for(f"{host.name}: {sessions} BGP sessions established",
-                 lambda h=host: established(h, sessions), timeout=40,
-                 detail=lambda h=host: cluster.agent_log(h)[-3000:])
+        wait_for(
+            f"{host.name}: {sessions} BGP sessions established",
+            partial(established, host, sessions),
+            timeout=40,
+            detail=partial(cluster.agent_log, host),
+        )
 
 
 def ping_matrix(cluster: Cluster, versions: list[int]) -> list[str]:
@@ -87,9 +94,12 @@ def test_pods_on_every_host_reach_each_other(pool: NetnsPool, tmp_path: Path, mo
         versions = families(mode)
         for host in cluster.hosts:  # every other host's block is in this host's kernel
             for v in versions:
-                wait_for(f"{host.name}: IPv{v} routes to both peers' blocks",
-                         lambda h=host, v=v: len(h.bird_routes(v)) >= 2, timeout=20,
-                         detail=lambda h=host: str(h.routes(4) + h.routes(6)))
+                wait_for(
+                    f"{host.name}: IPv{v} routes to both peers' blocks",
+                    partial(learned_at_least, host, v, 2),
+                    timeout=20,
+                    detail=partial(cluster.agent_log, host),
+                )
             assert all(r["dst"] != "default" for r in host.routes(4) + host.routes(6))
         assert ping_matrix(cluster, versions) == []
         status = cluster.hosts[0].tortie("node", "status")
