@@ -46,7 +46,7 @@ Handler = Callable[[argparse.Namespace], int]
 
 
 def build_parser() -> Parser:
-    from tortie.cli import datastore_cmd, ipam_cmd, resources_cmd
+    from tortie.cli import datastore_cmd, ipam_cmd, node_cmd, resources_cmd
 
     parser = Parser(
         prog="tortie",
@@ -63,6 +63,7 @@ def build_parser() -> Parser:
     resources_cmd.register(sub)
     ipam_cmd.register(sub)
     datastore_cmd.register(sub)
+    node_cmd.register(sub)
 
     demo = sub.add_parser(
         "demo",

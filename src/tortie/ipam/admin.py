@@ -217,8 +217,12 @@ class Admin:
     def _delete(self, p: Planned) -> None:
         if p.info.kind == "IPPool":
             self.delete_pool(p.obj.name)
-        else:
-            self.store.delete(p.key)
+            return
+        if p.info.kind == "Node":  # as calicoctl: the node's addresses and blocks go too
+            from tortie.ipam.node_release import release_node
+
+            release_node(self.store, p.obj.name)
+        self.store.delete(p.key)
 
     def delete_pool(self, name: str) -> IPPool:
         """Disable the pool, release its empty affine blocks, then delete it."""
