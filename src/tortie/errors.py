@@ -9,6 +9,8 @@
     │   └── RevisionConflict update/delete-if-revision lost the race
     ├── Exhausted           no address/block left where the request allows
     ├── Unavailable         the datastore cannot be reached now: try again later
+    ├── StoreUnusable       the datastore cannot serve this (read-only, not a tortie
+    │                       store, not a database, full disk): retrying will not help
     └── DatastoreError      the datastore answered with something unusable
 
 Only adapters (CLI, CNI plugins, node agent) turn these into exit codes or CNI error
@@ -18,11 +20,26 @@ test proves every class has an entry.  This module imports nothing: the CNI plug
 
 from __future__ import annotations
 
+MAX_MESSAGE = 1000  # characters; a user's value can be megabytes
+
+
+def bounded(message: str, limit: int = MAX_MESSAGE) -> str:
+    """One bounded line: a message longer than ``limit`` keeps its start (the object and
+    reason) and its end (the fix), and says how much was cut.  Every error passes here, so
+    no user value, however large, is echoed whole."""
+    message = message.replace("\n", " ")
+    if len(message) <= limit:
+        return message
+    half = limit // 2
+    cut = len(message) - 2 * half
+    return f"{message[:half]} …[{cut} characters cut]… {message[-half:]}"
+
 
 class TortieError(Exception):
     """Base of every error tortie raises on purpose.  ``str(err)`` is one line for users."""
 
     def __init__(self, message: str) -> None:
+        message = bounded(message)
         super().__init__(message)
         self.message = message
         # The address family a request failed for, when the error is about one family
@@ -65,6 +82,12 @@ class Unavailable(TortieError):
     """The datastore could not be reached or kept losing races: try again later."""
 
 
+class StoreUnusable(TortieError):
+    """The datastore is reachable but cannot serve the request, and retrying will not
+    help: read-only, someone else's file, not a database, no permission, full disk.
+    The message names the cause and the fix."""
+
+
 class DatastoreError(TortieError):
     """The datastore returned something unusable (corrupt value, unexpected answer)."""
 
@@ -80,6 +103,7 @@ EXIT_CODES: dict[type[TortieError], int] = {
     RevisionConflict: 1,
     Exhausted: 1,
     Unavailable: 1,
+    StoreUnusable: 1,
     DatastoreError: 1,
 }
 

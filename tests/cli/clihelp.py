@@ -70,10 +70,10 @@ class Result:
         assert self.err == "", self.err
         return self
 
-    def found_problems(self) -> Result:
-        """``ipam check`` found problems: exit 1, the report on stdout, nothing on stderr."""
-        assert self.rc == 1, f"exit {self.rc} (wanted 1): {self.err}"
-        assert self.err == "", self.err
+    def found(self) -> Result:
+        """``ipam check`` that found problems: the report on stdout, exit 1."""
+        assert self.rc == 1, f"exit {self.rc} (wanted 1: problems found): {self.err}"
+        assert "found 0 problems" not in self.out and "Check complete" in self.out
         return self
 
     def fails(self, rc: int, *fragments: str) -> Result:

@@ -142,7 +142,7 @@ USAGE_ERRORS = [
         id="assign-attr",
     ),
     pytest.param(
-        ["ipam", "assign", "--handle=", "--node=n"], ("--handle", "is empty"), id="empty-handle"
+        ["ipam", "assign", "--handle=", "--node=n"], ("--handle is empty",), id="empty-handle"
     ),
     pytest.param(
         ["ipam", "assign", "--handle=h", "--node=n", "--ipv4=0"],

@@ -9,7 +9,6 @@ from collections.abc import Callable, Sequence
 from typing import NoReturn
 
 from tortie import __version__
-from tortie.cli.arg_types import node_name_or_empty
 from tortie.errors import TortieError, exit_code
 
 DESCRIPTION = """\
@@ -47,7 +46,7 @@ Handler = Callable[[argparse.Namespace], int]
 
 
 def build_parser() -> Parser:
-    from tortie.cli import datastore_cmd, ipam_cmd, resources_cmd
+    from tortie.cli import datastore_cmd, ipam_cmd, node_cmd, resources_cmd
 
     parser = Parser(
         prog="tortie",
@@ -64,6 +63,7 @@ def build_parser() -> Parser:
     resources_cmd.register(sub)
     ipam_cmd.register(sub)
     datastore_cmd.register(sub)
+    node_cmd.register(sub)
 
     demo = sub.add_parser(
         "demo",
@@ -108,10 +108,7 @@ def build_parser() -> Parser:
         help="datastore file the plugins use (default: SQLITE_PATH's default)",
     )
     install.add_argument(
-        "--nodename",
-        default="",
-        type=node_name_or_empty,
-        help="node name the plugins record (default: the host name)",
+        "--nodename", default="", help="node name the plugins record (default: the host name)"
     )
     install.set_defaults(handler=_install_cni)
     return parser

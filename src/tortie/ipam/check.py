@@ -5,46 +5,33 @@ corrupt stored values (with their key), leaked allocations, in-use addresses wit
 allocation or outside every enabled pool, handles whose counts do not match the blocks,
 handles named in blocks but missing, and affinities that disagree with their blocks.
 
-Leaks are judged only where tortie can know the owner: allocations made for a workload
+With the runtime's live container list of a node (``--live``, the same input as CNI GC),
+every allocation the CNI plugin made on that node for a container not in the list is a
+leak — nodes that use only the IPAM plugin are checked too.  Otherwise, leaks are judged
+only where tortie can know the owner: allocations made for a workload
 (the CNI plugins record ``timestamp``, and ``pod`` for Kubernetes) or for a node's tunnel
 (Calico's ``ipip-tunnel-addr-<node>``-style handles) on nodes that have
 workload endpoints recorded (the main plugin writes them).  Everything else — nodes that
 use only the IPAM plugin, addresses an orchestrator took with ``ipam assign`` — is counted
 as "not verifiable", never as a leak: freeing a live address is worse than keeping a dead
 one.
-
-With the runtime's live container list of one node (:class:`LiveContainers`, the same
-input as CNI GC's ``cni.dev/valid-attachments``), allocations a CNI ADD made on that node
-are judged too: held by a listed container, or leaked.  So nodes that use only the IPAM
-plugin get leak detection without WorkloadEndpoints.
-
-:func:`settle_handles` makes handle records agree with the blocks (releasing from a report
-uses it, so a handle whose count names an address no block holds does not survive).
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 from tortie.core.addr import network_in, parse_address, parse_network
-from tortie.core.block import Attribute, Block
+from tortie.core.block import Block
 from tortie.core.record import field, record
 from tortie.datastore import keys
-from tortie.datastore.base import Datastore
+from tortie.datastore.base import Datastore, read_only
 from tortie.errors import AlreadyExists, DatastoreError, InvalidInput
 from tortie.ipam.pools import load_pools
-from tortie.ipam.retry import DEFAULT_POLICY, RetryPolicy, run_cas
-from tortie.model.ipam_records import (
-    CONFIRMED,
-    Handle,
-    decode_affinity,
-    decode_block,
-    decode_handle,
-    encode_handle,
-)
+from tortie.model.ipam_records import CONFIRMED, decode_affinity, decode_block, decode_handle
 
 
 @record
@@ -66,27 +53,11 @@ class Leak:
     attrs: dict[str, str]
 
 
-@record
-class LiveContainers:
-    """The containers a node's runtime says exist (CNI GC's valid attachments)."""
-
-    node: str
-    container_ids: frozenset[str]
-
-    def holds(self, handle_id: str) -> bool:
-        """Whether a CNI handle (``<network>.<container id>``) names a listed container.
-        Network names and container ids may both contain '.', so every split counts."""
-        parts = handle_id.split(".")
-        return any(".".join(parts[i:]) in self.container_ids for i in range(1, len(parts)))
-
-
 @record(frozen=False)
 class CheckReport:
     cluster_guid: str
     allocations: int = 0
     in_use: int = 0
-    live_node: str | None = None
-    live_held: int = 0
     unverifiable: int = 0
     leaks: list[Leak] = field(default_factory=list)
     problems: list[Problem] = field(default_factory=list)
@@ -104,9 +75,6 @@ class CheckReport:
             "clusterGUID": self.cluster_guid,
             "allocations": self.allocations,
             "inUse": self.in_use,
-            "liveContainers": None
-            if self.live_node is None
-            else {"node": self.live_node, "allocationsHeld": self.live_held},
             "notVerifiable": self.unverifiable,
             "leakedIPs": [
                 {
@@ -131,7 +99,7 @@ def cluster_guid(store: Datastore) -> str:
 
     key = keys.resource_key("clusterinformations", "default")
     kv = store.get(key)
-    if kv is None:
+    if kv is None and not read_only(store):  # a reader of a read-only store writes nothing
         doc = {
             "apiVersion": "projectcalico.org/v3",
             "kind": "ClusterInformation",
@@ -142,6 +110,8 @@ def cluster_guid(store: Datastore) -> str:
             store.create(key, json.dumps(doc))
         kv = store.get(key)
     if kv is None:
+        if read_only(store):
+            return ""
         raise DatastoreError(f"{key}: the cluster identity could not be created; try again")
     try:
         doc = json.loads(kv.value)
@@ -194,12 +164,26 @@ def _in_use_addresses(store: Datastore, report: CheckReport) -> tuple[dict[str, 
     return owners, wep_nodes
 
 
+@record
+class LiveContainers:
+    """The runtime's live containers on one node (the input CNI GC gets): allocations the
+    CNI plugin made there for a container not in this set are leaks."""
+
+    node: str
+    container_ids: frozenset[str]
+
+
+def _cni_container(attrs: Mapping[str, str], handle_id: str | None) -> str | None:
+    """The container id of an allocation the CNI plugin made (handle ``<network>.<id>``
+    with the ``network`` attribute ADD records), else None."""
+    network = attrs.get("network")
+    if not network or not handle_id or not handle_id.startswith(network + "."):
+        return None
+    return handle_id[len(network) + 1 :]
+
+
 def check(store: Datastore, live: LiveContainers | None = None) -> CheckReport:
-    """Everything wrong in the IPAM records; ``live``: judge one node's CNI allocations
-    against its runtime's container list."""
-    report = CheckReport(
-        cluster_guid=cluster_guid(store), live_node=None if live is None else live.node
-    )
+    report = CheckReport(cluster_guid=cluster_guid(store))
     pools = load_pools(store)
     active = [p.network for p in pools if not p.disabled]
     owners, wep_nodes = _in_use_addresses(store, report)
@@ -226,12 +210,14 @@ def check(store: Datastore, live: LiveContainers | None = None) -> CheckReport:
             if address in owners:
                 continue
             node = attr.secondary.get("node") or block.host()
-            judged_live = live is not None and node == live.node and _made_by_cni(attr)
-            if judged_live and live is not None and live.holds(attr.handle_id or ""):
-                report.live_held += 1
-            elif judged_live or (
-                node in wep_nodes and _owner_is_recorded(attr.secondary, attr.handle_id)
-            ):
+            container = _cni_container(attr.secondary, attr.handle_id)
+            if live is not None and node == live.node and container is not None:
+                if container in live.container_ids:
+                    continue  # in use by a live container
+                leaked = True
+            else:
+                leaked = node in wep_nodes and _owner_is_recorded(attr.secondary, attr.handle_id)
+            if leaked:
                 report.leaks.append(
                     Leak(
                         address,
@@ -361,52 +347,3 @@ def _owner_is_recorded(attrs: Mapping[str, str], handle_id: str | None) -> bool:
         or "pod" in attrs
         or (handle_id or "").startswith(TUNNEL_HANDLE_PREFIXES)
     )
-
-
-def _made_by_cni(attr: Attribute) -> bool:
-    """A CNI ADD made this allocation: it records a timestamp and its handle is
-    ``<network>.<container id>``."""
-    return "timestamp" in attr.secondary and "." in (attr.handle_id or "")
-
-
-def settle_handles(
-    store: Datastore, handle_ids: Iterable[str], policy: RetryPolicy = DEFAULT_POLICY
-) -> list[str]:
-    """Lower each handle's per-block counts to what the blocks hold for it (deleting the
-    handle when nothing is left); the handles changed.  Only for handles a report named
-    (dead containers): an assignment to the same handle in flight (handle written, block
-    not yet) would be under-counted, the window ``release_by_handle`` also has.  Counts
-    are never raised (``ipam check`` reports a handle that counts too few)."""
-    changed: list[str] = []
-    for handle_id in sorted(set(handle_ids)):
-        key = keys.handle_key(handle_id)
-
-        def settle(handle_id: str = handle_id, key: str = key) -> bool:
-            kv = store.get(key)
-            if kv is None:
-                return False
-            recorded = decode_handle(key, kv.value).block
-            counts: dict[str, int] = {}
-            for cidr, count in recorded.items():
-                held = _held_in_block(store, cidr, handle_id)
-                if min(count, held) > 0:
-                    counts[cidr] = min(count, held)
-            if counts == dict(recorded):
-                return False
-            if counts:
-                store.update(key, encode_handle(Handle(handle_id, counts)), kv.revision)
-            else:
-                store.delete(key, kv.revision)
-            return True
-
-        if run_cas(settle, f"settle handle {handle_id}", policy):
-            changed.append(handle_id)
-    return changed
-
-
-def _held_in_block(store: Datastore, cidr: str, handle_id: str) -> int:
-    kv = store.get(keys.block_key(cidr, 6 if ":" in cidr else 4))
-    if kv is None:
-        return 0
-    block = decode_block(kv.key, kv.value)
-    return sum(1 for _, attr in block.allocated() if attr.handle_id == handle_id)

@@ -450,6 +450,35 @@ class Ipam:
 
         run_cas(write, f"update handle {handle_id}", self.policy)
 
+    def repair_handle(self, handle_id: str) -> bool | None:
+        """Make a handle's counts what its blocks really hold (a crash between a block write
+        and the handle write can leave a count for an address no block has).  Returns None
+        when there is no handle, True when it was changed or deleted, False when right."""
+        key = keys.handle_key(handle_id)
+
+        def attempt() -> bool | None:
+            kv = self.store.get(key)
+            if kv is None:
+                return None
+            handle = decode_handle(key, kv.value)
+            actual = {}
+            for cidr in handle.block:
+                bkv = self.store.get(keys.block_key(cidr, 6 if ":" in cidr else 4))
+                if bkv is None:
+                    continue
+                held = len(blk.ordinals_of_handle(decode_block(bkv.key, bkv.value), handle_id))
+                if held:
+                    actual[cidr] = held
+            if actual == dict(handle.block):
+                return False
+            if actual:
+                self.store.update(key, encode_handle(Handle(handle_id, actual)), kv.revision)
+            else:
+                self.store.delete(key, kv.revision)
+            return True
+
+        return run_cas(attempt, f"repair handle {handle_id}", self.policy)
+
     def get_handle(self, handle_id: str) -> Handle | None:
         kv = self.store.get(keys.handle_key(handle_id))
         return None if kv is None else decode_handle(kv.key, kv.value)
