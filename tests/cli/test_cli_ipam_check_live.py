@@ -1,5 +1,6 @@
 """``ipam check --live`` with allocations made by the real IPAM plugin (issue 10 defect
-13), the input shapes and bad lists, and a crash that lost a block write (defect 9).
+13), the input shapes and bad lists, a crash that lost a block write (defect 9) and
+``install-cni --nodename`` under the shared name rule (defect 5).
 Complements tests/regressions/test_probe_findings.py."""
 
 from __future__ import annotations
@@ -110,3 +111,11 @@ def test_release_from_report_after_a_lost_block_write(cli: Cli, store: SqliteDat
     assert "net.gone" not in _handles(store)
     assert cli("ipam", "check").ok().out.splitlines()[-1] == "Check complete; found 0 problems."
     assert "is in use" in cli("ipam", "show", f"--ip={pod}").ok().out
+
+
+def test_install_cni_refuses_a_node_name_that_breaks_the_key_layout(cli: Cli) -> None:
+    conf_dir = cli.tmp / "net.d"
+    cli(
+        "install-cni", "--nodename=a/b", f"--bin-dir={cli.tmp / 'bin'}", f"--conf-dir={conf_dir}"
+    ).fails(2, "--nodename", "'/'")
+    assert not conf_dir.exists()  # nothing written
