@@ -51,6 +51,7 @@ from tortie.cni.protocol import (
     version_json,
     version_tuple,
 )
+from tortie.cni.sandbox import check_netns_path
 from tortie.core.record import record
 from tortie.dataplane.pod import PodNetwork, host_veth_name, setup_pod, teardown_pod
 from tortie.datastore.base import Datastore
@@ -321,11 +322,7 @@ def cmd_add(ctx: Ctx) -> str:
     ident = ctx.endpoint_id(node)
     host = ctx.host_ifname()
     netns = ctx.env.netns
-    if not os.path.exists(netns):
-        raise CniError(
-            codes.INVALID_ENVIRONMENT,
-            f"CNI_NETNS {netns} does not exist: pass the path of the pod's live network namespace",
-        )
+    check_netns_path(netns)
     if ctx.in_process:
         ipam_out = json.loads(ipam_plugin.cmd_add(ctx.ipam_call()))
     else:
