@@ -42,8 +42,9 @@ from cluster_harness import (  # type: ignore[import-not-found, unused-ignore]  
 )
 
 from etcd_cluster import EtcdCluster, etcd_binary  # type: ignore[import-not-found, unused-ignore]  # noqa: E402
+from tortie.datastore.backends import open_datastore  # noqa: E402
 from tortie.datastore.base import Datastore  # noqa: E402
-from tortie.datastore.config import DatastoreSettings, open_datastore  # noqa: E402
+from tortie.datastore.config import DatastoreSettings  # noqa: E402
 
 
 def ms(seconds: float) -> str:

@@ -9,6 +9,8 @@
     │   └── RevisionConflict update/delete-if-revision lost the race
     ├── Exhausted           no address/block left where the request allows
     ├── Unavailable         the datastore cannot be reached now: try again later
+    ├── StoreUnusable       the datastore cannot serve this (read-only, not a tortie
+    │                       store, not a database, full disk): retrying will not help
     └── DatastoreError      the datastore answered with something unusable
 
 Only adapters (CLI, CNI plugins, node agent) turn these into exit codes or CNI error
@@ -65,6 +67,12 @@ class Unavailable(TortieError):
     """The datastore could not be reached or kept losing races: try again later."""
 
 
+class StoreUnusable(TortieError):
+    """The datastore is reachable but cannot serve the request, and retrying will not
+    help: read-only, someone else's file, not a database, no permission, full disk.
+    The message names the cause and the fix."""
+
+
 class DatastoreError(TortieError):
     """The datastore returned something unusable (corrupt value, unexpected answer)."""
 
@@ -80,6 +88,7 @@ EXIT_CODES: dict[type[TortieError], int] = {
     RevisionConflict: 1,
     Exhausted: 1,
     Unavailable: 1,
+    StoreUnusable: 1,
     DatastoreError: 1,
 }
 

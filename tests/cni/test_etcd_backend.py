@@ -14,7 +14,8 @@ from cni_helpers import add_pool, allocated, netconf
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/ (shared etcd helper)
 from etcd_cluster import EtcdCluster, require_etcd
-from tortie.datastore.config import DatastoreSettings, open_datastore
+from tortie.datastore.backends import open_datastore
+from tortie.datastore.config import DatastoreSettings
 
 PLUGIN = [sys.executable, "-m", "tortie.cni.ipam_main"]
 

@@ -338,14 +338,17 @@ def test_unexpected_exception_is_one_line_json(store: MemoryDatastore) -> None:
     assert out["msg"] == "internal error: RuntimeError: boom second line"
 
 
-def test_unavailable_store_is_try_again(tmp_path: Any) -> None:
+def test_unusable_store_is_not_try_again(tmp_path: Any) -> None:
+    """A directory where the store should be is permanent (issue 10 defect 3): code 5,
+    naming the cause, not 11 (try again later)."""
     conf = netconf(sqlite_path=str(tmp_path / "dir-not-file"))
     (tmp_path / "dir-not-file").mkdir()
     code, out = run(
         json.dumps(conf).encode(),
         {**dict(CNI_COMMAND="ADD", CNI_CONTAINERID="a", CNI_NETNS="/x", CNI_IFNAME="eth0")},
     )
-    assert code == 1 and json.loads(out)["code"] == 11
+    assert code == 1 and json.loads(out)["code"] == 5
+    assert "it is a directory" in json.loads(out)["msg"]
 
 
 def test_logging(store: MemoryDatastore, tmp_path: Any, capsys: pytest.CaptureFixture[str]) -> None:

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from tortie.datastore.backends import open_datastore
 from tortie.datastore.base import Datastore
-from tortie.datastore.config import DatastoreSettings, open_datastore
+from tortie.datastore.config import DatastoreSettings
 from tortie.errors import RevisionConflict
 
 

@@ -16,8 +16,9 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/, for etcd_cluster
 
 from etcd_cluster import EtcdCluster, require_etcd
+from tortie.datastore.backends import open_datastore
 from tortie.datastore.base import Datastore
-from tortie.datastore.config import DatastoreSettings, open_datastore
+from tortie.datastore.config import DatastoreSettings
 from tortie.datastore.memory import MemoryDatastore
 
 

@@ -18,7 +18,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/, for etcd
 
 from etcd_cluster import EtcdCluster, require_etcd
 from tortie.cli.main import main
-from tortie.datastore.config import DatastoreSettings, open_datastore
+from tortie.datastore.backends import open_datastore
+from tortie.datastore.config import DatastoreSettings
 from tortie.datastore.sqlite import SqliteDatastore
 from tortie.ipam.check import check
 

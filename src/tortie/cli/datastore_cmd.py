@@ -9,7 +9,8 @@ from typing import Any
 
 from tortie.cli.files import read_text
 from tortie.cli.settings import cli_settings, track
-from tortie.datastore.config import DatastoreSettings, open_datastore
+from tortie.datastore.backends import open_datastore
+from tortie.datastore.config import DatastoreSettings
 from tortie.errors import InvalidInput
 
 
@@ -43,7 +44,7 @@ def register(sub: Any) -> None:
 def _export(args: argparse.Namespace) -> int:
     from tortie.datastore.migrate import export_keys
 
-    doc = export_keys(track(open_datastore(cli_settings(args.config))))
+    doc = export_keys(track(open_datastore(cli_settings(args.config), reading=True)))
     text = json.dumps(doc, indent=1) + "\n"
     if args.file == "-":
         sys.stdout.write(text)
@@ -78,7 +79,7 @@ def _copy(args: argparse.Namespace) -> int:
         raise InvalidInput(
             f"--from-sqlite {args.from_sqlite}: no such file; give the path of the SQLite store"
         )
-    source = track(SqliteDatastore(args.from_sqlite))
+    source = track(SqliteDatastore(args.from_sqlite, reading=True))
     items = [(e["key"], e["value"]) for e in export_keys(source)["keys"]]
     settings = cli_settings(args.config)
     if settings.datastore_type == "sqlite" and os.path.abspath(

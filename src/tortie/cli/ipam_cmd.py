@@ -191,7 +191,7 @@ def _emit_json(data: Any) -> None:
 def _show(args: argparse.Namespace) -> int:
     from tortie.ipam.service import Ipam
 
-    store = _store(args)
+    store = cli_store(args.config, reading=True)
     ipam = Ipam(store)
     if args.ip:
         return _show_ip(ipam, args.ip, args.output)
@@ -346,7 +346,7 @@ def _show_borrowed(store: Datastore, output: str) -> int:
 def _check(args: argparse.Namespace) -> int:
     from tortie.ipam.check import check
 
-    report = check(_store(args))
+    report = check(cli_store(args.config, reading=True))
     print(f"Found {report.allocations} IPAM allocations.")
     print(f"Found {report.in_use} addresses in use by workload endpoints and node tunnels.")
     if report.unverifiable:

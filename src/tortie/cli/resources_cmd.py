@@ -104,7 +104,7 @@ def _get(args: argparse.Namespace) -> int:
     from tortie.model.resources import kind_for_cli_name
 
     info = kind_for_cli_name(args.kind)
-    admin = Admin(cli_store(args.config))
+    admin = Admin(cli_store(args.config, reading=True))
     namespace = None if args.all_namespaces else args.namespace
     docs = admin.get(info, args.name, namespace)
     if args.output in ("yaml", "json"):

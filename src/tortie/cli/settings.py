@@ -1,24 +1,21 @@
-"""Datastore settings for the CLI: ``--config FILE`` (a CalicoAPIConfig) or the environment."""
+"""Datastore settings for the CLI: ``--config FILE`` (a CalicoAPIConfig) or the environment.
+
+Both are read by ``tortie.datastore.config.read_settings``, as the CNI netconf is."""
 
 from __future__ import annotations
 
 import contextlib
 from typing import Any, TypeVar
 
+from tortie.datastore.backends import open_datastore
 from tortie.datastore.base import Datastore
-from tortie.datastore.config import DatastoreSettings, open_datastore, settings_from_env
+from tortie.datastore.config import (
+    SPEC_NAMES,
+    DatastoreSettings,
+    read_settings,
+    settings_from_env,
+)
 from tortie.errors import InvalidInput
-
-_SPEC_FIELDS = {
-    "datastoreType": "datastore_type",
-    "sqlitePath": "sqlite_path",
-    "etcdEndpoints": "etcd_endpoints",
-    "etcdCACertFile": "etcd_ca_cert_file",
-    "etcdCertFile": "etcd_cert_file",
-    "etcdKeyFile": "etcd_key_file",
-    "etcdUsername": "etcd_username",
-    "etcdPassword": "etcd_password",
-}
 
 
 def settings_from_file(path: str) -> DatastoreSettings:
@@ -48,21 +45,12 @@ def settings_from_file(path: str) -> DatastoreSettings:
     spec = doc.get("spec") or {}
     if not isinstance(spec, dict):
         raise InvalidInput(f"config file {path}: spec must be a mapping")
-    unknown = sorted(set(spec) - set(_SPEC_FIELDS))
+    unknown = sorted(set(spec) - set(SPEC_NAMES))
     if unknown:
         raise InvalidInput(
-            f"config file {path}: unknown field spec.{unknown[0]}; known fields: {', '.join(_SPEC_FIELDS)}"
+            f"config file {path}: unknown field spec.{unknown[0]}; known fields: {', '.join(SPEC_NAMES)}"
         )
-    values: dict[str, Any] = {}
-    for name, attr in _SPEC_FIELDS.items():
-        if name in spec and spec[name] is not None:
-            value = spec[name]
-            if attr == "etcd_endpoints":
-                items = value if isinstance(value, list) else str(value).split(",")
-                values[attr] = tuple(str(e).strip() for e in items if str(e).strip())
-            else:
-                values[attr] = str(value)
-    return DatastoreSettings(**values)
+    return read_settings(spec, where=f"config file {path}: spec.", names=SPEC_NAMES)
 
 
 def cli_settings(config_path: str | None) -> DatastoreSettings:
@@ -79,9 +67,12 @@ def track(store: S) -> S:
     return store
 
 
-def cli_store(config_path: str | None) -> Datastore:
-    """The datastore named by ``--config`` or the environment, closed when the command ends."""
-    return track(open_datastore(cli_settings(config_path)))
+def cli_store(config_path: str | None, *, reading: bool = False) -> Datastore:
+    """The datastore named by ``--config`` or the environment, closed when the command ends.
+
+    ``reading``: the command only reads (see ``open_datastore``: an explicit SQLite path
+    with no store there is then an error instead of an empty store)."""
+    return track(open_datastore(cli_settings(config_path), reading=reading))
 
 
 def close_stores() -> None:

@@ -16,6 +16,7 @@ from tortie.errors import (
     InvalidInput,
     NotFound,
     RevisionConflict,
+    StoreUnusable,
     TortieError,
     Unavailable,
 )
@@ -51,6 +52,7 @@ CNI_CODES: dict[type[TortieError], int] = {
     RevisionConflict: TRY_AGAIN_LATER,
     Exhausted: NO_ADDRESSES,
     Unavailable: TRY_AGAIN_LATER,
+    StoreUnusable: IO_FAILURE,  # permanent: read-only, foreign file, not a database
     DatastoreError: DATASTORE_CORRUPT,
 }
 

@@ -45,8 +45,9 @@ from tortie.core import block as blk
 from tortie.core.addr import block_count
 from tortie.core.record import record
 from tortie.datastore import keys
+from tortie.datastore.backends import open_datastore
 from tortie.datastore.base import Datastore
-from tortie.datastore.config import DatastoreSettings, open_datastore
+from tortie.datastore.config import DatastoreSettings
 from tortie.errors import NotFound, TortieError
 from tortie.ipam import pools as poolsel
 from tortie.ipam.requests import WORKLOAD, AutoAssignArgs, ReleaseOptions

@@ -54,8 +54,9 @@ from tortie.cni.protocol import (
 from tortie.cni.sandbox import check_netns_path
 from tortie.core.record import record
 from tortie.dataplane.pod import PodNetwork, host_veth_name, setup_pod, teardown_pod
+from tortie.datastore.backends import open_datastore
 from tortie.datastore.base import Datastore
-from tortie.datastore.config import DatastoreSettings, open_datastore
+from tortie.datastore.config import DatastoreSettings
 from tortie.errors import InvalidInput, NotFound, TortieError
 
 TYPE_CHECKING = False  # typing stays unimported at run time: plugin start-up

@@ -15,8 +15,9 @@ from collections.abc import Mapping
 
 from tortie.cni import errors as codes
 from tortie.cni.protocol import CniError
-from tortie.core.record import field, record, replace
-from tortie.datastore.config import DatastoreSettings, settings_from_env
+from tortie.core.record import field, record
+from tortie.datastore.config import DatastoreSettings, read_settings
+from tortie.errors import InvalidInput
 from tortie.model.ippool import type_name
 
 TYPE_CHECKING = False  # typing stays unimported at run time: plugin start-up
@@ -133,23 +134,10 @@ def _datastore(top: Mapping[str, Any], env: Mapping[str, str]) -> DatastoreSetti
             f"{source} {dtype!r} is not supported; set it to one of: "
             + ", ".join(CNI_DATASTORE_TYPES)
         )
-    base = settings_from_env({**env, "DATASTORE_TYPE": dtype})
-    overrides: dict[str, Any] = {}
-    for key in ("sqlite_path", "etcd_key_file", "etcd_cert_file", "etcd_ca_cert_file"):
-        value = _get_str(top, key)
-        if value:
-            overrides[key] = value
-    endpoints = top.get("etcd_endpoints")
-    if isinstance(endpoints, list) and all(isinstance(e, str) for e in endpoints):
-        overrides["etcd_endpoints"] = tuple(e.strip() for e in endpoints if e.strip())
-    elif endpoints is not None:
-        text = _get_str(top, "etcd_endpoints")
-        parts = tuple(e.strip() for e in text.split(",") if e.strip())
-        if parts:
-            overrides["etcd_endpoints"] = parts
-    if overrides.get("etcd_endpoints") == ():
-        del overrides["etcd_endpoints"]
-    return replace(base, **overrides)
+    try:
+        return read_settings({**top, "datastore_type": dtype}, env)
+    except InvalidInput as exc:
+        raise _invalid(str(exc)) from None
 
 
 def parse_netconf(top: Mapping[str, Any], env: Mapping[str, str], version: str) -> IpamNetConf:

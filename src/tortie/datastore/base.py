@@ -63,3 +63,10 @@ class Datastore(Protocol):
     ) -> bool: ...
 
     def close(self) -> None: ...
+
+
+def read_only(store: Datastore) -> bool:
+    """Whether the store can only serve reads (SQLite on a read-only file, mount or
+    immutable file).  Readers skip optional writes then (``ipam check`` does not create
+    the cluster identity); backends without the notion are never read-only."""
+    return bool(getattr(store, "read_only", False))

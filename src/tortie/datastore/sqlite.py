@@ -1,37 +1,36 @@
-"""The embedded datastore: one SQLite file, safe for many processes on one host.
+"""The embedded datastore: one SQLite file, safe for many processes and threads on one host.
 
-WAL journal (readers never block the writer), a busy timeout so concurrent writers
-queue instead of failing, and one short ``BEGIN IMMEDIATE`` transaction per write.
-A single row in ``meta`` holds the store-wide revision counter, so revisions behave
-like etcd mod revisions (never reused, even after delete and re-create).
+WAL journal (readers never block the writer nor wait for it), a busy timeout so writers
+of several processes queue instead of failing, and one short ``BEGIN IMMEDIATE``
+transaction per write.  A single row in ``meta`` holds the store-wide revision counter,
+so revisions behave like etcd mod revisions (never reused, even after delete and
+re-create).
+
+Threads: each thread gets its own connection (reads run in parallel and never wait for a
+write); writes of one process take a process-wide lock first, so threads queue on it
+instead of in SQLite's sleeping busy handler (``bench/sqlite_threads_bench.py``).
+
+Reads never write: opening, recognising the file and reading take no write lock, so a
+read-only file, mount or immutable file serves every read.  The first write creates the
+directory, the file and the schema (``tortie.datastore.sqlite_file``).
 """
 
 from __future__ import annotations
 
+import _thread  # not threading: the builtin costs no import time on the plugin path
 import contextlib
 import os
 import sqlite3
 import time
-from collections.abc import Iterator
+from collections.abc import Callable
 
+from tortie.datastore import sqlite_file as sf
 from tortie.datastore.base import KV
-from tortie.errors import AlreadyExists, NotFound, RevisionConflict, Unavailable
+from tortie.errors import AlreadyExists, NotFound, RevisionConflict, StoreUnusable, TortieError
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS kv (
-    key TEXT PRIMARY KEY NOT NULL,
-    value TEXT NOT NULL,
-    revision INTEGER NOT NULL
-) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS meta (
-    id INTEGER PRIMARY KEY CHECK (id = 1),
-    revision INTEGER NOT NULL
-);
-INSERT OR IGNORE INTO meta (id, revision) VALUES (1, 0);
-"""
-
-BUSY_TIMEOUT_MS = 30_000
 CHANGE_POLL_SECONDS = 0.1  # wait_for_change: one single-row read per poll
+_Row = tuple[object, ...]
+Change = Callable[[sqlite3.Connection, int, "int | None"], None]
 
 
 def _prefix_end(prefix: str) -> str:
@@ -40,101 +39,241 @@ def _prefix_end(prefix: str) -> str:
 
 
 class SqliteDatastore:
-    """The protocol of ``tortie.datastore.base`` on one SQLite file."""
+    """The protocol of ``tortie.datastore.base`` on one SQLite file.
 
-    def __init__(self, path: str) -> None:
+    A file that does not exist yet reads as an empty store, and the first write creates
+    it.  A missing directory is made by the first use, unless ``reading``: an opener
+    that only reads creates nothing, so a path whose directory does not exist is
+    ``NotFound`` naming it (a mistyped path should not look like an empty store; with
+    ``default_path`` it is simply empty: a fresh machine), and ``read_only`` is True
+    while the file does not exist.
+    """
+
+    def __init__(self, path: str, *, reading: bool = False, default_path: bool = False) -> None:
         self.path = path
+        self.reading = reading
+        self.default_path = default_path
+        self._local = _thread._local()
+        self._opened: list[sqlite3.Connection] = []
+        self._opened_lock = _thread.allocate_lock()
+        self._write_lock = _thread.allocate_lock()
+        self._state = sf.NEW
+        self._immutable = False
+        self._reader()  # a foreign or broken file is refused now, before any use
+
+    @property
+    def read_only(self) -> bool:
+        """True when this process can only read the store (read-only file, directory or
+        mount, immutable file): callers skip writes that are optional."""
+        if self.reading and not os.path.exists(self.path):
+            return True
+        return self._immutable or not sf.is_writable(self.path)
+
+    # ------------------------------------------------------------------ connections
+
+    def _keep(self, db: sqlite3.Connection) -> sqlite3.Connection:
+        self._local.db = db
+        with self._opened_lock:
+            self._opened.append(db)
+        return db
+
+    def _open_existing(self) -> sqlite3.Connection:
         db: sqlite3.Connection | None = None
         try:
-            parent = os.path.dirname(os.path.abspath(path))
-            os.makedirs(parent, exist_ok=True)
-            db = sqlite3.connect(path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None)
-            self._db = db
-            self._db.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
-            mode = self._db.execute("PRAGMA journal_mode=WAL").fetchone()[0]
-            if mode != "wal":
-                raise sqlite3.OperationalError(f"cannot switch to WAL journal (got {mode})")
-            self._db.execute("PRAGMA synchronous=NORMAL")
-            self._db.executescript("BEGIN IMMEDIATE;" + _SCHEMA + "COMMIT;")
-        except (OSError, sqlite3.Error) as exc:
+            db = sf.connect(self.path)
+            self._state = sf.recognise(db, self.path)
+        except sqlite3.Error as exc:
             if db is not None:
                 db.close()
-            raise Unavailable(
-                f"datastore {path}: cannot open SQLite file ({exc}); "
-                "set SQLITE_PATH to a writable file"
-            ) from exc
+            if sf.is_cantopen(exc) and not sf.is_writable(self.path):
+                return self._open_immutable()
+            raise sf.fault(self.path, exc) from exc
+        except TortieError:
+            if db is not None:
+                db.close()
+            raise
+        return db
+
+    def _open_immutable(self) -> sqlite3.Connection:
+        """A read-only mount: SQLite cannot create the WAL index there, and nobody can
+        write the file, so it is read as immutable.  An immutable read would not see
+        writes still in a WAL left by a crash: that is refused rather than served stale."""
+        wal = self.path + "-wal"
+        if os.path.exists(wal) and os.path.getsize(wal) > 0:
+            raise StoreUnusable(
+                f"datastore {self.path} is on a read-only file system with unfinished writes "
+                f"in {wal}; open it once where it is writable (any tortie command) to fold "
+                "them into the store"
+            )
+        try:
+            db = sf.connect_immutable(self.path)
+            self._state = sf.recognise(db, self.path)
+        except sqlite3.Error as exc:
+            raise sf.fault(self.path, exc) from exc
+        self._immutable = True
+        return db
+
+    def _reader(self) -> sqlite3.Connection | None:
+        """This thread's connection, or None while the file does not exist."""
+        db: sqlite3.Connection | None = getattr(self._local, "db", None)
+        if db is not None:
+            return db
+        if not os.path.exists(self.path):
+            directory = os.path.dirname(os.path.abspath(self.path))
+            if os.path.isdir(directory):
+                return None
+            if not self.reading:
+                sf.create_directory(self.path)
+                return None
+            if self.default_path:
+                return None
+            raise NotFound(
+                f"datastore {self.path}: there is no tortie store at this path (directory "
+                f"{directory} does not exist); check SQLITE_PATH, or write to the store "
+                "(e.g. 'tortie apply') to create it"
+            )
+        return self._keep(self._open_existing())
+
+    def _writer(self) -> sqlite3.Connection:
+        """This thread's connection with the schema in place (created on first write)."""
+        db = self._reader()
+        if db is None:
+            sf.create_directory(self.path)
+            try:
+                db = self._keep(sf.connect(self.path, create=True))
+                self._state = sf.recognise(db, self.path)
+            except sqlite3.Error as exc:
+                raise sf.fault(self.path, exc) from exc
+        if self._state != sf.CURRENT:
+            self._make_schema(db)
+        return db
+
+    def _make_schema(self, db: sqlite3.Connection) -> None:
+        try:
+            if self._state == sf.NEW:
+                mode = db.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+                if mode != "wal":
+                    raise sf.fault(
+                        self.path, sqlite3.OperationalError(f"no WAL journal (got {mode})")
+                    )
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                self._state = sf.recognise(db, self.path)  # again, under the write lock
+                for statement in sf.SCHEMA:
+                    db.execute(statement)
+                db.execute("COMMIT")
+            finally:
+                if db.in_transaction:
+                    db.execute("ROLLBACK")
+        except sqlite3.Error as exc:
+            raise sf.fault(self.path, exc) from exc
+        self._state = sf.CURRENT
+
+    # ------------------------------------------------------------------ reads
+
+    def _read(self, sql: str, args: tuple[str, ...]) -> list[_Row]:
+        db = self._reader()
+        if db is None:
+            return []
+        try:
+            if self._state == sf.NEW:  # another process may have made the schema since
+                self._state = sf.recognise(db, self.path)
+                if self._state == sf.NEW:
+                    return []
+            return list(db.execute(sql, args).fetchall())
+        except sqlite3.Error as exc:
+            raise sf.fault(self.path, exc) from exc
 
     def get(self, key: str) -> KV | None:
-        try:
-            row = self._db.execute(
-                "SELECT value, revision FROM kv WHERE key = ?", (key,)
-            ).fetchone()
-        except sqlite3.Error as exc:
-            raise self._unavailable(exc) from exc
-        return None if row is None else KV(key, row[0], row[1])
+        rows = self._read("SELECT value, revision FROM kv WHERE key = ?", (key,))
+        return None if not rows else KV(key, str(rows[0][0]), int(str(rows[0][1])))
 
     def list(self, prefix: str) -> list[KV]:
-        try:
-            rows = self._db.execute(
-                "SELECT key, value, revision FROM kv WHERE key >= ? AND key < ? ORDER BY key",
-                (prefix, _prefix_end(prefix)),
-            ).fetchall()
-        except sqlite3.Error as exc:
-            raise self._unavailable(exc) from exc
-        return [KV(k, v, r) for k, v, r in rows]
+        rows = self._read(
+            "SELECT key, value, revision FROM kv WHERE key >= ? AND key < ? ORDER BY key",
+            (prefix, _prefix_end(prefix)),
+        )
+        return [KV(str(k), str(v), int(str(r))) for k, v, r in rows]
 
-    @contextlib.contextmanager
-    def _write(self, key: str) -> Iterator[tuple[int, int | None]]:
-        """One short write transaction: yields (the next store revision, the key's current
-        revision or None); commits when the body returns, rolls back when it raises."""
+    def current_revision(self) -> int:
+        rows = self._read("SELECT revision FROM meta WHERE id = 1", ())
+        return int(str(rows[0][0])) if rows else 0
+
+    # ------------------------------------------------------------------ writes
+
+    def _write(self, key: str, change: Change) -> int:
+        """One short write transaction: ``change(db, revision, current)`` gets the
+        connection, the next store revision and the key's current revision (or None);
+        commits when it returns, rolls back when it raises.  Returns the new revision.
+        On a file system low on space the WAL is folded into the file after each write,
+        so it cannot grow until the disk is full; a full disk is met once by truncating
+        the WAL and trying again."""
+        with self._write_lock:
+            db = self._writer()
+            for attempt in (1, 2):
+                try:
+                    rev = self._transaction(db, key, change)
+                except sqlite3.Error as exc:
+                    if not sf.is_full(exc) or attempt == 2 or not self._shrink_wal(db):
+                        raise sf.fault(self.path, exc) from exc
+                    continue
+                if sf.low_on_space(self.path):
+                    self._shrink_wal(db)
+                return rev
+            raise AssertionError("unreachable")
+
+    @staticmethod
+    def _transaction(db: sqlite3.Connection, key: str, change: Change) -> int:
+        db.execute("BEGIN IMMEDIATE")
         try:
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                row = self._db.execute("UPDATE meta SET revision = revision + 1 RETURNING revision")
-                rev = int(row.fetchone()[0])
-                cur = self._db.execute("SELECT revision FROM kv WHERE key = ?", (key,)).fetchone()
-                yield rev, None if cur is None else int(cur[0])
-                self._db.execute("COMMIT")
-            finally:
-                if self._db.in_transaction:
-                    self._db.execute("ROLLBACK")
-        except sqlite3.Error as exc:
-            raise self._unavailable(exc) from exc
+            row = db.execute("UPDATE meta SET revision = revision + 1 RETURNING revision")
+            rev = int(row.fetchone()[0])
+            found = db.execute("SELECT revision FROM kv WHERE key = ?", (key,)).fetchone()
+            change(db, rev, None if found is None else int(found[0]))
+            db.execute("COMMIT")
+            return rev
+        finally:
+            if db.in_transaction:
+                db.execute("ROLLBACK")
+
+    def _shrink_wal(self, db: sqlite3.Connection) -> bool:
+        """Copy the WAL into the file and truncate it (best effort: False when that
+        cannot be done now), so freed space is usable and the WAL does not keep it."""
+        try:
+            busy = db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()[0]
+        except sqlite3.Error:
+            return False
+        return int(busy) == 0
 
     def create(self, key: str, value: str) -> KV:
-        with self._write(key) as (rev, cur):
+        def change(db: sqlite3.Connection, rev: int, cur: int | None) -> None:
             if cur is not None:
                 raise AlreadyExists(f"{key} already exists")
-            self._db.execute(
-                "INSERT INTO kv (key, value, revision) VALUES (?, ?, ?)", (key, value, rev)
-            )
-        return KV(key, value, rev)
+            db.execute("INSERT INTO kv (key, value, revision) VALUES (?, ?, ?)", (key, value, rev))
+
+        return KV(key, value, self._write(key, change))
 
     def update(self, key: str, value: str, revision: int) -> KV:
-        with self._write(key) as (rev, cur):
+        def change(db: sqlite3.Connection, rev: int, cur: int | None) -> None:
             if cur != revision:
                 raise RevisionConflict(f"{key} changed (expected revision {revision})")
-            self._db.execute(
-                "UPDATE kv SET value = ?, revision = ? WHERE key = ?", (value, rev, key)
-            )
-        return KV(key, value, rev)
+            db.execute("UPDATE kv SET value = ?, revision = ? WHERE key = ?", (value, rev, key))
+
+        return KV(key, value, self._write(key, change))
 
     def delete(self, key: str, revision: int | None = None) -> None:
-        with self._write(key) as (_rev, cur):
+        def change(db: sqlite3.Connection, _rev: int, cur: int | None) -> None:
             if cur is None:
                 if revision is None:
                     raise NotFound(f"{key} does not exist")
                 raise RevisionConflict(f"{key} was already deleted")
             if revision is not None and cur != revision:
                 raise RevisionConflict(f"{key} changed (expected revision {revision})")
-            self._db.execute("DELETE FROM kv WHERE key = ?", (key,))
+            db.execute("DELETE FROM kv WHERE key = ?", (key,))
 
-    def current_revision(self) -> int:
-        try:
-            row = self._db.execute("SELECT revision FROM meta WHERE id = 1").fetchone()
-        except sqlite3.Error as exc:
-            raise self._unavailable(exc) from exc
-        return 0 if row is None else int(row[0])
+        self._write(key, change)
+
+    # ------------------------------------------------------------------ watching
 
     def wait_for_change(
         self, prefixes: tuple[str, ...], after_revision: int, timeout: float
@@ -150,8 +289,10 @@ class SqliteDatastore:
                 return False
             time.sleep(min(CHANGE_POLL_SECONDS, remaining))
 
-    def _unavailable(self, exc: sqlite3.Error) -> Unavailable:
-        return Unavailable(f"datastore {self.path}: SQLite error ({exc}); try again later")
-
     def close(self) -> None:
-        self._db.close()
+        with self._opened_lock:
+            opened, self._opened = self._opened, []
+        for db in opened:
+            with contextlib.suppress(sqlite3.Error):
+                db.close()
+        self._local = _thread._local()

@@ -25,7 +25,7 @@ from tortie.core.addr import network_in, parse_address, parse_network
 from tortie.core.block import Block
 from tortie.core.record import field, record
 from tortie.datastore import keys
-from tortie.datastore.base import Datastore
+from tortie.datastore.base import Datastore, read_only
 from tortie.errors import AlreadyExists, DatastoreError, InvalidInput
 from tortie.ipam.pools import load_pools
 from tortie.model.ipam_records import CONFIRMED, decode_affinity, decode_block, decode_handle
@@ -96,7 +96,7 @@ def cluster_guid(store: Datastore) -> str:
 
     key = keys.resource_key("clusterinformations", "default")
     kv = store.get(key)
-    if kv is None:
+    if kv is None and not read_only(store):  # a reader of a read-only store writes nothing
         doc = {
             "apiVersion": "projectcalico.org/v3",
             "kind": "ClusterInformation",
@@ -107,6 +107,8 @@ def cluster_guid(store: Datastore) -> str:
             store.create(key, json.dumps(doc))
         kv = store.get(key)
     if kv is None:
+        if read_only(store):
+            return ""
         raise DatastoreError(f"{key}: the cluster identity could not be created; try again")
     try:
         doc = json.loads(kv.value)
