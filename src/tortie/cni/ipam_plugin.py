@@ -41,7 +41,6 @@ from tortie.cni.protocol import (
     result_addresses,
     version_json,
 )
-from tortie.core import block as blk
 from tortie.core.addr import block_count
 from tortie.core.record import record
 from tortie.datastore import keys
@@ -50,9 +49,10 @@ from tortie.datastore.base import Datastore
 from tortie.datastore.config import DatastoreSettings
 from tortie.errors import NotFound, TortieError
 from tortie.ipam import pools as poolsel
+from tortie.ipam.ownership import timestamp
 from tortie.ipam.requests import WORKLOAD, AutoAssignArgs, ReleaseOptions
 from tortie.ipam.service import Ipam
-from tortie.model.ipam_records import decode_block, decode_handle
+from tortie.model.ipam_records import decode_block
 from tortie.model.ippool import IPPool
 
 TYPE_CHECKING = False  # typing stays unimported at run time: plugin start-up
@@ -82,15 +82,6 @@ class Call:
     @property
     def handle_id(self) -> str:
         return f"{self.conf.name}.{self.env.container_id}"
-
-
-def timestamp() -> str:
-    """Calico's attribute timestamp format (Go's ``time.Time.String`` in UTC)."""
-    now = time.time()
-    return (
-        time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(now))
-        + f".{int(now % 1 * 1e9):09d} +0000 UTC"
-    )
 
 
 def _one_line(text: str) -> str:
@@ -361,33 +352,16 @@ def cmd_check(call: Call) -> str:
 # -------------------------------------------------------------------------------- GC
 
 
-def _handle_owners(
-    store: Datastore, handle_id: str, value: str, key: str
-) -> tuple[set[str], set[str]]:
-    """The ``node`` and ``network`` attributes of every allocation of a handle."""
-    nodes: set[str] = set()
-    networks: set[str] = set()
-    for cidr in decode_handle(key, value).block:
-        version = 6 if ":" in cidr else 4
-        kv = store.get(keys.block_key(cidr, version))
-        if kv is None:
-            continue
-        block = decode_block(kv.key, kv.value)
-        for ordinal in blk.ordinals_of_handle(block, handle_id):
-            owner = block.owner(ordinal)
-            attrs = owner.secondary if owner else {}
-            nodes.add(attrs.get("node", ""))
-            networks.add(attrs.get("network", ""))
-    return nodes, networks
-
-
 def cmd_gc(call: Call) -> str:
     """Release every handle of this network on this node whose container is not among the
-    valid attachments.  Ownership comes from the ``network`` attribute ADD records; a
-    handle without it whose container part contains '.' is left alone, since it may
-    belong to another network whose name extends this one (``net.a`` + ``b``)."""
+    valid attachments and whose newest address is older than the grace period (an ADD
+    still running when the runtime listed its containers keeps its address).  Ownership
+    comes from the ``network`` attribute ADD records; a handle without it whose container
+    part contains '.' is left alone, since it may belong to another network whose name
+    extends this one (``net.a`` + ``b``)."""
     valid = {cid for cid, _ in valid_attachments(call.conf)}
     node = determine_nodename(call.conf)
+    grace = call.conf.gc_grace_seconds
     ipam = Ipam(call.store)
     base = keys.handle_prefix()
     name = call.conf.name
@@ -397,13 +371,23 @@ def cmd_gc(call: Call) -> str:
         container = handle_id[len(name) + 1 :]
         if container in valid:
             continue
-        nodes, networks = _handle_owners(call.store, handle_id, kv.value, kv.key)
+        owners = ipam.handle_owners(handle_id)
+        if owners is None:
+            continue
+        networks, nodes = owners.networks, owners.nodes
         if networks - {name, ""} or ("" in networks and "." in container):
             call.log.debug(f"GC: skipping {handle_id}: it may belong to another network")
             continue
         if nodes - {node}:
             call.log.debug(f"GC: skipping {handle_id}: allocated on {sorted(nodes)}")
             continue
+        if grace > 0:
+            if owners.allocations == 0:
+                call.log.debug(f"GC: skipping {handle_id}: no address yet (an ADD may be running)")
+                continue
+            if owners.newest is not None and time.time() - owners.newest < grace:
+                call.log.debug(f"GC: skipping {handle_id}: younger than {grace:g}s")
+                continue
         try:
             addrs = ipam.release_by_handle(handle_id)
         except NotFound:

@@ -31,6 +31,9 @@ CNI_DATASTORE_TYPES = ("sqlite", "etcdv3")
 LOG_LEVELS = ("debug", "info", "warning", "warn", "error", "fatal", "panic", "none")
 
 
+DEFAULT_GC_GRACE_SECONDS = 900.0  # Calico's leak grace period: 15 minutes
+
+
 @record
 class IpamNetConf:
     """The validated configuration.  ``raw`` is the whole decoded object (for keys only
@@ -48,7 +51,33 @@ class IpamNetConf:
     nodename_file_optional: bool = False
     log_level: str = ""
     log_file_path: str = ""
+    gc_grace_seconds: float = DEFAULT_GC_GRACE_SECONDS
     raw: Mapping[str, Any] = field(default_factory=dict, repr=False)
+
+
+_UNITS = {"h": 3600.0, "m": 60.0, "s": 1.0, "ms": 0.001}
+
+
+def _duration(ipam: Mapping[str, Any], key: str, default: float) -> float:
+    """A Go duration string ("15m", "90s", "1h30m", "0") or a number of seconds."""
+    value = ipam.get(key)
+    if value is None:
+        return default
+    fix = f'ipam.{key} must be a duration such as "15m", "90s" or "0s", or a number of seconds'
+    if isinstance(value, bool):
+        raise _invalid(f"{fix}, not a boolean")
+    if isinstance(value, (int, float)):
+        if value < 0:
+            raise _invalid(f"{fix}, not a negative number")
+        return float(value)
+    if not isinstance(value, str):
+        raise _invalid(f"{fix}, not {type_name(value)}")
+    parts = re.findall(r"(\d+(?:\.\d+)?)(ms|h|m|s)", value)
+    if value == "0":
+        return 0.0
+    if not parts or "".join(n + u for n, u in parts) != value:
+        raise _invalid(f"{fix}; got {value[:40]!r}")
+    return sum(float(n) * _UNITS[u] for n, u in parts)
 
 
 def _invalid(msg: str) -> CniError:
@@ -175,6 +204,7 @@ def parse_netconf(top: Mapping[str, Any], env: Mapping[str, str], version: str) 
         nodename_file_optional=_get_bool(top, "nodename_file_optional"),
         log_level=log_level,
         log_file_path=_get_str(top, "log_file_path"),
+        gc_grace_seconds=_duration(ipam, "leak_grace_period", DEFAULT_GC_GRACE_SECONDS),
         raw=top,
     )
 

@@ -39,6 +39,7 @@ from tortie.errors import (
     TortieError,
 )
 from tortie.ipam import pools as poolsel
+from tortie.ipam.ownership import HandleOwners, handle_owners
 from tortie.ipam.requests import (
     AutoAssignArgs,
     AutoAssignResult,
@@ -449,6 +450,10 @@ class Ipam:
                 self.store.delete(key, kv.revision)
 
         run_cas(write, f"update handle {handle_id}", self.policy)
+
+    def handle_owners(self, handle_id: str) -> HandleOwners | None:
+        """Node, network and newest allocation time of a handle (CNI GC)."""
+        return handle_owners(self.store, handle_id)
 
     def get_handle(self, handle_id: str) -> Handle | None:
         kv = self.store.get(keys.handle_key(handle_id))
