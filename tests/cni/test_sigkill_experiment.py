@@ -133,10 +133,10 @@ def test_sigkilled_adds_leave_no_duplicate_and_gc_leaves_exactly_the_live(
         "ipam": {**conf["ipam"], "leak_grace_period": "0s"},
         "cni.dev/valid-attachments": [{"containerID": c, "ifname": "eth0"} for c in answered],
     }
-    proc = subprocess.run(
+    gc_run = subprocess.run(
         [plugin], input=json.dumps(gc).encode(), env=_env("", "GC"), capture_output=True
     )
-    assert proc.returncode == 0, proc.stdout
+    assert gc_run.returncode == 0, gc_run.stdout
     after = dict(_held(db))
     leaks = set(after) - live
     lost = live - set(after)
