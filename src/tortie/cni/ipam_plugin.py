@@ -11,7 +11,6 @@ one process per pod and call.
 
 from __future__ import annotations
 
-import contextlib
 import ipaddress
 import json
 import time
@@ -50,7 +49,7 @@ from tortie.datastore.config import DatastoreSettings
 from tortie.errors import NotFound, TortieError
 from tortie.ipam import pools as poolsel
 from tortie.ipam.ownership import timestamp
-from tortie.ipam.requests import WORKLOAD, AutoAssignArgs, ReleaseOptions
+from tortie.ipam.requests import WORKLOAD, AssignRequest
 from tortie.ipam.service import Ipam
 from tortie.model.ipam_records import decode_block
 from tortie.model.ippool import IPPool
@@ -178,68 +177,6 @@ def _requested_ips(call: Call) -> list[str]:
     return [str(a) for a in sorted(out, key=lambda a: a.version)]
 
 
-def _auto_assign(ipam: Ipam, call: Call, node: str, attrs: dict[str, str]) -> list[str]:
-    """Both families in one allocator call: it resolves the pools of both before writing
-    anything, so a request that cannot succeed for one family takes nothing."""
-    conf = call.conf
-    args = AutoAssignArgs(
-        node=node,
-        handle_id=call.handle_id,
-        num4=1 if conf.assign_ipv4 else 0,
-        num6=1 if conf.assign_ipv6 else 0,
-        attrs=attrs,
-        ipv4_pools=conf.ipv4_pools,
-        ipv6_pools=conf.ipv6_pools,
-        intent=WORKLOAD,
-    )
-    try:
-        result = ipam.auto_assign(args)
-    except TortieError as exc:
-        version = exc.ip_version or (4 if conf.assign_ipv4 else 6)
-        raise CniError(cni_code(exc), f"failed to request IPv{version} addresses: {exc}") from None
-    got: list[str] = []
-    for version, wanted, fam in ((4, args.num4, result.ipv4), (6, args.num6, result.ipv6)):
-        if len(fam.addresses) < wanted:
-            why = "; ".join(fam.messages) or "the allocator returned no address"
-            raise _Shortfall(
-                got + result.ipv4.addresses + result.ipv6.addresses,
-                CniError(
-                    codes.NO_ADDRESSES,
-                    f"failed to request IPv{version} addresses: IPAM allocated "
-                    f"{len(fam.addresses)} of {wanted} ({why})",
-                ),
-            )
-        got += fam.addresses
-    return got
-
-
-class _Shortfall(Exception):
-    """One family came back short: what was taken (to undo) and the error to report."""
-
-    def __init__(self, taken: list[str], error: CniError) -> None:
-        super().__init__(error.msg)
-        self.taken = taken
-        self.error = error
-
-
-def _precheck(call: Call, requested: list[str]) -> None:
-    """Refuse requested addresses outside every enabled pool before anything is written
-    (as in Calico, only enabled pools count), so a second address cannot fail after the
-    first was taken.  Auto-assignment needs no such step: the allocator resolves the pools
-    of both families before it writes."""
-    if requested:
-        enabled = [p for p in poolsel.load_pools(call.store) if not p.disabled]
-        for addr in requested:
-            if poolsel.pool_containing(ipaddress.ip_address(addr), enabled) is None:
-                version = 6 if ":" in addr else 4
-                raise CniError(
-                    codes.INVALID_NETWORK_CONFIG,
-                    f"failed to request IPv{version} addresses: The provided IP address is not "
-                    f"in a configured pool ({addr}); choose an address inside an enabled "
-                    "IPPool or create a pool that contains it",
-                )
-
-
 def cmd_add(call: Call) -> str:
     check_known_args(call.env.args, KNOWN_ARGS)
     requested = _requested_ips(call)
@@ -256,48 +193,26 @@ def cmd_add(call: Call) -> str:
     if pod:
         attrs["pod"] = pod
         attrs["namespace"] = call.env.args.get("K8S_POD_NAMESPACE", "")
-    _precheck(call, requested)
-    ipam = Ipam(call.store)
-    handle = call.handle_id
-    fresh = ipam.get_handle(handle) is None
-    got: list[str] = []
+    request = AssignRequest(
+        node=node,
+        handle_id=call.handle_id,
+        addresses=tuple(requested),
+        num4=0 if requested else int(conf.assign_ipv4),
+        num6=0 if requested else int(conf.assign_ipv6),
+        attrs=attrs,
+        ipv4_pools=conf.ipv4_pools,
+        ipv6_pools=conf.ipv6_pools,
+        intent=WORKLOAD,
+    )
     try:
-        if requested:
-            for addr in requested:
-                version = 6 if ":" in addr else 4
-                try:
-                    got.append(ipam.assign_ip(addr, handle, attrs, node))
-                except TortieError as exc:
-                    raise CniError(
-                        cni_code(exc), f"failed to request IPv{version} addresses: {exc}"
-                    ) from None
-        else:
-            got += _auto_assign(ipam, call, node, attrs)
-    except _Shortfall as short:
-        _undo(ipam, call, short.taken, fresh)
-        raise short.error from None
-    except BaseException:
-        _undo(ipam, call, got, fresh)
-        raise
-    call.log.info(f"assigned {', '.join(got)} to handle {handle} on node {node}")
-    return json.dumps(format_ipam_result(conf.cni_version, got))
-
-
-def _undo(ipam: Ipam, call: Call, got: list[str], fresh: bool) -> None:
-    """Release what this ADD took: the whole handle when it did not exist before (that
-    also catches an allocator that failed half-way), else the addresses we know of."""
-    try:
-        if fresh:
-            with contextlib.suppress(NotFound):
-                ipam.release_by_handle(call.handle_id)
-        elif got:
-            ipam.release_ips(ReleaseOptions(a.split("/")[0], call.handle_id) for a in got)
-        if got:
-            call.log.info(f"released {', '.join(got)} after the failure")
+        got = Ipam(call.store).assign(request)
     except TortieError as exc:
-        call.log.error(
-            f"could not release {', '.join(got) or call.handle_id} after the failure: {exc}"
-        )
+        for note in getattr(exc, "__notes__", ()):
+            call.log.error(note)
+        version = exc.ip_version or (4 if conf.assign_ipv4 or requested else 6)
+        raise CniError(cni_code(exc), f"failed to request IPv{version} addresses: {exc}") from None
+    call.log.info(f"assigned {', '.join(got)} to handle {call.handle_id} on node {node}")
+    return json.dumps(format_ipam_result(conf.cni_version, got))
 
 
 # ------------------------------------------------------------------------------- DEL

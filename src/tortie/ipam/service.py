@@ -39,8 +39,10 @@ from tortie.errors import (
     TortieError,
 )
 from tortie.ipam import pools as poolsel
+from tortie.ipam.assign import assign as assign_all
 from tortie.ipam.ownership import HandleOwners, handle_owners
 from tortie.ipam.requests import (
+    AssignRequest,
     AutoAssignArgs,
     AutoAssignResult,
     FamilyResult,
@@ -112,6 +114,10 @@ class Ipam:
         run_cas(write, "set IPAM config", self.policy)
 
     # ------------------------------------------------------------ auto-assign
+
+    def assign(self, request: AssignRequest) -> list[str]:
+        """Specific then automatic addresses, all or nothing (see ``ipam.assign``)."""
+        return assign_all(self, request)
 
     def auto_assign(self, args: AutoAssignArgs) -> AutoAssignResult:
         """Assign ``num4`` IPv4 then ``num6`` IPv6 addresses.
