@@ -40,19 +40,15 @@ from tortie.cni.protocol import (
     result_addresses,
     version_json,
 )
-from tortie.core.addr import block_count
 from tortie.core.record import record
 from tortie.datastore import keys
 from tortie.datastore.backends import open_datastore
 from tortie.datastore.base import Datastore
 from tortie.datastore.config import DatastoreSettings
 from tortie.errors import NotFound, TortieError
-from tortie.ipam import pools as poolsel
 from tortie.ipam.ownership import timestamp
 from tortie.ipam.requests import WORKLOAD, AssignRequest
 from tortie.ipam.service import Ipam
-from tortie.model.ipam_records import decode_block
-from tortie.model.ippool import IPPool
 
 TYPE_CHECKING = False  # typing stays unimported at run time: plugin start-up
 if TYPE_CHECKING:
@@ -316,46 +312,13 @@ def cmd_gc(call: Call) -> str:
 # ---------------------------------------------------------------------------- STATUS
 
 
-def _pools_can_assign(
-    store: Datastore, ipam: Ipam, node: str, version: int, pools: list[IPPool]
-) -> bool:
-    config = ipam.get_config()
-    blocks = [decode_block(kv.key, kv.value) for kv in store.list(keys.block_prefix(version))]
-    for pool in pools:
-        net = pool.network
-        mine = [b for b in blocks if b.network.subnet_of(net)]  # type: ignore[arg-type]
-        if config.auto_allocate_blocks and len(mine) < block_count(net, pool.block_size):
-            return True
-        for b in mine:
-            if b.free and (b.host() == node or not (config.strict_affinity or b.strict_affinity)):
-                return True
-    return False
-
-
 def cmd_status(call: Call) -> str:
     conf = call.conf
+    wanted = {4: conf.assign_ipv4, 6: conf.assign_ipv6}
+    named = {4: conf.ipv4_pools, 6: conf.ipv6_pools}
     try:
         node = determine_nodename(conf)
-        ipam = Ipam(call.store)
-        all_pools = poolsel.load_pools(call.store)
-        labels: dict[str, str] | None = None
-        for version, wanted, requested in (
-            (4, conf.assign_ipv4, conf.ipv4_pools),
-            (6, conf.assign_ipv6, conf.ipv6_pools),
-        ):
-            if not wanted:
-                continue
-            if requested:
-                pools = poolsel.requested_pools(version, requested, all_pools)
-            else:
-                if labels is None:
-                    labels = poolsel.node_labels(call.store, node)
-                pools = poolsel.selected_pools(version, node, labels, all_pools, WORKLOAD)
-            if not _pools_can_assign(call.store, ipam, node, version, pools):
-                raise NotFound(
-                    f"no free IPv{version} address for node {node} in pools "
-                    f"[{' '.join(p.cidr for p in pools)}]"
-                )
+        Ipam(call.store).can_assign(node, {v: named[v] for v in (4, 6) if wanted[v]}, WORKLOAD)
     except (TortieError, CniError) as exc:
         raise CniError(
             codes.PLUGIN_NOT_AVAILABLE, f"plugin cannot assign addresses: {exc}"

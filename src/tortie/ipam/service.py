@@ -36,11 +36,12 @@ from tortie.errors import (
     InvalidInput,
     NotFound,
     RevisionConflict,
-    TortieError,
 )
+from tortie.ipam import pool_choice
 from tortie.ipam import pools as poolsel
 from tortie.ipam.assign import assign as assign_all
 from tortie.ipam.ownership import HandleOwners, handle_owners
+from tortie.ipam.records import FULL_BLOCK_MARK, list_blocks
 from tortie.ipam.requests import (
     AssignRequest,
     AutoAssignArgs,
@@ -68,8 +69,6 @@ from tortie.model.resources import IPAMConfig, ipamconfig_from_v2, ipamconfig_to
 
 DEFAULT_MAX_BLOCKS_PER_HOST = 20
 PROBES_BEFORE_LISTING = 16
-# Compact JSON of a block with no free ordinal (ours and Calico's Go encoder alike).
-FULL_BLOCK_MARK = '"unallocated":[]'
 
 
 def go_list(items: Iterable[str]) -> str:
@@ -115,6 +114,19 @@ class Ipam:
 
     # ------------------------------------------------------------ auto-assign
 
+    def resolve_pools(
+        self, node: str, requested: dict[int, tuple[str, ...]], intent: str
+    ) -> dict[int, list[IPPool]]:
+        """The pools each family draws from (see ``pool_choice.resolve_pools``)."""
+        return pool_choice.resolve_pools(self.store, node, requested, intent)
+
+    def can_assign(self, node: str, requested: dict[int, tuple[str, ...]], intent: str) -> None:
+        """Raise unless every family in ``requested`` could get an address now (CNI
+        STATUS); writes nothing."""
+        config = self.get_config()
+        for version, pools in self.resolve_pools(node, requested, intent).items():
+            pool_choice.can_assign(self.store, config, node, version, pools)
+
     def assign(self, request: AssignRequest) -> list[str]:
         """Specific then automatic addresses, all or nothing (see ``ipam.assign``)."""
         return assign_all(self, request)
@@ -131,31 +143,14 @@ class Ipam:
         attrs.setdefault("node", args.node)
         attr = Attribute(args.handle_id, attrs)
         config = self.get_config()
-        all_pools = poolsel.load_pools(self.store) if args.num4 or args.num6 else []
-        labels: dict[str, str] | None = None
+        wanted = {v: n for v, n in ((4, args.num4), (6, args.num6)) if n}
+        named = {4: args.ipv4_pools, 6: args.ipv6_pools}
         # Resolve the pools of both families before writing anything, so a request that
         # fails for one family (no pool, bad pool name) leaves nothing allocated.
-        plans: list[tuple[int, int, list[IPPool], bool]] = []
-        for version, num, requested in (
-            (4, args.num4, args.ipv4_pools),
-            (6, args.num6, args.ipv6_pools),
-        ):
-            if num == 0:
-                plans.append((version, 0, [], False))
-                continue
-            try:
-                if requested:
-                    pools = poolsel.requested_pools(version, requested, all_pools)
-                else:
-                    if labels is None:
-                        labels = poolsel.node_labels(self.store, args.node)
-                    pools = poolsel.selected_pools(
-                        version, args.node, labels, all_pools, args.intent
-                    )
-            except TortieError as exc:
-                exc.ip_version = version
-                raise
-            plans.append((version, num, pools, bool(requested)))
+        chosen = self.resolve_pools(args.node, {v: named[v] for v in wanted}, args.intent)
+        plans = [
+            (v, wanted.get(v, 0), chosen.get(v, []), bool(named[v]) and v in wanted) for v in (4, 6)
+        ]
         results = []
         for version, num, pools, was_requested in plans:
             if num == 0:
@@ -238,18 +233,11 @@ class Ipam:
     def _borrow(self, fam: _Family, count: int, attr: Attribute) -> list[str]:
         got: list[str] = []
         nets = [p.network for p in fam.pools]
-        for kv in self.store.list(keys.block_prefix(fam.version)):
+        for sb in list_blocks(self.store, fam.version, free_only=True):
             if len(got) >= count:
                 break
-            cidr = keys.cidr_from_key(kv.key)
-            if FULL_BLOCK_MARK in kv.value or not _in_any(cidr, nets):
-                continue
-            try:
-                block = decode_block(kv.key, kv.value)
-            except DatastoreError:
-                continue  # reported by `ipam check`; never borrowed from, never overwritten
-            if block.free:
-                got += self._assign_from_block(cidr, fam.version, count - len(got), attr, None)
+            if sb.block.free and _in_any(sb.cidr, nets):
+                got += self._assign_from_block(sb.cidr, fam.version, count - len(got), attr, None)
         return got
 
     # ------------------------------------------------------------- affinities
