@@ -1,9 +1,9 @@
 """The ``calico-ipam`` / ``tortie-ipam`` plugin: ADD, DEL, CHECK, VERSION, GC, STATUS.
 
-``run(stdin, env)`` is the whole plugin as a function returning ``(exit code, stdout)``;
-``tortie.cni.ipam_main`` only wires it to the process.  Every failure becomes CNI error
-JSON: ``CniError`` keeps its code, ``TortieError`` is mapped by ``cni_code`` and anything
-else is a bug reported as code 999 with one line (never a traceback).
+The verb handlers only: ``PLUGIN`` hands them to the one CNI edge
+(``tortie.cni.edge.run_plugin``: request parsing, store, error mapping), and every IPAM
+rule (pools, all-or-nothing assign, STATUS capacity, GC ownership) lives in
+``tortie.ipam``.  ``run(stdin, env)`` returns ``(exit code, stdout)``.
 
 Imports stay light (standard library and tortie's stdlib-only modules): a runtime starts
 one process per pod and call.
@@ -17,34 +17,26 @@ import time
 from collections.abc import Callable, Mapping
 
 from tortie.cni import errors as codes
+from tortie.cni.edge import CniRequest, Plugin, StoreOpener, run_plugin
 from tortie.cni.errors import cni_code
 from tortie.cni.log import Log
 from tortie.cni.netconf import (
     IpamNetConf,
     determine_nodename,
-    load_json,
     parse_netconf,
     valid_attachments,
 )
 from tortie.cni.protocol import (
-    LATEST_VERSION,
     CniEnv,
     CniError,
-    check_command_version,
     check_known_args,
-    check_version,
-    command_of,
-    error_json,
     format_ipam_result,
-    parse_env,
     result_addresses,
     version_json,
 )
 from tortie.core.record import record
 from tortie.datastore import keys
-from tortie.datastore.backends import open_datastore
 from tortie.datastore.base import Datastore
-from tortie.datastore.config import DatastoreSettings
 from tortie.errors import NotFound, TortieError
 from tortie.ipam.ownership import timestamp
 from tortie.ipam.requests import WORKLOAD, AssignRequest
@@ -62,8 +54,6 @@ KNOWN_ARGS = (
     "K8S_POD_UID",
 )
 
-StoreOpener = Callable[[DatastoreSettings], Datastore]
-
 
 @record(frozen=False)
 class Call:
@@ -79,13 +69,6 @@ class Call:
         return f"{self.conf.name}.{self.env.container_id}"
 
 
-def _one_line(text: str) -> str:
-    return " ".join(text.split())
-
-
-# ------------------------------------------------------------------------------- run
-
-
 def run(
     stdin: bytes,
     env: Mapping[str, str],
@@ -93,46 +76,8 @@ def run(
     open_store: StoreOpener | None = None,
     stderr: TextIO | None = None,
 ) -> tuple[int, str]:
-    """Run one plugin call.  Returns the exit code (0 or 1) and what goes to stdout.
-
-    ``open_store`` replaces ``open_datastore`` (tests inject a shared store; a store it
-    returns is not closed here).
-    """
-    version = LATEST_VERSION
-    log = Log(stderr=None)
-    try:
-        command = command_of(env)
-        if command == "VERSION":
-            return 0, version_json()
-        top = load_json(stdin)
-        version = check_version(top.get("cniVersion"))
-        check_command_version(command, version)
-        conf = parse_netconf(top, env, version)
-        log = Log(conf.log_level, conf.log_file_path, stderr, tag=f"calico-ipam {command} ")
-        cenv = parse_env(env, command)
-        log.debug(
-            f"network {conf.name} container {cenv.container_id or '-'} args {dict(cenv.args)}"
-        )
-        store = open_store(conf.datastore) if open_store else open_datastore(conf.datastore)
-        try:
-            out = VERBS[command](Call(conf, cenv, store, log))
-        finally:
-            if open_store is None:
-                store.close()
-        log.info(f"done: {out or 'ok'}")
-        return 0, out
-    except CniError as exc:
-        log.error(f"code {exc.code}: {exc.msg}")
-        return 1, error_json(version, exc.code, _one_line(exc.msg), _one_line(exc.details))
-    except TortieError as exc:
-        log.error(f"{type(exc).__name__}: {exc}")
-        return 1, error_json(version, cni_code(exc), _one_line(str(exc)))
-    except Exception as exc:  # the edge: a bug must still answer with CNI error JSON
-        msg = _one_line(f"internal error: {type(exc).__name__}: {exc}")[:1000]
-        log.error(msg)
-        return 1, error_json(version, codes.INTERNAL_ERROR, msg, "please report this as a bug")
-    finally:
-        log.flush()
+    """Run one plugin call (see ``tortie.cni.edge.run_plugin``)."""
+    return run_plugin(PLUGIN, stdin, env, open_store=open_store, stderr=stderr)
 
 
 # ------------------------------------------------------------------------------- ADD
@@ -339,4 +284,15 @@ VERBS: Mapping[str, Callable[[Call], str]] = {
     "VERSION": cmd_version,
 }
 
-__all__ = ["KNOWN_ARGS", "VERBS", "Call", "run"]
+
+def _call(conf: IpamNetConf, request: CniRequest, store: Datastore, log: Log) -> Call:
+    return Call(conf, request.env, store, log)
+
+
+def _same(conf: IpamNetConf) -> IpamNetConf:
+    return conf
+
+
+PLUGIN = Plugin("calico-ipam", parse_netconf, _same, _call, VERBS)
+
+__all__ = ["KNOWN_ARGS", "PLUGIN", "VERBS", "Call", "run"]

@@ -261,3 +261,41 @@ def valid_attachments(conf: IpamNetConf) -> list[tuple[str, str]]:
             )
         out.append((cid, ifname))
     return out
+
+
+# ------------------------------------------------------------------ main plugin
+
+DEFAULT_MTU = 1500
+
+
+@record
+class MainConf:
+    """The keys the main plugin reads on top of the IPAM ones."""
+
+    ipam: IpamNetConf
+    ipam_type: str
+    mtu: int = DEFAULT_MTU
+    allow_ip_forwarding: bool = False
+
+
+def parse_main_conf(top: Mapping[str, Any], env: Mapping[str, str], version: str) -> MainConf:
+    conf = parse_netconf(top, env, version)
+    ipam = top.get("ipam")
+    ipam_type = ipam.get("type") if isinstance(ipam, dict) else None
+    if not isinstance(ipam_type, str) or not ipam_type:
+        raise _invalid(
+            'the network configuration needs an "ipam" object with a "type", e.g. '
+            '"ipam": {"type": "calico-ipam"}'
+        )
+    if "/" in ipam_type or ipam_type in (".", ".."):
+        raise _invalid(f"ipam.type {ipam_type!r} is not a plugin name; name a plugin in CNI_PATH")
+    mtu = top.get("mtu", DEFAULT_MTU)
+    if isinstance(mtu, bool) or not isinstance(mtu, int) or not 68 <= mtu <= 65535:
+        raise _invalid(f"mtu must be a whole number from 68 to 65535, not {json.dumps(mtu)}")
+    settings = top.get("container_settings") or {}
+    if not isinstance(settings, dict):
+        raise _invalid('"container_settings" must be an object')
+    forwarding = settings.get("allow_ip_forwarding", False)
+    if not isinstance(forwarding, bool):
+        raise _invalid("container_settings.allow_ip_forwarding must be true or false")
+    return MainConf(conf, ipam_type, mtu, forwarding)
