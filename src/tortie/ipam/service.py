@@ -1,36 +1,32 @@
-"""The IPAM service: auto-assign, assign, release and block affinities (reference §6–7).
+"""The IPAM service: assign, auto-assign, release (reference §6–7).
 
+``Ipam`` keeps the allocation policy only: which addresses a request gets (its node's
+blocks, new blocks, borrowing) and giving them back.  Underneath: block affinities and
+claims (``ipam.affinities``), handle counts (``ipam.handle_counts``), typed block
+records with one corrupt-value policy (``ipam.records``), pool choice and STATUS
+capacity (``ipam.pool_choice``), the all-or-nothing request (``ipam.assign``).
 Adapters (CLI, CNI, node agent) call this; it talks to the datastore protocol only.
 Every write is compare-and-swap through ``run_cas``; pure block logic is in
-``tortie.core.block``.  Nothing here enumerates a pool: new blocks are found by probing
-candidate keys from a start point derived from the node name.
+``tortie.core.block``.
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
 from collections.abc import Iterable, Mapping
 
 from tortie.core import block as blk
 from tortie.core.addr import (
     Address,
-    Network,
-    block_at,
-    block_count,
     block_of,
     network_in,
     ordinal_of,
     parse_address,
     parse_network,
-    start_index,
 )
 from tortie.core.block import Attribute, Block
-from tortie.core.record import record
 from tortie.datastore import keys
-from tortie.datastore.base import KV, Datastore
 from tortie.errors import (
-    AlreadyExists,
     Conflict,
     DatastoreError,
     InvalidInput,
@@ -39,8 +35,8 @@ from tortie.errors import (
 )
 from tortie.ipam import pool_choice
 from tortie.ipam import pools as poolsel
+from tortie.ipam.affinities import BlockAffinities, Family, in_any
 from tortie.ipam.assign import assign as assign_all
-from tortie.ipam.ownership import HandleOwners, handle_owners
 from tortie.ipam.records import FULL_BLOCK_MARK, list_blocks
 from tortie.ipam.requests import (
     AssignRequest,
@@ -50,25 +46,16 @@ from tortie.ipam.requests import (
     ReleaseOptions,
     ReleaseResult,
 )
-from tortie.ipam.retry import DEFAULT_POLICY, RetryPolicy, run_cas
+from tortie.ipam.retry import run_cas
 from tortie.model.ipam_records import (
-    CONFIRMED,
-    PENDING,
-    PENDING_DELETION,
-    Affinity,
-    Handle,
-    decode_affinity,
     decode_block,
     decode_handle,
-    encode_affinity,
     encode_block,
-    encode_handle,
 )
 from tortie.model.ippool import IPPool
 from tortie.model.resources import IPAMConfig, ipamconfig_from_v2, ipamconfig_to_v2
 
 DEFAULT_MAX_BLOCKS_PER_HOST = 20
-PROBES_BEFORE_LISTING = 16
 
 
 def go_list(items: Iterable[str]) -> str:
@@ -76,16 +63,8 @@ def go_list(items: Iterable[str]) -> str:
     return "[" + " ".join(items) + "]"
 
 
-@record
-class _Family:
-    version: int
-    pools: list[IPPool]
-
-
-class Ipam:
-    def __init__(self, store: Datastore, policy: RetryPolicy = DEFAULT_POLICY) -> None:
-        self.store = store
-        self.policy = policy
+class Ipam(BlockAffinities):
+    """The allocation policy: which addresses a request gets, and giving them back."""
 
     # ------------------------------------------------------------------ config
 
@@ -159,14 +138,14 @@ class Ipam:
             owned = self._confirmed_affinities(args.node, version)
             if not was_requested:
                 owned = self._release_unselected(args.node, version, pools, owned)
-            fam = _Family(version, pools)
+            fam = Family(version, pools)
             results.append(self._assign_family(args.node, fam, num, attr, config, owned))
         return AutoAssignResult(ipv4=results[0], ipv6=results[1])
 
     def _assign_family(
         self,
         node: str,
-        fam: _Family,
+        fam: Family,
         num: int,
         attr: Attribute,
         config: IPAMConfig,
@@ -177,7 +156,7 @@ class Ipam:
         got: list[str] = []
         messages: list[str] = []
         nets = [p.network for p in fam.pools]
-        for cidr in [c for c in owned if _in_any(c, nets)]:
+        for cidr in [c for c in owned if in_any(c, nets)]:
             if len(got) >= num:
                 break
             got += self._assign_from_block(cidr, fam.version, num - len(got), attr, node)
@@ -230,228 +209,15 @@ class Ipam:
 
         return run_cas(attempt, f"assign from block {cidr}", self.policy)
 
-    def _borrow(self, fam: _Family, count: int, attr: Attribute) -> list[str]:
+    def _borrow(self, fam: Family, count: int, attr: Attribute) -> list[str]:
         got: list[str] = []
         nets = [p.network for p in fam.pools]
         for sb in list_blocks(self.store, fam.version, free_only=True):
             if len(got) >= count:
                 break
-            if sb.block.free and _in_any(sb.cidr, nets):
+            if sb.block.free and in_any(sb.cidr, nets):
                 got += self._assign_from_block(sb.cidr, fam.version, count - len(got), attr, None)
         return got
-
-    # ------------------------------------------------------------- affinities
-
-    def _affinities(self, node: str, version: int) -> list[tuple[str, KV, Affinity]]:
-        out = []
-        for kv in self.store.list(keys.affinity_prefix(node, version)):
-            out.append((keys.cidr_from_key(kv.key), kv, decode_affinity(kv.key, kv.value)))
-        return out
-
-    def _confirmed_affinities(self, node: str, version: int) -> list[str]:
-        """The node's confirmed blocks.  Pending claims and pending deletions left by a
-        crash are settled: confirmed when the block is still ours, dropped when another
-        node's block stands there (or, for a deletion, when the block is gone)."""
-        out = []
-        for cidr, kv, aff in self._affinities(node, version):
-            if aff.state == CONFIRMED or (
-                aff.state in (PENDING, PENDING_DELETION)
-                and self._settle_pending(node, cidr, version, kv)
-            ):
-                out.append(cidr)
-        return out
-
-    def _settle_pending(self, node: str, cidr: str, version: int, kv: KV) -> bool:
-        bkv = self.store.get(keys.block_key(cidr, version))
-        try:
-            if bkv is not None and decode_block(bkv.key, bkv.value).host() == node:
-                self.store.update(kv.key, encode_affinity(Affinity(CONFIRMED)), kv.revision)
-                return True
-            if bkv is not None or decode_affinity(kv.key, kv.value).state == PENDING_DELETION:
-                self.store.delete(kv.key, kv.revision)  # another node's block, or ours is gone
-        except Conflict:
-            pass
-        return False
-
-    def _claim_any_block(self, node: str, fam: _Family, strict: bool) -> str | None:
-        for pool in fam.pools:
-            cidr = self._claim_in_pool(node, pool, strict)
-            if cidr is not None:
-                return cidr
-        return None
-
-    def _claim_in_pool(self, node: str, pool: IPPool, strict: bool) -> str | None:
-        """Walk the pool's blocks from the node's hash-derived start and claim the first
-        that does not exist.  Probes single keys; lists existing blocks only when the
-        neighbourhood is crowded."""
-        net = pool.network
-        count = block_count(net, pool.block_size)
-        start = start_index(node, count)
-        existing: set[str] | None = None
-        for step in range(count):
-            cidr = str(block_at(net, pool.block_size, (start + step) % count))
-            key = keys.block_key(cidr, pool.version)
-            if existing is None and step >= PROBES_BEFORE_LISTING:
-                existing = {kv.key for kv in self.store.list(keys.block_prefix(pool.version))}
-            taken = key in existing if existing is not None else self.store.get(key) is not None
-            if taken:
-                continue
-            if self._claim_block(node, cidr, pool.version, strict):
-                return cidr
-            if existing is not None:
-                existing.add(key)
-        return None
-
-    def _claim_block(self, node: str, cidr: str, version: int, strict: bool) -> bool:
-        """Two-phase claim: pending affinity, create the block, confirm.  False when
-        another node created the block first."""
-        akey = keys.affinity_key(node, cidr, version)
-        with contextlib.suppress(AlreadyExists):
-            self.store.create(akey, encode_affinity(Affinity(PENDING)))
-        bkey = keys.block_key(cidr, version)
-        try:
-            self.store.create(bkey, encode_block(blk.new_block(cidr, node, strict)))
-        except AlreadyExists:
-            bkv = self.store.get(bkey)
-            if bkv is None or decode_block(bkey, bkv.value).host() != node:
-                self._delete_key(akey)
-                return False
-        self._set_affinity_state(akey, CONFIRMED)
-        return True
-
-    def _set_affinity_state(self, akey: str, state: str) -> KV:
-        def write() -> KV:
-            kv = self.store.get(akey)
-            if kv is None:
-                return self.store.create(akey, encode_affinity(Affinity(state)))
-            return self.store.update(akey, encode_affinity(Affinity(state)), kv.revision)
-
-        return run_cas(write, f"set affinity {akey}", self.policy)
-
-    def _delete_key(self, key: str) -> None:
-        with contextlib.suppress(NotFound):
-            self.store.delete(key)
-
-    def _release_unselected(
-        self, node: str, version: int, selected: list[IPPool], owned: list[str]
-    ) -> list[str]:
-        """Empty blocks of pools that no longer select the node are given up; returns the
-        node's blocks that remain."""
-        nets = [p.network for p in selected]
-        kept = []
-        for cidr in owned:
-            if _in_any(cidr, nets) or not self._release_affinity(
-                node, cidr, version, must_be_empty=True
-            ):
-                kept.append(cidr)
-        return kept
-
-    def _release_affinity(self, node: str, cidr: str, version: int, must_be_empty: bool) -> bool:
-        """Give up one block affinity.  An empty block is deleted with it; a non-empty
-        block is kept (or, without ``must_be_empty``, kept without affinity).  True when
-        the affinity is gone."""
-        akey = keys.affinity_key(node, cidr, version)
-        bkey = keys.block_key(cidr, version)
-
-        def attempt() -> bool:
-            akv = self.store.get(akey)
-            bkv = self.store.get(bkey)
-            block = decode_block(bkey, bkv.value) if bkv else None
-            if bkv is not None and block is not None and block.host() == node:
-                if not block.empty:
-                    if must_be_empty:
-                        return False
-                    unaffine = blk.with_affinity(block, None)
-                    self.store.update(bkey, encode_block(unaffine), bkv.revision)
-                else:
-                    doomed = encode_affinity(Affinity(PENDING_DELETION))
-                    akv = (
-                        self.store.create(akey, doomed)
-                        if akv is None
-                        else self.store.update(akey, doomed, akv.revision)
-                    )
-                    try:
-                        self.store.delete(bkey, bkv.revision)
-                    except Conflict:
-                        # Someone wrote the block meanwhile: keep the affinity, re-check.
-                        self._set_affinity_state(akey, CONFIRMED)
-                        raise
-            if akv is not None:
-                # Only the affinity as we last saw it: a claim of the same block that
-                # happened meanwhile changed it, and the retry sees that claim's block.
-                self.store.delete(akey, akv.revision)
-            return True
-
-        return run_cas(attempt, f"release affinity of {cidr}", self.policy)
-
-    def release_affinity(self, node: str, cidr: str, version: int) -> bool:
-        """Give up one of a node's blocks if it is empty; True when the affinity is gone."""
-        return self._release_affinity(node, cidr, version, must_be_empty=True)
-
-    def release_host_affinities(self, node: str, must_be_empty: bool = True) -> list[str]:
-        """Release the node's block affinities; returns the CIDRs released."""
-        released = []
-        for version in (4, 6):
-            for cidr, _kv, _aff in self._affinities(node, version):
-                if self._release_affinity(node, cidr, version, must_be_empty):
-                    released.append(cidr)
-        return released
-
-    def release_pool_affinities(self, pool: IPPool) -> list[str]:
-        """Release every empty affine block inside the pool (pool deletion)."""
-        released = []
-        for kv in self.store.list(keys.all_affinities_prefix()):
-            family = f"/{keys.family_dir(pool.version)}/block/"
-            if family not in kv.key:
-                continue
-            cidr = keys.cidr_from_key(kv.key)
-            if network_in(parse_network(cidr), pool.network):
-                node = keys.node_of_affinity_key(kv.key)
-                if self._release_affinity(node, cidr, pool.version, must_be_empty=True):
-                    released.append(cidr)
-        return released
-
-    # ----------------------------------------------------------------- handles
-
-    def _add_to_handle(self, handle_id: str | None, cidr: str, count: int) -> None:
-        self._change_handle(handle_id, cidr, count)
-
-    def _remove_from_handle(self, handle_id: str | None, cidr: str, count: int) -> None:
-        self._change_handle(handle_id, cidr, -count)
-
-    def _change_handle(self, handle_id: str | None, cidr: str, delta: int) -> None:
-        """Add ``delta`` to the handle's count for one block; the record is created with
-        its first address and deleted with its last."""
-        if handle_id is None or delta == 0:
-            return
-        key = keys.handle_key(handle_id)
-
-        def write() -> None:
-            kv = self.store.get(key)
-            counts = {} if kv is None else dict(decode_handle(key, kv.value).block)
-            left = counts.get(cidr, 0) + delta
-            if left > 0:
-                counts[cidr] = left
-            else:
-                counts.pop(cidr, None)
-            value = encode_handle(Handle(handle_id, counts))
-            if kv is None:
-                if counts:
-                    self.store.create(key, value)
-            elif counts:
-                self.store.update(key, value, kv.revision)
-            else:
-                self.store.delete(key, kv.revision)
-
-        run_cas(write, f"update handle {handle_id}", self.policy)
-
-    def handle_owners(self, handle_id: str) -> HandleOwners | None:
-        """Node, network and newest allocation time of a handle (CNI GC)."""
-        return handle_owners(self.store, handle_id)
-
-    def get_handle(self, handle_id: str) -> Handle | None:
-        kv = self.store.get(keys.handle_key(handle_id))
-        return None if kv is None else decode_handle(kv.key, kv.value)
 
     # ------------------------------------------------------- specific address
 
@@ -676,8 +442,3 @@ class Ipam:
             return None
         ordinal = ordinal_of(block.network, addr)
         return (block, ordinal) if block.owner(ordinal) is not None else None
-
-
-def _in_any(cidr: str, nets: list[Network]) -> bool:
-    net = parse_network(cidr)
-    return any(network_in(net, n) for n in nets)

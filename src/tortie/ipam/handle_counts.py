@@ -1,0 +1,66 @@
+"""Handle records: how many addresses each handle holds in each block.
+
+The bottom layer of the IPAM service (``HandleCounts`` ← ``BlockAffinities`` ←
+``Ipam``): a handle's record is created with its first address and deleted with its
+last; every change is one compare-and-swap through ``run_cas``.
+"""
+
+from __future__ import annotations
+
+from tortie.datastore import keys
+from tortie.datastore.base import Datastore
+from tortie.ipam.ownership import HandleOwners, handle_owners
+from tortie.ipam.retry import DEFAULT_POLICY, RetryPolicy, run_cas
+from tortie.model.ipam_records import (
+    Handle,
+    decode_handle,
+    encode_handle,
+)
+
+
+class HandleCounts:
+    def __init__(self, store: Datastore, policy: RetryPolicy = DEFAULT_POLICY) -> None:
+        self.store = store
+        self.policy = policy
+
+    # ----------------------------------------------------------------- handles
+
+    def _add_to_handle(self, handle_id: str | None, cidr: str, count: int) -> None:
+        self._change_handle(handle_id, cidr, count)
+
+    def _remove_from_handle(self, handle_id: str | None, cidr: str, count: int) -> None:
+        self._change_handle(handle_id, cidr, -count)
+
+    def _change_handle(self, handle_id: str | None, cidr: str, delta: int) -> None:
+        """Add ``delta`` to the handle's count for one block; the record is created with
+        its first address and deleted with its last."""
+        if handle_id is None or delta == 0:
+            return
+        key = keys.handle_key(handle_id)
+
+        def write() -> None:
+            kv = self.store.get(key)
+            counts = {} if kv is None else dict(decode_handle(key, kv.value).block)
+            left = counts.get(cidr, 0) + delta
+            if left > 0:
+                counts[cidr] = left
+            else:
+                counts.pop(cidr, None)
+            value = encode_handle(Handle(handle_id, counts))
+            if kv is None:
+                if counts:
+                    self.store.create(key, value)
+            elif counts:
+                self.store.update(key, value, kv.revision)
+            else:
+                self.store.delete(key, kv.revision)
+
+        run_cas(write, f"update handle {handle_id}", self.policy)
+
+    def handle_owners(self, handle_id: str) -> HandleOwners | None:
+        """Node, network and newest allocation time of a handle (CNI GC)."""
+        return handle_owners(self.store, handle_id)
+
+    def get_handle(self, handle_id: str) -> Handle | None:
+        kv = self.store.get(keys.handle_key(handle_id))
+        return None if kv is None else decode_handle(kv.key, kv.value)
