@@ -308,16 +308,16 @@ class Ipam(BlockAffinities):
         result: ReleaseResult,
     ) -> None:
         key = keys.block_key(cidr, version)
-        emptied: list[Block] = []
 
-        def attempt() -> tuple[dict[str | None, int], list[str], list[str], list[tuple[str, str]]]:
-            emptied.clear()
+        def attempt() -> tuple[
+            dict[str | None, int], list[str], list[str], list[tuple[str, str]], Block | None
+        ]:
             released: list[str] = []
             missing: list[str] = []
             refused: list[tuple[str, str]] = []
             kv = self.store.get(key)
             if kv is None:
-                return {}, released, [str(a) for a, _ in group], refused
+                return {}, released, [str(a) for a, _ in group], refused, None
             block = decode_block(key, kv.value)
             ordinals = []
             for addr, opt in group:
@@ -341,17 +341,16 @@ class Ipam(BlockAffinities):
             new, per_handle = blk.release(block, ordinals)
             if per_handle:
                 self._write_or_drop(key, new, kv.revision)
-                if new.empty and new.host():
-                    emptied.append(new)
-            return per_handle, released, missing, refused
+            emptied = new if per_handle and new.empty and new.host() else None
+            return per_handle, released, missing, refused, emptied
 
-        per_handle, released, missing, refused = run_cas(
+        per_handle, released, missing, refused, emptied = run_cas(
             attempt, f"release in block {cidr}", self.policy
         )
         for handle_id, count in per_handle.items():
             self._remove_from_handle(handle_id, cidr, count)
-        for block in emptied:
-            self._trim_emptied_block(block, version)
+        if emptied is not None:
+            self._trim_emptied_block(emptied, version)
         result.released.extend(released)
         result.not_allocated.extend(missing)
         result.refused.extend(refused)
@@ -393,32 +392,37 @@ class Ipam(BlockAffinities):
         released: list[str] = []
         for cidr, recorded in handle.block.items():
             version = 6 if ":" in cidr else 4
-            bkey = keys.block_key(cidr, version)
-
-            emptied: list[Block] = []
-
-            def attempt(bkey: str = bkey, emptied: list[Block] = emptied) -> list[str]:
-                bkv = self.store.get(bkey)
-                if bkv is None:
-                    return []
-                block = decode_block(bkey, bkv.value)
-                ordinals = blk.ordinals_of_handle(block, handle_id)
-                if not ordinals:
-                    return []
-                new, _ = blk.release(block, ordinals)
-                self._write_or_drop(bkey, new, bkv.revision)
-                emptied[:] = [new] if new.empty and new.host() else []
-                return [str(block.address(o)) for o in ordinals]
-
-            freed = run_cas(attempt, f"release handle {handle_id}", self.policy)
-            for block in emptied:
-                self._trim_emptied_block(block, version)
+            freed, emptied = self._release_handle_in_block(handle_id, cidr, version)
+            if emptied is not None:
+                self._trim_emptied_block(emptied, version)
             released += freed
             # Decrement (never blindly delete) the handle, so an allocation made for it
             # meanwhile in another block stays recorded.  At least the count read above
             # goes, so a stale count (block lost its addresses) does not linger.
             self._remove_from_handle(handle_id, cidr, max(len(freed), recorded))
         return released
+
+    def _release_handle_in_block(
+        self, handle_id: str, cidr: str, version: int
+    ) -> tuple[list[str], Block | None]:
+        """Free the handle's addresses in one block: (those freed, the block when that
+        left it empty and affine to a node)."""
+        bkey = keys.block_key(cidr, version)
+
+        def attempt() -> tuple[list[str], Block | None]:
+            bkv = self.store.get(bkey)
+            if bkv is None:
+                return [], None
+            block = decode_block(bkey, bkv.value)
+            ordinals = blk.ordinals_of_handle(block, handle_id)
+            if not ordinals:
+                return [], None
+            new, _ = blk.release(block, ordinals)
+            self._write_or_drop(bkey, new, bkv.revision)
+            emptied = new if new.empty and new.host() else None
+            return [str(block.address(o)) for o in ordinals], emptied
+
+        return run_cas(attempt, f"release handle {handle_id}", self.policy)
 
     # ------------------------------------------------------------------ reads
 
