@@ -20,11 +20,26 @@ test proves every class has an entry.  This module imports nothing: the CNI plug
 
 from __future__ import annotations
 
+MAX_MESSAGE = 1000  # characters; a user's value can be megabytes
+
+
+def bounded(message: str, limit: int = MAX_MESSAGE) -> str:
+    """One bounded line: a message longer than ``limit`` keeps its start (the object and
+    reason) and its end (the fix), and says how much was cut.  Every error passes here, so
+    no user value, however large, is echoed whole."""
+    message = message.replace("\n", " ")
+    if len(message) <= limit:
+        return message
+    half = limit // 2
+    cut = len(message) - 2 * half
+    return f"{message[:half]} …[{cut} characters cut]… {message[-half:]}"
+
 
 class TortieError(Exception):
     """Base of every error tortie raises on purpose.  ``str(err)`` is one line for users."""
 
     def __init__(self, message: str) -> None:
+        message = bounded(message)
         super().__init__(message)
         self.message = message
         # The address family a request failed for, when the error is about one family

@@ -70,6 +70,12 @@ class Result:
         assert self.err == "", self.err
         return self
 
+    def found(self) -> Result:
+        """``ipam check`` that found problems: the report on stdout, exit 1."""
+        assert self.rc == 1, f"exit {self.rc} (wanted 1: problems found): {self.err}"
+        assert "found 0 problems" not in self.out and "Check complete" in self.out
+        return self
+
     def fails(self, rc: int, *fragments: str) -> Result:
         """Exit ``rc``, nothing on stdout, one line on stderr holding every fragment."""
         assert self.rc == rc, f"exit {self.rc} (wanted {rc}): {self.err}"

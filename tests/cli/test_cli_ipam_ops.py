@@ -47,14 +47,14 @@ def test_check_finds_leak_and_release_from_reports(cli: Cli) -> None:
     pod = _node_with_wep(cli)
     leak1 = _ip(cli.assign("--handle=leak1", "--node=node1", "--attr=pod=x")["ipv4"][0])
     r1 = str(cli.tmp / "r1.json")
-    out = cli("ipam", "check", "-o", r1).ok().out
+    out = cli("ipam", "check", "-o", r1).found().out
     assert f"{leak1} (handle leak1, node node1)" in out
     assert out.splitlines()[-1] == "Check complete; found 1 problems."
     assert _leaked(r1) == [leak1]
 
     leak2 = _ip(cli.assign("--handle=leak2", "--node=node1", "--attr=pod=y")["ipv4"][0])
     r2 = str(cli.tmp / "r2.json")
-    out = cli("ipam", "check", "-o", r2).ok().out
+    out = cli("ipam", "check", "-o", r2).found().out
     assert out.splitlines()[-1] == "Check complete; found 2 problems."
     assert sorted(_leaked(r2)) == sorted([leak1, leak2])
 
@@ -107,7 +107,7 @@ def test_check_reports_in_use_without_allocation(cli: Cli) -> None:
     cli.apply(STOCK_POOL).ok()
     cli.apply(wep_yaml("n1-k8s-ghost-eth0", "n1", "ghost", ["192.168.9.9/32"])).ok()
     cli.apply(wep_yaml("n1-k8s-out-eth0", "n1", "out", ["172.16.0.1/32"])).ok()
-    out = cli("ipam", "check").ok().out
+    out = cli("ipam", "check").found().out
     assert "in-use-not-allocated: 192.168.9.9" in out
     assert "in-use-outside-pools: 172.16.0.1" in out
     assert out.splitlines()[-1] == "Check complete; found 3 problems."
@@ -300,7 +300,7 @@ def test_assign_exhaustion_keeps_nothing(cli: Cli) -> None:
 def test_check_counts_node_tunnel_addresses(cli: Cli) -> None:
     _node_with_wep(cli)
     tunnel = _ip(cli.assign("--handle=ipip-tunnel-addr-node1", "--node=node1")["ipv4"][0])
-    out = cli("ipam", "check").ok().out
+    out = cli("ipam", "check").found().out
     assert f"{tunnel} (handle ipip-tunnel-addr-node1, node node1)" in out  # not yet used
     node = (
         "apiVersion: projectcalico.org/v3\nkind: Node\nmetadata: {name: node1}\n"
@@ -323,6 +323,6 @@ def test_check_survives_a_corrupt_node_tunnel_address(cli: Cli) -> None:
         store.create(keys.resource_key("nodes", "n1"), json.dumps(doc))
     finally:
         store.close()
-    out = cli("ipam", "check").ok().out
+    out = cli("ipam", "check").found().out
     assert "corrupt-value: /calico/resources/v3/projectcalico.org/nodes/n1" in out
     assert out.splitlines()[-1] == "Check complete; found 1 problems."

@@ -82,7 +82,7 @@ def test_process_errors(tmp_path: Path) -> None:
 
 
 def test_demo(tmp_path: Path) -> None:
-    proc = _run(["demo"], tmp_path)
+    proc = _run(["demo", "--ipam-only"], tmp_path)
     assert proc.returncode == 0, proc.stderr
     assert proc.stderr == ""
     assert "GROUPING" in proc.stdout and "| Block" in proc.stdout and "| IP Pool" in proc.stdout
@@ -91,7 +91,7 @@ def test_demo(tmp_path: Path) -> None:
 
 
 def test_demo_in_process(cli: Cli) -> None:
-    res = cli("demo").ok()
+    res = cli("demo", "--ipam-only").ok()
     assert "10.244.0.0/16" in res.out and "fd00:10:244::/48" in res.out
     assert res.out.count("| Block") == 6
 

@@ -89,9 +89,9 @@ def test_an_unexpected_error_is_one_line_unless_debugging(
 
     monkeypatch.setattr(demo, "run_demo", broken)
     monkeypatch.delenv("TORTIE_DEBUG", raising=False)
-    assert main(["demo"]) == 1
+    assert main(["demo", "--ipam-only"]) == 1
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "internal error: KeyError" in err and "TORTIE_DEBUG" in err
     monkeypatch.setenv("TORTIE_DEBUG", "1")
     with pytest.raises(KeyError):
-        main(["demo"])
+        main(["demo", "--ipam-only"])

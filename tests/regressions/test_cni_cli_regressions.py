@@ -6,7 +6,6 @@ inside them (never in the machine's own namespace) and delete them afterwards.
 
 from __future__ import annotations
 
-import io
 import ipaddress
 import json
 import os
@@ -21,9 +20,10 @@ from typing import Any
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "cni"))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from cli_fixture import POOLS_YAML, Cli
 from cni_helpers import add_pool, allocated, call, netconf  # type: ignore[import-not-found, unused-ignore]
 
-from tortie.cli.main import main
 from tortie.cni import ipam_plugin
 from tortie.cni.netconf import NETWORK_NAME
 from tortie.cni.protocol import CniError, parse_env
@@ -50,45 +50,6 @@ def result_addresses(out: dict[str, Any]) -> list[str]:
     if "ips" in out:
         return [ip["address"] for ip in out["ips"]]
     return [out[k]["ip"] for k in ("ip4", "ip6") if k in out]
-
-
-class Cli:
-    def __init__(self, capsys: pytest.CaptureFixture[str]) -> None:
-        self.capsys = capsys
-
-    def __call__(self, *argv: str) -> tuple[int, str, str]:
-        self.capsys.readouterr()
-        try:
-            rc = main(list(argv))
-        except Exception as exc:  # a traceback would reach the user
-            pytest.fail(f"tortie {' '.join(argv)} raised {type(exc).__name__}: {exc}")
-        captured = self.capsys.readouterr()
-        return rc, captured.out, captured.err
-
-
-@pytest.fixture
-def cli(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> Cli:
-    monkeypatch.setenv("DATASTORE_TYPE", "sqlite")
-    monkeypatch.setenv("SQLITE_PATH", str(tmp_path / "tortie.db"))
-    monkeypatch.setattr(sys, "stdin", io.StringIO(""))
-    return Cli(capsys)
-
-
-POOLS_YAML = """\
-apiVersion: projectcalico.org/v3
-kind: IPPool
-metadata:
-  name: p4
-spec:
-  cidr: 10.80.0.0/24
----
-apiVersion: projectcalico.org/v3
-kind: IPPool
-metadata:
-  name: p6
-spec:
-  cidr: fd00:80::/120
-"""
 
 
 @pytest.fixture

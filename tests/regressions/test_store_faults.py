@@ -368,3 +368,73 @@ def test_after_a_full_disk_and_space_freed_writes_work_and_the_wal_stays_small(
     assert "try again later" not in str(result["full_error"])
     assert result["nfail"] == 0, result["failures"]
     assert result["last"] == "399"
+
+
+# ------------------------------------------- defect 4 (ADD): a failed ADD leaves nothing
+
+
+def test_adds_failing_on_a_full_disk_leave_nothing(tmp_path: Path) -> None:
+    """ADDs until the 200 KiB file system is full: every ADD that failed left no handle and
+    no address (ipam check with the succeeded containers as the live list is clean), and
+    after space is freed ADDs work again."""
+    bin_dir = str(Path(PYTHON).parent)
+    result = _in_mount_namespace(
+        f"""
+        import subprocess
+        BIN = {bin_dir!r}
+        subprocess.run(["mount", "-t", "tmpfs", "-o", "size=200k", "tmpfs", MNT], check=True)
+        env = {{**os.environ, "DATASTORE_TYPE": "sqlite", "SQLITE_PATH": MNT + "/tortie.db"}}
+        pools = '''apiVersion: projectcalico.org/v3
+        kind: IPPool
+        metadata: {{name: p4}}
+        spec: {{cidr: 10.90.0.0/16, blockSize: 26}}
+        ---
+        apiVersion: projectcalico.org/v3
+        kind: IPPool
+        metadata: {{name: p6}}
+        spec: {{cidr: "fd00:90::/112", blockSize: 122}}
+        '''.replace("\\n        ", "\\n")
+        subprocess.run([BIN + "/tortie", "apply", "-f", "-"], input=pools, text=True,
+                       env=env, check=True, capture_output=True)
+        conf = json.dumps({{"cniVersion": "1.0.0", "name": "net1", "type": "calico-ipam",
+                           "nodename": "n1", "ipam": {{"type": "calico-ipam",
+                           "assign_ipv6": "true"}}}})
+        def add(cid):
+            e = {{**env, "CNI_COMMAND": "ADD", "CNI_CONTAINERID": cid, "CNI_NETNS": "/x",
+                 "CNI_IFNAME": "eth0", "CNI_PATH": BIN}}
+            p = subprocess.run([BIN + "/calico-ipam"], input=conf, text=True, env=e,
+                               capture_output=True)
+            return p.returncode, p.stdout
+        live, failed, codes = [], 0, set()
+        filler = MNT + "/filler"
+        with open(filler, "wb", buffering=0) as fh:  # leave only a little room
+            try:
+                while os.statvfs(MNT).f_bavail > 12:
+                    fh.write(b"x" * 4096)
+            except OSError:
+                pass
+        for i in range(120):
+            rc, out = add(f"c{{i}}")
+            if rc == 0:
+                live.append(f"c{{i}}")
+            else:
+                failed += 1
+                codes.add(json.loads(out)["code"])
+            if failed >= 8:
+                break
+        os.unlink(filler)
+        with open(MNT + "/live.txt", "w") as fh:
+            fh.write("\\n".join(live) + "\\n")
+        check = subprocess.run([BIN + "/tortie", "ipam", "check", "--live", MNT + "/live.txt",
+                                "--node", "n1"], env=env, text=True, capture_output=True)
+        after, _ = add("after-free")
+        print(json.dumps({{"live": len(live), "failed": failed, "codes": sorted(codes),
+                          "check_rc": check.returncode, "check": check.stdout[-600:],
+                          "after": after}}))
+        """,
+        tmp_path,
+    )
+    assert result["failed"] and result["live"], result  # the disk did fill up mid-run
+    assert result["check_rc"] == 0, result["check"]
+    assert "found 0 problems" in str(result["check"])
+    assert result["after"] == 0, result

@@ -10,6 +10,7 @@ from typing import Any
 from tortie.cli.files import read_text
 from tortie.cli.output import count, table, with_percent
 from tortie.cli.settings import cli_store
+from tortie.core.addr import Address
 from tortie.datastore.base import Datastore
 from tortie.errors import Exhausted, InvalidInput, NotFound
 
@@ -83,6 +84,19 @@ def register(sub: Any) -> None:
     )
     check.add_argument(
         "--show-all-ips", action="store_true", help="list every problem, not only the counts"
+    )
+    check.add_argument(
+        "--live",
+        metavar="FILE",
+        help="the runtime's live containers on --node (the list CNI GC gets): a JSON list of "
+        '{"containerID", "ifname"} (or an object with "cni.dev/valid-attachments"), or one '
+        "container id per line; CNI allocations on that node for other containers are leaks",
+    )
+    check.add_argument("--node", help="the node --live describes (required with --live)")
+    check.add_argument(
+        "--exit-zero",
+        action="store_true",
+        help="exit 0 even when problems are found (calicoctl's behaviour; default: exit 1)",
     )
     check.set_defaults(handler=_check)
 
@@ -256,9 +270,8 @@ def _show(args: argparse.Namespace) -> int:
 
 
 def _show_ip(ipam: Any, address: str, output: str) -> int:
-    from tortie.core.addr import parse_address
 
-    addr = str(parse_address(address, what="--ip"))
+    addr = str(single_address(address, "--ip"))
     found = ipam.find_allocation(addr)
     if found is None:
         if output == "json":
@@ -346,7 +359,10 @@ def _show_borrowed(store: Datastore, output: str) -> int:
 def _check(args: argparse.Namespace) -> int:
     from tortie.ipam.check import check
 
-    report = check(cli_store(args.config, reading=True))
+    live = None
+    if args.live or args.node:
+        live = _live_containers(args.live, args.node)
+    report = check(cli_store(args.config, reading=True), live)
     print(f"Found {report.allocations} IPAM allocations.")
     print(f"Found {report.in_use} addresses in use by workload endpoints and node tunnels.")
     if report.unverifiable:
@@ -368,7 +384,44 @@ def _check(args: argparse.Namespace) -> int:
             ) from None
         print(f"Report written to {args.output}")
     print(f"Check complete; found {report.problem_count} problems.")
-    return 0
+    return 1 if report.problem_count and not args.exit_zero else 0
+
+
+def _live_containers(path: str | None, node: str | None) -> Any:
+    from tortie.ipam.check import LiveContainers
+    from tortie.model.names import check_node_name
+
+    if not path or not node:
+        raise InvalidInput("--live FILE and --node NODE go together; give both")
+    check_node_name(node, "--node", "give the node's name as 'tortie get nodes' shows it")
+    text = read_text(path, "live container list", "give the runtime's list of live containers")
+    ids: set[str] = set()
+    stripped = text.strip()
+    if stripped.startswith(("[", "{")):
+        try:
+            data = json.loads(stripped)
+        except (ValueError, RecursionError):
+            raise InvalidInput(
+                f"live container list {path}: not valid JSON; give a JSON list of "
+                '{"containerID", "ifname"} or one container id per line'
+            ) from None
+        if isinstance(data, dict):
+            data = data.get("cni.dev/valid-attachments")
+        if not isinstance(data, list):
+            raise InvalidInput(
+                f"live container list {path}: expected a list of attachments; give a JSON list "
+                'of {"containerID", "ifname"} or one container id per line'
+            )
+        for item in data:
+            cid = item.get("containerID") if isinstance(item, dict) else item
+            if not isinstance(cid, str) or not cid:
+                raise InvalidInput(
+                    f"live container list {path}: every entry needs a containerID string"
+                )
+            ids.add(cid)
+    else:
+        ids = {line.strip() for line in text.splitlines() if line.strip()}
+    return LiveContainers(node, frozenset(ids))
 
 
 # ------------------------------------------------------------------- release
@@ -380,6 +433,9 @@ def _release(args: argparse.Namespace) -> int:
 
     ipam = Ipam(_store(args))
     if args.handle:
+        from tortie.model.names import check_handle
+
+        check_handle(args.handle, "--handle", "give a handle id without '/' or spaces")
         try:
             released = ipam.release_by_handle(args.handle)
         except NotFound:
@@ -390,9 +446,8 @@ def _release(args: argparse.Namespace) -> int:
         return 0
     if args.from_report:
         return _release_from_report(ipam, args.from_report)
-    from tortie.core.addr import parse_address
 
-    addresses = [str(parse_address(a, what="--ip")) for a in args.ip]
+    addresses = [str(single_address(a, "--ip")) for a in args.ip]
     result = ipam.release_ips([ReleaseOptions(a) for a in addresses])
     for a in result.released:
         print(f"Successfully released IP address {a}")
@@ -407,6 +462,7 @@ def _release_from_report(ipam: Any, paths: list[str]) -> int:
 
     guid = cluster_guid(ipam.store)
     leaked: dict[str, dict[str, Any]] | None = None
+    bad_handles: set[str] | None = None
     for path in paths:
         text = read_text(path, "report", "give a file written by 'tortie ipam check -o'")
         try:
@@ -431,6 +487,15 @@ def _release_from_report(ipam: Any, paths: list[str]) -> int:
                 f"report {path}: leakedIPs must be a list of objects with an 'ip'; give a file written by 'tortie ipam check -o'"
             )
         these = {x["ip"]: x for x in items_in}
+        raw_problems = report.get("problems")
+        problems: list[Any] = raw_problems if isinstance(raw_problems, list) else []
+        named = {
+            str(pr.get("subject"))
+            for pr in problems
+            if isinstance(pr, dict)
+            and pr.get("kind") in ("handle-without-ips", "handle-count-mismatch")
+        }
+        bad_handles = named if bad_handles is None else bad_handles & named
         leaked = (
             these
             if leaked is None
@@ -451,6 +516,12 @@ def _release_from_report(ipam: Any, paths: list[str]) -> int:
         print(f"Skipped {a}: {why}")
     for a in result.not_allocated:
         print(f"Skipped {a}: no longer allocated")
+    # Handles the report named, and the handles of the released addresses: their counts
+    # must match the blocks afterwards, or a record of a crashed ADD would stay behind.
+    handles = (bad_handles or set()) | {i.handle_id for i in items if i.handle_id}
+    for handle_id in sorted(handles):
+        if ipam.repair_handle(handle_id) and ipam.get_handle(handle_id) is None:
+            print(f"Removed handle {handle_id}: no block holds an address for it")
     print(f"Released {len(result.released)} of {len(items)} addresses leaked in every report.")
     return 0
 
@@ -492,22 +563,25 @@ def _split(args: argparse.Namespace) -> int:
 
 
 def _assign(args: argparse.Namespace) -> int:
-    from tortie.core.addr import parse_address, parse_network
+    from tortie.core.addr import parse_network
     from tortie.ipam.assign import FamilyShortfall
     from tortie.ipam.pools import load_pools
     from tortie.ipam.requests import AssignRequest
     from tortie.ipam.service import Ipam
+    from tortie.model.names import check_attribute, check_handle, check_node_name, quoted
 
     attrs = {}
     for item in args.attr:
         key, sep, value = item.partition("=")
         if not sep or not key:
-            raise InvalidInput(f"--attr {item!r} is not KEY=VALUE")
-        attrs[key] = value
+            raise InvalidInput(f"--attr {quoted(item)} is not KEY=VALUE")
+        attrs[check_attribute(key, "--attr")] = value
     for option, value in (("--handle", args.handle), ("--node", args.node)):
         if not value.strip():
             raise InvalidInput(f"{option} is empty; give a non-empty {option}=...")
-    specific = [parse_address(a, what="--ip") for a in args.ip]
+    check_handle(args.handle, "--handle", "give a handle id without '/' or spaces")
+    check_node_name(args.node, "--node", "give the node's name as 'tortie get nodes' shows it")
+    specific = [single_address(a, "--ip") for a in args.ip]
     ipam = Ipam(_store(args))
     by_name = {p.name: p for p in load_pools(ipam.store)} if args.pool else {}
     by_cidr = {str(p.network): p for p in by_name.values()}
@@ -570,3 +644,16 @@ def _assign(args: argparse.Namespace) -> int:
         for a in got[4] + got[6]:
             print(f"  {a}")
     return 0
+
+
+def single_address(text: str, option: str) -> Address:
+    """One address: a CIDR given where one address is meant is refused, not truncated."""
+    from tortie.core.addr import parse_address
+    from tortie.model.names import quoted
+
+    if "/" in text:
+        raise InvalidInput(
+            f"{option} {quoted(text)} is a prefix, not an address; give one address like "
+            f"{text.split('/', 1)[0] or '10.0.0.5'} (without '/{text.split('/', 1)[1][:8]}')"
+        )
+    return parse_address(text, what=option)

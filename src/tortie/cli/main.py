@@ -46,7 +46,7 @@ Handler = Callable[[argparse.Namespace], int]
 
 
 def build_parser() -> Parser:
-    from tortie.cli import datastore_cmd, ipam_cmd, resources_cmd
+    from tortie.cli import datastore_cmd, ipam_cmd, node_cmd, resources_cmd
 
     parser = Parser(
         prog="tortie",
@@ -63,17 +63,24 @@ def build_parser() -> Parser:
     resources_cmd.register(sub)
     ipam_cmd.register(sub)
     datastore_cmd.register(sub)
+    node_cmd.register(sub)
 
     demo = sub.add_parser(
         "demo",
-        help="show tortie at work on a throw-away store",
-        description="Create an IPv4 and an IPv6 pool in a fresh SQLite store in a temporary "
-        "directory, allocate dual-stack addresses for workloads on three nodes, and print "
-        "the block table.",
+        help="show tortie at work: a three-node dual-stack cluster (as root) or IPAM alone",
+        description="As root (with iproute2 and bird2): build three dual-stack nodes in "
+        "network namespaces, each with 'tortie node run' and BIRD 2 and no default route, "
+        "two pods per node through the calico CNI plugin, print the pods' addresses, the "
+        "routes the nodes learned and a ping matrix per family, then remove everything. "
+        "Otherwise (or with --ipam-only): create an IPv4 and an IPv6 pool in a throw-away "
+        "SQLite store, allocate dual-stack addresses for workloads on three nodes and print "
+        "the block table. Nothing outside the demo's own namespaces and temporary directory "
+        "is touched.",
     )
     demo.add_argument(
-        "--keep", action="store_true", help="keep the temporary store and print its path"
+        "--keep", action="store_true", help="keep the temporary store (and logs) and say where"
     )
+    demo.add_argument("--ipam-only", action="store_true", help="the IPAM demo only, even as root")
     demo.set_defaults(handler=_demo)
 
     install = sub.add_parser(
@@ -114,8 +121,20 @@ def build_parser() -> Parser:
 
 
 def _demo(args: argparse.Namespace) -> int:
+    from tortie.node.lab import missing_prerequisites
+
+    why = missing_prerequisites()
+    if why is None and not args.ipam_only:
+        from tortie.cli.demo_cluster import run_cluster_demo
+
+        return run_cluster_demo(keep=bool(args.keep))
     from tortie.cli.demo import run_demo
 
+    if why is not None:
+        print(
+            f"(The full demo builds a three-node dual-stack cluster with BGP in network "
+            f"namespaces; here {why}. Showing the IPAM demo instead.)\n"
+        )
     return run_demo(keep=bool(args.keep))
 
 

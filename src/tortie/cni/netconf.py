@@ -210,12 +210,14 @@ def parse_netconf(top: Mapping[str, Any], env: Mapping[str, str], version: str) 
 
 
 def _check_nodename(name: str, source: str) -> str:
-    if len(name) > 253 or any(ch == "/" or ch.isspace() or not ch.isprintable() for ch in name):
-        raise _invalid(
-            f"node name {name!r} (from {source}) is not valid: use a DNS name without "
-            "'/' or spaces; set \"nodename\" in the network configuration"
+    from tortie.model.names import check_node_name
+
+    try:
+        return check_node_name(
+            name, source, 'use a DNS name; set "nodename" in the network configuration'
         )
-    return name
+    except InvalidInput as exc:
+        raise _invalid(exc.message) from None
 
 
 def determine_nodename(conf: IpamNetConf, require_file: bool = False) -> str:

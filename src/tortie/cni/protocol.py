@@ -47,6 +47,9 @@ class CniError(Exception):
     """An error to report to the runtime with a CNI code.  ``msg`` is one line."""
 
     def __init__(self, code: int, msg: str, details: str = "") -> None:
+        from tortie.errors import bounded
+
+        msg, details = bounded(msg), bounded(details)
         super().__init__(msg)
         self.code = code
         self.msg = msg

@@ -178,11 +178,16 @@ def _configure_pod(net: PodNetwork, addrs: Addresses) -> str:
     cmds = ["link set lo up", f"link set {pod} up"]
     cmds += [f"addr add {a}/32 dev {pod}" for a in addrs.v4]
     cmds += [f"addr add {a}/128 dev {pod} nodad" for a in addrs.v6]
+    # Permanent neighbour entries for the gateways: the host side's MAC is fixed, so the
+    # pod never needs proxy ARP / proxy NDP answers, which the host gives only when it has
+    # a route to the gateway address (calico#3270: hosts without a default route).
     if addrs.v4:
         cmds.append(f"route add {IPV4_GATEWAY} dev {pod} scope link")
         cmds.append(f"route add default via {IPV4_GATEWAY} dev {pod}")
+        cmds.append(f"neigh replace {IPV4_GATEWAY} lladdr {HOST_MAC} dev {pod} nud permanent")
     if addrs.v6:  # the gateway is waited for (host side) before setup_pod returns
         cmds.append(f"route add default via {HOST_LINK_LOCAL} dev {pod}")
+        cmds.append(f"neigh replace {HOST_LINK_LOCAL} lladdr {HOST_MAC} dev {pod} nud permanent")
     cmds.append(f"link show dev {pod}")
     out = run_batch(cmds)
     _, sep, rest = out.partition("link/ether ")

@@ -149,6 +149,30 @@ class SqliteDatastore:
         return db
 
     def _make_schema(self, db: sqlite3.Connection) -> None:
+        """Create the tables once.  Several processes may open a new file at the same moment
+        (agents of one machine starting together): switching to WAL needs the file to
+        itself and SQLite does not wait for that, so a busy answer is retried here, within
+        the usual busy timeout, after looking again whether another process did the work."""
+        import random
+        import time
+
+        deadline = time.monotonic() + sf.BUSY_TIMEOUT_MS / 1000
+        while True:
+            try:
+                self._try_make_schema(db)
+                return
+            except sqlite3.OperationalError as exc:
+                if not sf.is_busy(exc) or time.monotonic() > deadline:
+                    raise sf.fault(self.path, exc) from exc
+                time.sleep(0.01 + random.random() * 0.05)
+                try:
+                    self._state = sf.recognise(db, self.path)
+                except sqlite3.Error:
+                    continue
+                if self._state == sf.CURRENT:
+                    return
+
+    def _try_make_schema(self, db: sqlite3.Connection) -> None:
         try:
             if self._state == sf.NEW:
                 mode = db.execute("PRAGMA journal_mode = WAL").fetchone()[0]
@@ -165,6 +189,8 @@ class SqliteDatastore:
             finally:
                 if db.in_transaction:
                     db.execute("ROLLBACK")
+        except sqlite3.OperationalError:
+            raise
         except sqlite3.Error as exc:
             raise sf.fault(self.path, exc) from exc
         self._state = sf.CURRENT

@@ -16,6 +16,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from tortie.core.addr import network_in, parse_network
+from tortie.core.block import Block
 from tortie.core.record import record, replace
 from tortie.datastore import keys
 from tortie.datastore.base import KV, Datastore
@@ -25,7 +26,7 @@ from tortie.ipam.service import Ipam
 from tortie.ipam.usage import load_blocks
 from tortie.model.ippool import (
     IPPool,
-    check_overlap,
+    PoolIndex,
     check_pool_change,
     ippool_from_dict,
     ippool_to_dict,
@@ -74,7 +75,10 @@ class Admin:
     def plan(self, verb: str, docs: Sequence[Mapping[str, Any]]) -> list[Planned]:
         """Validate every document for ``verb``; raise on the first problem."""
         planned: list[Planned] = []
+        keys_planned: set[str] = set()
         pools = {p.name: p for p in load_pools(self.store)}
+        index = PoolIndex(pools.values())
+        self._blocks: list[Block] | None = None  # loaded once, when a new pool needs them
         for doc in docs:
             info = KINDS[str(doc.get("kind"))]
             obj = info.from_dict(doc)
@@ -82,8 +86,9 @@ class Admin:
             current = self.store.get(key)
             what = describe(info, obj)
             exists = current is not None or info.kind == "IPAMConfiguration"
-            if any(p.key == key for p in planned):
+            if key in keys_planned:
                 raise InvalidInput(f"{what} appears twice in the input; keep one of them")
+            keys_planned.add(key)
             if verb == "create" and current is not None:
                 raise AlreadyExists(
                     f"Failed to create '{info.kind}' resource: resource already exists: {what}; "
@@ -94,18 +99,23 @@ class Admin:
             if verb == "delete" and info.kind == "IPAMConfiguration":
                 raise InvalidInput(f"{what} cannot be deleted; change it with 'tortie apply'")
             if info.kind == "IPPool" and verb != "delete":
-                self._check_pool(obj, pools, current)
+                self._check_pool(obj, pools, index, current)
                 pools[obj.name] = obj
+                index.put(obj)
             planned.append(Planned(verb, info, obj, key, current))
         return planned
 
-    def _check_pool(self, pool: IPPool, pools: dict[str, IPPool], current: KV | None) -> None:
+    def _check_pool(
+        self, pool: IPPool, pools: dict[str, IPPool], index: PoolIndex, current: KV | None
+    ) -> None:
         old = pools.get(pool.name)
         if current is not None and old is not None:
             check_pool_change(old, pool)
-        check_overlap(pool, [p for n, p in pools.items() if n != pool.name])
+        index.check(pool)
         if old is None:
-            for block in load_blocks(self.store):
+            if self._blocks is None:
+                self._blocks = load_blocks(self.store)
+            for block in self._blocks:
                 net = parse_network(block.cidr)
                 if (
                     net.version == pool.version
@@ -124,16 +134,31 @@ class Admin:
     def execute(self, planned: list[Planned]) -> list[str]:
         """Carry out validated writes; returns one message per object."""
         done = []
-        for p in planned:
+        for n, p in enumerate(planned):
             what = describe(p.info, p.obj)
+            try:
+                self._carry_out(p)
+            except (RevisionConflict, NotFound) as exc:
+                if what in str(exc):
+                    raise
+                # A raw key means another writer got between our read and our write.
+                done_note = f" ({n} earlier resources of this command were written)" if n else ""
+                raise Conflict(
+                    f"{what} was changed or deleted by another writer while this command ran"
+                    f"{done_note}; check it with 'tortie get' and run the command again"
+                ) from None
             if p.verb == "delete":
-                self._delete(p)
                 done.append(f"Successfully deleted 1 '{p.info.kind}' resource(s): {what}")
             else:
-                self._write(p)
                 verb = {"create": "created", "apply": "applied", "replace": "replaced"}[p.verb]
                 done.append(f"Successfully {verb} 1 '{p.info.kind}' resource(s): {what}")
         return done
+
+    def _carry_out(self, p: Planned) -> None:
+        if p.verb == "delete":
+            self._delete(p)
+        else:
+            self._write(p)
 
     def _write(self, p: Planned) -> None:
         if p.info.kind == "IPAMConfiguration":
@@ -192,8 +217,12 @@ class Admin:
     def _delete(self, p: Planned) -> None:
         if p.info.kind == "IPPool":
             self.delete_pool(p.obj.name)
-        else:
-            self.store.delete(p.key)
+            return
+        if p.info.kind == "Node":  # as calicoctl: the node's addresses and blocks go too
+            from tortie.ipam.node_release import release_node
+
+            release_node(self.store, p.obj.name)
+        self.store.delete(p.key)
 
     def delete_pool(self, name: str) -> IPPool:
         """Disable the pool, release its empty affine blocks, then delete it."""

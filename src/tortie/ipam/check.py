@@ -5,7 +5,10 @@ corrupt stored values (with their key), leaked allocations, in-use addresses wit
 allocation or outside every enabled pool, handles whose counts do not match the blocks,
 handles named in blocks but missing, and affinities that disagree with their blocks.
 
-Leaks are judged only where tortie can know the owner: allocations made for a workload
+With the runtime's live container list of a node (``--live``, the same input as CNI GC),
+every allocation the CNI plugin made on that node for a container not in the list is a
+leak — nodes that use only the IPAM plugin are checked too.  Otherwise, leaks are judged
+only where tortie can know the owner: allocations made for a workload
 (the CNI plugins record ``timestamp``, and ``pod`` for Kubernetes) or for a node's tunnel
 (Calico's ``ipip-tunnel-addr-<node>``-style handles) on nodes that have
 workload endpoints recorded (the main plugin writes them).  Everything else — nodes that
@@ -161,7 +164,25 @@ def _in_use_addresses(store: Datastore, report: CheckReport) -> tuple[dict[str, 
     return owners, wep_nodes
 
 
-def check(store: Datastore) -> CheckReport:
+@record
+class LiveContainers:
+    """The runtime's live containers on one node (the input CNI GC gets): allocations the
+    CNI plugin made there for a container not in this set are leaks."""
+
+    node: str
+    container_ids: frozenset[str]
+
+
+def _cni_container(attrs: Mapping[str, str], handle_id: str | None) -> str | None:
+    """The container id of an allocation the CNI plugin made (handle ``<network>.<id>``
+    with the ``network`` attribute ADD records), else None."""
+    network = attrs.get("network")
+    if not network or not handle_id or not handle_id.startswith(network + "."):
+        return None
+    return handle_id[len(network) + 1 :]
+
+
+def check(store: Datastore, live: LiveContainers | None = None) -> CheckReport:
     report = CheckReport(cluster_guid=cluster_guid(store))
     pools = load_pools(store)
     active = [p.network for p in pools if not p.disabled]
@@ -189,7 +210,14 @@ def check(store: Datastore) -> CheckReport:
             if address in owners:
                 continue
             node = attr.secondary.get("node") or block.host()
-            if node in wep_nodes and _owner_is_recorded(attr.secondary, attr.handle_id):
+            container = _cni_container(attr.secondary, attr.handle_id)
+            if live is not None and node == live.node and container is not None:
+                if container in live.container_ids:
+                    continue  # in use by a live container
+                leaked = True
+            else:
+                leaked = node in wep_nodes and _owner_is_recorded(attr.secondary, attr.handle_id)
+            if leaked:
                 report.leaks.append(
                     Leak(
                         address,

@@ -7,12 +7,14 @@ last; every change is one compare-and-swap through ``run_cas``.
 
 from __future__ import annotations
 
+from tortie.core import block as blk
 from tortie.datastore import keys
 from tortie.datastore.base import Datastore
 from tortie.ipam.ownership import HandleOwners, handle_owners
 from tortie.ipam.retry import DEFAULT_POLICY, RetryPolicy, run_cas
 from tortie.model.ipam_records import (
     Handle,
+    decode_block,
     decode_handle,
     encode_handle,
 )
@@ -64,3 +66,32 @@ class HandleCounts:
     def get_handle(self, handle_id: str) -> Handle | None:
         kv = self.store.get(keys.handle_key(handle_id))
         return None if kv is None else decode_handle(kv.key, kv.value)
+
+    def repair_handle(self, handle_id: str) -> bool | None:
+        """Make a handle's counts what its blocks really hold (a crash between a block write
+        and the handle write can leave a count for an address no block has).  Returns None
+        when there is no handle, True when it was changed or deleted, False when right."""
+        key = keys.handle_key(handle_id)
+
+        def attempt() -> bool | None:
+            kv = self.store.get(key)
+            if kv is None:
+                return None
+            handle = decode_handle(key, kv.value)
+            actual = {}
+            for cidr in handle.block:
+                bkv = self.store.get(keys.block_key(cidr, 6 if ":" in cidr else 4))
+                if bkv is None:
+                    continue
+                held = len(blk.ordinals_of_handle(decode_block(bkv.key, bkv.value), handle_id))
+                if held:
+                    actual[cidr] = held
+            if actual == dict(handle.block):
+                return False
+            if actual:
+                self.store.update(key, encode_handle(Handle(handle_id, actual)), kv.revision)
+            else:
+                self.store.delete(key, kv.revision)
+            return True
+
+        return run_cas(attempt, f"repair handle {handle_id}", self.policy)

@@ -6,6 +6,7 @@ plugins never load it.
 from __future__ import annotations
 
 import json
+import sys
 from collections.abc import Mapping
 from typing import Any, Literal
 
@@ -47,7 +48,13 @@ def load_documents(text: str, source: str) -> list[dict[str, Any]]:
     Every object has a supported ``apiVersion`` and a known ``kind``; its fields are
     checked later by :func:`parse_resource`.
     """
-    docs = _decode(text, source)
+    try:
+        docs = _decode(text, source)
+    except RecursionError:
+        raise DecodeError(
+            f"{source}: nested too deeply to be a resource (more than "
+            f"{sys.getrecursionlimit() // 2} levels); fix the structure"
+        ) from None
     out: list[dict[str, Any]] = []
     for number, doc in enumerate(docs, start=1):
         if doc is None:

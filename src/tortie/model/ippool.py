@@ -23,6 +23,7 @@ __all__ = [
     "API_VERSION",
     "CRD_API_VERSION",
     "IPPool",
+    "PoolIndex",
     "check_overlap",
     "check_pool_change",
     "ippool_from_dict",
@@ -579,3 +580,64 @@ def check_overlap(new: IPPool, existing: Iterable[IPPool]) -> None:
             raise InvalidInput(
                 f"IPPool({new.name}) CIDR overlaps with IPPool({pool.name}) CIDR {pool.cidr}"
             )
+
+
+class PoolIndex:
+    """Pools of both families as sorted, non-overlapping address intervals: the overlap
+    check of one pool is two binary searches, so validating n pools is O(n log n) (a
+    multi-document apply of 20,000 pools takes seconds, not hours)."""
+
+    def __init__(self, pools: Iterable[IPPool] = ()) -> None:
+        self._starts: dict[int, list[int]] = {4: [], 6: []}
+        self._entries: dict[int, list[tuple[int, int, str, str]]] = {4: [], 6: []}
+        self._by_name: dict[str, tuple[int, int]] = {}
+        for pool in pools:
+            self.put(pool)
+
+    def _remove(self, name: str) -> None:
+        import bisect
+
+        old = self._by_name.pop(name, None)
+        if old is None:
+            return
+        version, start = old
+        i = bisect.bisect_left(self._starts[version], start)
+        while self._entries[version][i][2] != name:
+            i += 1
+        del self._starts[version][i]
+        del self._entries[version][i]
+
+    def check(self, new: IPPool) -> None:
+        """Refuse ``new`` when its CIDR overlaps another pool of the index (itself, by
+        name, excepted)."""
+        import bisect
+
+        net = ipaddress.ip_network(new.cidr)
+        start, end = int(net.network_address), int(net.broadcast_address)
+        starts, entries = self._starts[net.version], self._entries[net.version]
+        i = bisect.bisect_right(starts, end)  # entries before i start at or before our end
+        for j in (i - 1, i - 2):
+            if j < 0:
+                break
+            s, e, name, cidr = entries[j]
+            if name == new.name:
+                continue
+            if s <= end and e >= start:
+                raise InvalidInput(
+                    f"IPPool({new.name}) CIDR overlaps with IPPool({name}) CIDR {cidr}"
+                )
+            if name != new.name:
+                break  # the others end before this one starts (no overlaps inside)
+
+    def put(self, pool: IPPool) -> None:
+        """Add or replace (by name) a pool already checked."""
+        import bisect
+
+        self._remove(pool.name)
+        net = ipaddress.ip_network(pool.cidr)
+        start = int(net.network_address)
+        i = bisect.bisect_left(self._starts[net.version], start)
+        self._starts[net.version].insert(i, start)
+        entry = (start, int(net.broadcast_address), pool.name, pool.cidr)
+        self._entries[net.version].insert(i, entry)
+        self._by_name[pool.name] = (net.version, start)

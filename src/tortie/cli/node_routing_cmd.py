@@ -1,0 +1,113 @@
+"""``tortie node run|status|health``: the resident agent and what it reports."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from typing import Any
+
+from tortie.cli.output import table
+from tortie.cli.settings import cli_store
+from tortie.node.config import DEFAULT_RUN_DIR
+
+
+def _run_dir() -> str:
+    return os.environ.get("TORTIE_RUN_DIR", "").strip() or DEFAULT_RUN_DIR
+
+
+def register(node_sub: Any) -> None:
+    run = node_sub.add_parser(
+        "run",
+        help="start the node agent: startup, then routes between nodes with BIRD 2",
+        description="Do 'tortie node startup', then stay up: render BIRD 2's configuration "
+        "from the datastore (a full mesh of iBGP sessions to the other nodes, one per "
+        "family, this node's blocks announced, the other nodes' blocks imported into the "
+        "kernel), start BIRD as a child, reconfigure it when nodes or blocks change, restart "
+        "it if it dies. SIGTERM or SIGINT stops BIRD and the agent. Same variables as "
+        "'tortie node startup --help'; run-time files go to TORTIE_RUN_DIR "
+        f"(default {DEFAULT_RUN_DIR}). TORTIE_BGP_HOLD_TIME and "
+        "TORTIE_BGP_CONNECT_RETRY_TIME shorten BGP timers for labs and tests.",
+    )
+    run.set_defaults(handler=_run)
+    status = node_sub.add_parser(
+        "status",
+        help="BGP sessions and learned routes of the agent on this host",
+        description="Like 'calicoctl node status': the agent's BGP sessions (peer, type, "
+        "state, since, info) and the routes learned from peers, read from the agent's run "
+        "directory (TORTIE_RUN_DIR).",
+    )
+    status.add_argument("-o", "--output", choices=("text", "json"), default="text")
+    status.set_defaults(handler=_status)
+    health = node_sub.add_parser(
+        "health",
+        help="liveness / readiness probe (exit 0 or 1, one line why)",
+        description="--live: the agent and its BIRD run. --ready: startup is done and every "
+        "BGP session is established (calico-node's -felix-ready -bird-ready).",
+    )
+    mode = health.add_mutually_exclusive_group(required=True)
+    mode.add_argument("--live", action="store_true", help="liveness")
+    mode.add_argument("--ready", action="store_true", help="readiness")
+    health.set_defaults(handler=_health)
+
+
+def _run(args: argparse.Namespace) -> int:
+    import signal
+    import threading
+
+    from tortie.cli.node_cmd import setup_logging
+    from tortie.node.agent import run_agent
+    from tortie.node.config import config_from_env
+
+    log = setup_logging()
+    config = config_from_env(os.environ)
+    stop = threading.Event()
+
+    def on_signal(signum: int, _frame: object) -> None:
+        log.info("received %s", signal.Signals(signum).name)
+        stop.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    return run_agent(config, cli_store(args.config), log, stop)
+
+
+def _status(args: argparse.Namespace) -> int:
+    import json
+
+    from tortie.node.status import read_status
+
+    status = read_status(_run_dir())
+    if args.output == "json":
+        print(json.dumps(status.to_json(), indent=2))
+        return 0
+    print(f"tortie node agent is running for node {status.node} (pid {status.agent_pid}).")
+    if status.backend != "bird":
+        print(f"Networking backend: {status.backend} (no BGP).")
+        return 0
+    for family in (4, 6):
+        rows = [
+            [s.peer, s.peer_type, s.state, s.since, s.info]
+            for s in status.sessions
+            if s.family == family
+        ]
+        print(f"\nIPv{family} BGP status")
+        if rows:
+            sys.stdout.write(table(["PEER ADDRESS", "PEER TYPE", "STATE", "SINCE", "INFO"], rows))
+        else:
+            print(f"No IPv{family} peers found.")
+    print("\nRoutes learned from peers")
+    rows = [[r.prefix, r.via, r.protocol] for r in status.routes]
+    if rows:
+        sys.stdout.write(table(["PREFIX", "VIA", "FROM"], rows))
+    else:
+        print("none")
+    return 0
+
+
+def _health(args: argparse.Namespace) -> int:
+    from tortie.node.status import health
+
+    ok, why = health(_run_dir(), ready=bool(args.ready))
+    print(why, file=sys.stdout if ok else sys.stderr)
+    return 0 if ok else 1

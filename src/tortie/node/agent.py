@@ -1,0 +1,112 @@
+"""``tortie node run``: startup, then keep BIRD in step with the datastore until told to
+stop (SIGTERM / SIGINT), then stop BIRD and remove the run-time files.
+
+The loop: note the store revision, read nodes / this node's blocks / pools, render the
+BIRD configuration, apply it when the text changed, restart BIRD if it died, re-detect
+addresses when AUTODETECT_POLL_INTERVAL says so, then wait for a change under the watched
+prefixes (etcd: a watch; SQLite: cheap revision polling) or one second.  A datastore that
+is briefly unreachable is logged and retried; routes already in the kernel stay.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+import time
+
+from tortie.datastore.base import Datastore
+from tortie.errors import TortieError, Unavailable
+from tortie.node.bird import render
+from tortie.node.config import NodeConfig
+from tortie.node.routing import load_view, watched
+from tortie.node.startup import StartupResult, redetect, startup
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    import logging
+
+    from tortie.node.hostprep import Host
+
+STATUS_FILE = "agent.json"
+PID_FILE = "agent.pid"
+
+
+def write_status(run_dir: str, result: StartupResult, **extra: object) -> None:
+    doc = {
+        "node": result.node_name,
+        "pid": os.getpid(),
+        "backend": result.backend,
+        "ipv4": result.ipv4,
+        "ipv6": result.ipv6 if result.ipv6_support else None,
+        "routerID": result.router_id,
+        "startup": "done",
+        **extra,
+    }
+    tmp = os.path.join(run_dir, STATUS_FILE + ".tmp")
+    with open(tmp, "w", encoding="utf-8") as fh:
+        json.dump(doc, fh)
+    os.replace(tmp, os.path.join(run_dir, STATUS_FILE))
+
+
+def run_agent(
+    config: NodeConfig,
+    store: Datastore,
+    log: logging.Logger,
+    stop: threading.Event,
+    host: Host | None = None,
+) -> int:
+    os.makedirs(config.run_dir, exist_ok=True)
+    pid_path = os.path.join(config.run_dir, PID_FILE)
+    with open(pid_path, "w", encoding="utf-8") as fh:
+        fh.write(str(os.getpid()))
+    bird = None
+    try:
+        result = startup(config, store, log, host)
+        if result.backend == "bird":
+            from tortie.node.birdproc import Bird
+
+            bird = Bird(config.run_dir, log)
+        write_status(config.run_dir, result)
+        log.info("agent running for node %s (backend %s)", result.node_name, result.backend)
+        prefixes = watched(result.node_name)
+        last_text = ""
+        next_poll = time.monotonic() + config.poll_interval if config.poll_interval else None
+        while not stop.is_set():
+            try:
+                revision = store.current_revision()
+                if next_poll is not None and time.monotonic() >= next_poll:
+                    new = redetect(config, store, result, log, host)
+                    if new != result:
+                        result = new
+                        write_status(config.run_dir, result)
+                    next_poll = time.monotonic() + config.poll_interval
+                if bird is not None:
+                    view = load_view(
+                        store, result, log, config.bgp_hold_time, config.bgp_connect_retry
+                    )
+                    text = render(view)
+                    if text != last_text and bird.apply(text):
+                        last_text = text
+                        log.info(
+                            "routing: %d peers, blocks %s",
+                            len(view.peers),
+                            ", ".join(view.blocks4 + view.blocks6) or "none",
+                        )
+                    bird.supervise()
+                store.wait_for_change(prefixes, revision, timeout=1.0)
+            except Unavailable as exc:
+                log.warning("datastore unavailable (%s); retrying in 1 s", exc)
+                stop.wait(1.0)
+            except TortieError as exc:
+                log.error("%s; retrying in 5 s", exc)
+                stop.wait(5.0)
+        log.info("stopping")
+        return 0
+    finally:
+        if bird is not None:
+            bird.stop()
+        for name in (STATUS_FILE, PID_FILE):
+            path = os.path.join(config.run_dir, name)
+            if os.path.exists(path):
+                os.unlink(path)
