@@ -38,7 +38,7 @@ from tortie.core.record import record
 from tortie.datastore import keys
 from tortie.datastore.base import Datastore
 from tortie.errors import NotFound, TortieError
-from tortie.ipam.ownership import timestamp
+from tortie.ipam.assign import timestamp
 from tortie.ipam.requests import WORKLOAD, AssignRequest
 from tortie.ipam.service import Ipam
 

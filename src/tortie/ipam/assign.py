@@ -10,6 +10,7 @@ the whole handle when the request created it — so the caller never undoes anyt
 from __future__ import annotations
 
 import contextlib
+import time
 
 from tortie.core.addr import parse_address
 from tortie.errors import Exhausted, InvalidInput, NotFound, TortieError
@@ -31,6 +32,15 @@ class FamilyShortfall(Exhausted):
         self.got = got
         self.wanted = wanted
         self.reasons = reasons
+
+
+def timestamp(now: float | None = None) -> str:
+    """Calico's attribute timestamp format (Go's ``time.Time.String`` in UTC)."""
+    now = time.time() if now is None else now
+    return (
+        time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(now))
+        + f".{int(now % 1 * 1e9):09d} +0000 UTC"
+    )
 
 
 def not_in_pool(addr: str) -> InvalidInput:

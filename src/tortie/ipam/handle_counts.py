@@ -10,7 +10,6 @@ from __future__ import annotations
 from tortie.core import block as blk
 from tortie.datastore import keys
 from tortie.datastore.base import Datastore
-from tortie.ipam.ownership import HandleOwners, handle_owners
 from tortie.ipam.retry import DEFAULT_POLICY, RetryPolicy, run_cas
 from tortie.model.ipam_records import (
     Handle,
@@ -18,6 +17,10 @@ from tortie.model.ipam_records import (
     decode_handle,
     encode_handle,
 )
+
+TYPE_CHECKING = False  # typing stays unimported at run time: plugin start-up
+if TYPE_CHECKING:
+    from tortie.ipam.ownership import HandleOwners
 
 
 class HandleCounts:
@@ -61,6 +64,8 @@ class HandleCounts:
 
     def handle_owners(self, handle_id: str) -> HandleOwners | None:
         """Node, network and newest allocation time of a handle (CNI GC)."""
+        from tortie.ipam.ownership import handle_owners  # GC only: off the ADD path
+
         return handle_owners(self.store, handle_id)
 
     def get_handle(self, handle_id: str) -> Handle | None:

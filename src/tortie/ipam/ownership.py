@@ -28,17 +28,9 @@ class HandleOwners:
     newest: float | None = None
 
 
-def timestamp(now: float | None = None) -> str:
-    """Calico's attribute timestamp format (Go's ``time.Time.String`` in UTC)."""
-    now = time.time() if now is None else now
-    return (
-        time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(now))
-        + f".{int(now % 1 * 1e9):09d} +0000 UTC"
-    )
-
-
 def parse_timestamp(text: str) -> float | None:
-    """Seconds since the epoch of a ``timestamp`` attribute; None when unreadable."""
+    """Seconds since the epoch of a ``timestamp`` attribute (``tortie.ipam.assign.
+    timestamp``'s format); None when unreadable."""
     parts = text.split()
     if len(parts) < 2:
         return None
