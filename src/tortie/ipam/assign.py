@@ -1,5 +1,9 @@
 """All-or-nothing assignment: the one place that decides what a request may take.
 
+Where the store can (SQLite), the whole request is one transaction, so a request that
+fails — even for a full disk, or killed — leaves nothing; elsewhere (etcd, memory) the
+rollback below releases what was taken.
+
 ``assign`` checks every specific address against the enabled pools before writing,
 assigns them, then the automatic ones of both families (whose pools the allocator
 resolves before it writes).  A family that comes back short raises ``FamilyShortfall``
@@ -12,9 +16,10 @@ from __future__ import annotations
 import contextlib
 import time
 
-from tortie.core.addr import parse_address
+from tortie.core.addr import Address, parse_address
 from tortie.errors import Exhausted, InvalidInput, NotFound, TortieError
 from tortie.ipam import pools as poolsel
+from tortie.ipam.records import atomic
 from tortie.ipam.requests import AssignRequest, AutoAssignArgs, ReleaseOptions
 
 TYPE_CHECKING = False  # typing stays unimported at run time: plugin start-up
@@ -63,6 +68,11 @@ def assign(ipam: Ipam, req: AssignRequest) -> list[str]:
         for addr in specific:
             if poolsel.pool_containing(addr, enabled) is None:
                 raise not_in_pool(str(addr))
+    with atomic(ipam.store):
+        return _assign(ipam, req, specific)
+
+
+def _assign(ipam: Ipam, req: AssignRequest, specific: list[Address]) -> list[str]:
     fresh = req.handle_id is None or ipam.get_handle(req.handle_id) is None
     got: list[str] = []
     try:

@@ -9,6 +9,8 @@ naming the key, since the caller asked for that very block.
 
 from __future__ import annotations
 
+import contextlib
+
 from tortie.core.block import Block
 from tortie.core.record import record
 from tortie.datastore import keys
@@ -76,3 +78,13 @@ def write_block(store: Datastore, stored: StoredBlock, new: Block) -> None:
     """Write ``new`` in place of ``stored`` if nobody wrote the block since it was read
     (``Conflict`` otherwise)."""
     store.update(stored.key, encode_block(new), stored.revision)
+
+
+def atomic(store: Datastore) -> contextlib.AbstractContextManager[None]:
+    """All writes in the block at once, where the store can (SQLite: one transaction);
+    elsewhere each write stands alone and callers roll back themselves."""
+    begin = getattr(store, "atomic", None)
+    if callable(begin):
+        cm: contextlib.AbstractContextManager[None] = begin()
+        return cm
+    return contextlib.nullcontext()
