@@ -38,6 +38,10 @@ def install_cni(args: argparse.Namespace) -> int:
             f"--network-name {args.network_name!r}: CNI network names may use only letters, "
             "digits, '_', '.' and '-'; choose another name"
         )
+    if args.nodename:
+        from tortie.model.names import check_node_name
+
+        check_node_name(args.nodename, "--nodename", "give the node's name, or leave it out")
     for d in (args.bin_dir, args.conf_dir):
         try:
             os.makedirs(d, exist_ok=True)

@@ -46,7 +46,7 @@ Handler = Callable[[argparse.Namespace], int]
 
 
 def build_parser() -> Parser:
-    from tortie.cli import datastore_cmd, ipam_cmd, node_cmd, resources_cmd
+    from tortie.cli import datastore_cmd, ipam_cmd, manifest_cmd, node_cmd, resources_cmd
 
     parser = Parser(
         prog="tortie",
@@ -64,6 +64,7 @@ def build_parser() -> Parser:
     ipam_cmd.register(sub)
     datastore_cmd.register(sub)
     node_cmd.register(sub)
+    manifest_cmd.register(sub)
 
     demo = sub.add_parser(
         "demo",
