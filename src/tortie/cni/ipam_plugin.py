@@ -38,7 +38,6 @@ from tortie.core.record import record
 from tortie.datastore import keys
 from tortie.datastore.base import Datastore
 from tortie.errors import NotFound, TortieError
-from tortie.ipam.assign import timestamp
 from tortie.ipam.requests import WORKLOAD, AssignRequest
 from tortie.ipam.service import Ipam
 
@@ -129,6 +128,8 @@ def cmd_add(call: Call) -> str:
             "enable one of them",
         )
     node = determine_nodename(conf)
+    from tortie.ipam.assign import timestamp
+
     attrs = {"node": node, "network": conf.name, "timestamp": timestamp()}
     pod = call.env.args.get("K8S_POD_NAME", "")
     if pod:

@@ -46,7 +46,6 @@ from tortie.cni.protocol import (
     version_json,
     version_tuple,
 )
-from tortie.cni.sandbox import check_netns_path
 from tortie.core.record import record
 from tortie.dataplane.pod import PodNetwork, host_veth_name, setup_pod, teardown_pod
 from tortie.datastore.base import Datastore
@@ -157,6 +156,8 @@ def cmd_add(ctx: Ctx) -> str:
     ident = ctx.endpoint_id(node)
     host = ctx.host_ifname()
     netns = ctx.env.netns
+    from tortie.cni.sandbox import check_netns_path  # ADD only
+
     check_netns_path(netns)
     ipam_out = ctx.ipam.run("ADD") or {}
     done = "ipam"

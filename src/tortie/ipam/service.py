@@ -33,10 +33,8 @@ from tortie.errors import (
     NotFound,
     RevisionConflict,
 )
-from tortie.ipam import pool_choice
 from tortie.ipam import pools as poolsel
 from tortie.ipam.affinities import BlockAffinities, Family, in_any
-from tortie.ipam.assign import assign as assign_all
 from tortie.ipam.records import FULL_BLOCK_MARK, list_blocks
 from tortie.ipam.requests import (
     AssignRequest,
@@ -97,18 +95,24 @@ class Ipam(BlockAffinities):
         self, node: str, requested: dict[int, tuple[str, ...]], intent: str
     ) -> dict[int, list[IPPool]]:
         """The pools each family draws from (see ``pool_choice.resolve_pools``)."""
+        from tortie.ipam import pool_choice  # lazy: not every plugin verb resolves pools
+
         return pool_choice.resolve_pools(self.store, node, requested, intent)
 
     def can_assign(self, node: str, requested: dict[int, tuple[str, ...]], intent: str) -> None:
         """Raise unless every family in ``requested`` could get an address now (CNI
         STATUS); writes nothing."""
+        from tortie.ipam import pool_choice
+
         config = self.get_config()
         for version, pools in self.resolve_pools(node, requested, intent).items():
             pool_choice.can_assign(self.store, config, node, version, pools)
 
     def assign(self, request: AssignRequest) -> list[str]:
         """Specific then automatic addresses, all or nothing (see ``ipam.assign``)."""
-        return assign_all(self, request)
+        from tortie.ipam.assign import assign  # lazy: ADD only
+
+        return assign(self, request)
 
     def auto_assign(self, args: AutoAssignArgs) -> AutoAssignResult:
         """Assign ``num4`` IPv4 then ``num6`` IPv6 addresses.
