@@ -133,6 +133,9 @@ def test_address_borrowed_by_another_node_stays() -> None:
     theirs = Ipam(store).assign_ip(f"{base}.{int(last) + 3}", "h-n2-borrow", {}, "n2")
     release_node(store, "n1")
     assert allocated(store)[theirs.split("/")[0]] == "h-n2-borrow"
+    kept = {b.cidr: b.host() for b in load_blocks(store)}
+    assert kept[n1_block4] is None  # kept for n2's address, no longer n1's
+    assert len(kept) == 3  # n1's IPv6 block was empty and went
 
 
 def test_release_of_unknown_node_changes_nothing() -> None:
