@@ -31,6 +31,8 @@ class RecordingBird:
 
     instances: list[RecordingBird] = []
 
+    accept = True
+
     def __init__(self, run_dir: str, log: logging.Logger) -> None:
         self.texts: list[str] = []
         self.stopped = False
@@ -38,7 +40,7 @@ class RecordingBird:
 
     def apply(self, text: str) -> bool:
         self.texts.append(text)
-        return True
+        return self.accept
 
     def supervise(self) -> None:
         pass
@@ -66,8 +68,27 @@ def v4(address: str) -> HostAddress:
 @pytest.fixture
 def bird(monkeypatch: pytest.MonkeyPatch) -> Iterator[type[RecordingBird]]:
     RecordingBird.instances = []
+    RecordingBird.accept = True
     monkeypatch.setattr(birdproc, "Bird", RecordingBird)
     yield RecordingBird
+
+
+def start(
+    store: MemoryDatastore, tmp_path: Path, host: FakeHost, stop: threading.Event, **env: str
+) -> tuple[threading.Thread, list[int]]:
+    config = config_from_env(
+        {
+            "NODENAME": "node-a",
+            "CALICO_NODENAME_FILE": str(tmp_path / "nodename"),
+            "IP": "autodetect",
+            "TORTIE_RUN_DIR": str(tmp_path / "run"),
+            **env,
+        }
+    )
+    rc: list[int] = []
+    thread = threading.Thread(target=lambda: rc.append(run_agent(config, store, LOG, stop, host)))
+    thread.start()
+    return thread, rc
 
 
 def test_poll_interval_moves_the_node_and_the_bird_configuration(
@@ -76,19 +97,8 @@ def test_poll_interval_moves_the_node_and_the_bird_configuration(
     store = MemoryDatastore()
     host = FakeHost(given=[v4("10.10.0.11")], default_routes={4})
     run_dir = tmp_path / "run"
-    config = config_from_env(
-        {
-            "NODENAME": "node-a",
-            "CALICO_NODENAME_FILE": str(tmp_path / "nodename"),
-            "IP": "autodetect",
-            "TORTIE_RUN_DIR": str(run_dir),
-            "AUTODETECT_POLL_INTERVAL": "50ms",
-        }
-    )
     stop = threading.Event()
-    rc: list[int] = []
-    thread = threading.Thread(target=lambda: rc.append(run_agent(config, store, LOG, stop, host)))
-    thread.start()
+    thread, rc = start(store, tmp_path, host, stop, AUTODETECT_POLL_INTERVAL="50ms")
     try:
         wait_for("first configuration", lambda: bool(bird.instances and bird.instances[0].texts))
         fake = bird.instances[0]
@@ -118,3 +128,30 @@ def test_poll_interval_moves_the_node_and_the_bird_configuration(
         thread.join(timeout=10)
     assert rc == [0] and fake.stopped
     assert not (run_dir / PID_FILE).exists() and not (run_dir / STATUS_FILE).exists()
+
+
+def test_refused_configuration_is_not_retried_until_it_changes(
+    tmp_path: Path, bird: type[RecordingBird]
+) -> None:
+    bird.accept = False  # as BIRD refusing the rendered text in 'bird -p'
+    store = MemoryDatastore()
+    host = FakeHost(given=[v4("10.10.0.11")], default_routes={4})
+    stop = threading.Event()
+    thread, rc = start(store, tmp_path, host, stop)
+    try:
+        wait_for("first configuration", lambda: bool(bird.instances and bird.instances[0].texts))
+        fake = bird.instances[0]
+        time.sleep(1.5)  # at least one more turn of the loop, nothing changed
+        assert len(fake.texts) == 1
+        peer = {
+            "kind": "Node",
+            "metadata": {"name": "node-b"},
+            "spec": {"bgp": {"ipv4Address": "10.10.0.12/24"}},
+        }
+        store.create(keys.resource_key("nodes", "node-b"), json.dumps(peer))
+        wait_for("the changed text to be offered", lambda: len(fake.texts) == 2)
+        assert "neighbor 10.10.0.12" in fake.texts[-1]
+    finally:
+        stop.set()
+        thread.join(timeout=10)
+    assert rc == [0]

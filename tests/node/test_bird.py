@@ -3,6 +3,7 @@ and, when BIRD is installed, every variant checked by ``bird -p -c``."""
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import re
 import shutil
@@ -166,6 +167,55 @@ def test_aggregation_filter_order() -> None:
     ]
 
 
+def decide(rules: list[str], prefix: str) -> str:
+    """Run the rendered filter on one route as BIRD does: first matching rule wins;
+    ``a/n`` in a set matches that prefix only, ``a/n+`` it and everything inside it."""
+    net = ipaddress.ip_network(prefix)
+    for rule in rules:
+        m = re.fullmatch(r"if net ~ \[ (.*) \] then (accept|reject);", rule)
+        if m is None:
+            assert rule in ("accept;", "reject;"), rule
+            return rule[:-1]
+        for item in m.group(1).split(", "):
+            cidr = ipaddress.ip_network(item.rstrip("+"))
+            if net == cidr or (item.endswith("+") and net.subnet_of(cidr)):  # type: ignore[arg-type]
+                return m.group(2)
+    raise AssertionError("filter falls through without a decision")
+
+
+@pytest.mark.parametrize(
+    ("prefix", "verdict"),
+    [
+        ("10.244.1.0/26", "accept"),  # own block: sent, once
+        ("10.244.7.64/26", "accept"),
+        ("10.244.1.5/32", "reject"),  # pod inside own block: the block covers it
+        ("10.244.7.96/27", "reject"),
+        ("10.244.2.9/32", "accept"),  # borrowed address in another node's block
+        ("10.244.9.0/26", "accept"),  # a block inside the pool
+        ("10.244.0.0/16", "accept"),
+        ("10.0.0.0/24", "reject"),  # host link
+        ("0.0.0.0/0", "reject"),  # default route
+        ("10.245.0.1/32", "reject"),  # outside every pool
+    ],
+)
+def test_aggregation_filter_semantics_ipv4(prefix: str, verdict: str) -> None:
+    assert decide(export_filter(render(dual()), 4), prefix) == verdict
+
+
+@pytest.mark.parametrize(
+    ("prefix", "verdict"),
+    [
+        ("fd00:244:0:1::/122", "accept"),
+        ("fd00:244:0:1::5/128", "reject"),
+        ("fd00:244:0:9::7/128", "accept"),
+        ("fd00::/64", "reject"),
+        ("::/0", "reject"),
+    ],
+)
+def test_aggregation_filter_semantics_ipv6(prefix: str, verdict: str) -> None:
+    assert decide(export_filter(render(dual()), 6), prefix) == verdict
+
+
 def test_filters_without_blocks_or_pools() -> None:
     assert export_filter(render(dual(blocks4=())), 4) == [
         "if net ~ [ 10.244.0.0/16+ ] then accept;",
@@ -228,6 +278,7 @@ VARIANTS = {
     "dual-timers-own-as": dual(
         hold_time=9, connect_retry=2, peers=(Peer("x", "10.0.0.9", "fd00::9", 65001),)
     ),
+    "shortest-hold-time": dual(hold_time=3),
     "ipv4-only": v4_only(),
     "ipv6-only": v6_only(),
     "no-blocks": dual(blocks4=(), blocks6=()),
