@@ -82,7 +82,7 @@ def _preflight(args: argparse.Namespace) -> int:
         if not fams:
             raise InvalidInput("no enabled IP pools in the datastore: give --mode ipv4|ipv6|dual")
     rows = preflight.check_flags(flags, by_family, fams)
-    rows += preflight.check_kube_dns(others, fams)
+    rows += preflight.check_kube_dns(others, fams, flags["kubelet"].get("cluster-dns"))
     rows += preflight.check_host(fams, *preflight.read_host())
     failed = sum(r.result == preflight.FAIL for r in rows)
     if args.output == "json":

@@ -24,6 +24,7 @@ class Step:
     text: str
     blocking: bool = False
     done: bool = False
+    pool: str = ""  # the IPPool a pool step acts on
 
 
 @dataclass
@@ -50,7 +51,13 @@ def plan(store: Datastore, ipv6_pool: str = "") -> Plan:
         names = ", ".join(x.name for x in v6 if not x.disabled)
         p.steps.append(Step("create-pool", f"IPv6 pool present: {names}", done=True))
     elif v6:
-        p.steps.append(Step("enable-pool", f"enable the IPv6 pool {v6[0].name} ({v6[0].cidr})"))
+        p.steps.append(
+            Step(
+                "enable-pool",
+                f"enable the IPv6 pool {v6[0].name} ({v6[0].cidr})",
+                pool=v6[0].name,
+            )
+        )
     elif ipv6_pool:
         p.steps.append(Step("create-pool", f"create IPv6 pool default-ipv6-ippool {ipv6_pool}"))
     else:
@@ -93,7 +100,12 @@ def plan(store: Datastore, ipv6_pool: str = "") -> Plan:
     for pool in (x for x in pools if x.version == 4):
         if pool.disabled:
             p.steps.append(
-                Step("disable-pool", f"IPv4 pool {pool.name} already disabled", done=True)
+                Step(
+                    "disable-pool",
+                    f"IPv4 pool {pool.name} already disabled",
+                    done=True,
+                    pool=pool.name,
+                )
             )
         else:
             p.steps.append(
@@ -101,6 +113,7 @@ def plan(store: Datastore, ipv6_pool: str = "") -> Plan:
                     "disable-pool",
                     f"disable IPv4 pool {pool.name} ({pool.cidr}); "
                     "pods keep their IPv4 addresses until they restart",
+                    pool=pool.name,
                 )
             )
     p.steps.append(
@@ -149,8 +162,7 @@ def apply(store: Datastore, p: Plan, ipv6_pool: str) -> list[str]:
             }
             done += admin.execute(admin.plan("create", [doc]))
         elif step.action in ("disable-pool", "enable-pool"):
-            name = step.text.split()[3] if step.action == "disable-pool" else step.text.split()[4]
-            kv = store.get(keys.resource_key("ippools", name))
+            kv = store.get(keys.resource_key("ippools", step.pool))
             if kv is None:
                 continue
             doc = json.loads(kv.value)

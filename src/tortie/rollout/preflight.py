@@ -12,6 +12,10 @@ from dataclasses import asdict, dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
+import yaml
+
+from tortie.errors import TortieError
+from tortie.rollout.kubedns import rewrite_kube_dns
 from tortie.rollout.kubeflags import Flags
 
 PASS, WARN, FAIL = "pass", "warn", "fail"
@@ -36,6 +40,20 @@ def _nets(text: str) -> list[IPNet]:
         if part.strip():
             out.append(ipaddress.ip_network(part.strip(), strict=False))
     return out
+
+
+def _parse_nets(comp: str, flag: str, text: str) -> tuple[list[IPNet], Row | None]:
+    """The CIDRs of a flag, or a failed row naming the flag when one is not a CIDR."""
+    try:
+        return _nets(text), None
+    except ValueError:
+        return [], Row(
+            comp,
+            f"--{flag}",
+            FAIL,
+            f"{text[:80]!r} is not a comma-separated list of CIDRs",
+            f"give --{flag} as CIDRs, e.g. 10.96.0.0/16,fd00:96::/112",
+        )
 
 
 def _addr_family(text: str) -> int | None:  # 4, 6 or None
@@ -122,10 +140,12 @@ def check_flags(flags: Flags, pools: dict[int, list[IPNet]], fams: set[int]) -> 
             )
         )
     else:
-        svc = _nets(svc_text)
+        svc, bad = _parse_nets("kube-apiserver", "service-cluster-ip-range", svc_text)
         got = [n.version for n in svc]
         expect = sorted(fams)
-        if sorted(got) != expect or len(got) != len(fams):
+        if bad is not None:
+            rows.append(bad)
+        elif sorted(got) != expect or len(got) != len(fams):
             rows.append(
                 Row(
                     "kube-apiserver",
@@ -141,6 +161,7 @@ def check_flags(flags: Flags, pools: dict[int, list[IPNet]], fams: set[int]) -> 
 
     # kube-controller-manager and kube-proxy: cluster CIDR = the pools
     pool_text = ",".join(str(n) for v in sorted(fams) for n in pools.get(v, []))
+    parsed: dict[str, list[IPNet]] = {}
     for comp, f in (("kube-controller-manager", cm), ("kube-proxy", proxy)):
         value = f.get("cluster-cidr")
         if value is None:
@@ -155,7 +176,11 @@ def check_flags(flags: Flags, pools: dict[int, list[IPNet]], fams: set[int]) -> 
                 )
             )
             continue
-        nets = _nets(value)
+        nets, bad = _parse_nets(comp, "cluster-cidr", value)
+        if bad is not None:
+            rows.append(bad)
+            continue
+        parsed[comp] = nets
         mismatch = [
             v for v in sorted(fams) if {n for n in nets if n.version == v} != set(pools.get(v, []))
         ]
@@ -173,9 +198,9 @@ def check_flags(flags: Flags, pools: dict[int, list[IPNet]], fams: set[int]) -> 
         else:
             rows.append(Row(comp, "--cluster-cidr", PASS, f"{value} = the IP pools"))
     if (
-        "cluster-cidr" in cm
-        and "cluster-cidr" in proxy
-        and set(_nets(cm["cluster-cidr"])) != set(_nets(proxy["cluster-cidr"]))
+        "kube-controller-manager" in parsed
+        and "kube-proxy" in parsed
+        and set(parsed["kube-controller-manager"]) != set(parsed["kube-proxy"])
     ):
         rows.append(
             Row(
@@ -187,13 +212,24 @@ def check_flags(flags: Flags, pools: dict[int, list[IPNet]], fams: set[int]) -> 
                 f"set both to {cm['cluster-cidr']}",
             )
         )
-    cluster = _nets(cm.get("cluster-cidr", "")) if "cluster-cidr" in cm else []
+    cluster = parsed.get("kube-controller-manager", [])
     for version, default in ((4, 24), (6, 64)):
         if version not in fams:
             continue
         flag = f"node-cidr-mask-size-ipv{version}"
         text = cm.get(flag) or (cm.get("node-cidr-mask-size") if len(fams) == 1 else None)
-        size = int(text) if text and text.isdigit() else default
+        if text is not None and not text.strip().isdigit():
+            rows.append(
+                Row(
+                    "kube-controller-manager",
+                    f"--{flag}",
+                    FAIL,
+                    f"{text[:40]!r} is not a prefix length",
+                    f"set --{flag} to a number (default {default})",
+                )
+            )
+            continue
+        size = int(text) if text else default
         for net in (n for n in cluster if n.version == version):
             if size < net.prefixlen or size - net.prefixlen > 16:
                 rows.append(
@@ -268,6 +304,16 @@ def check_flags(flags: Flags, pools: dict[int, list[IPNet]], fams: set[int]) -> 
                 "set --cluster-dns to the DNS service's address in the service range",
             )
         )
+    elif any(_addr_family(d) is None for d in dns.split(",")):
+        rows.append(
+            Row(
+                "kubelet",
+                "--cluster-dns",
+                FAIL,
+                f"{dns[:80]!r} is not a list of addresses",
+                "set --cluster-dns to the DNS service's address(es), comma-separated",
+            )
+        )
     else:
         outside = [
             d
@@ -323,33 +369,56 @@ def check_flags(flags: Flags, pools: dict[int, list[IPNet]], fams: set[int]) -> 
     return rows
 
 
-def check_kube_dns(docs: list[Any], fams: set[int]) -> list[Row]:
-    """The kube-dns Deployment, when one is among the manifests (IPv6 only)."""
-    if 6 not in fams:
-        return []
+def _named(docs: list[Any], kind: str, name: str) -> dict[str, Any] | None:
     for doc in docs:
         if (
             isinstance(doc, dict)
-            and doc.get("kind") == "Deployment"
-            and ((doc.get("metadata") or {}).get("name") == "kube-dns")
+            and doc.get("kind") == kind
+            and (doc.get("metadata") or {}).get("name") == name
         ):
-            import yaml
+            return doc
+    return None
 
-            from tortie.rollout.kubedns import rewrite_kube_dns
 
-            result = rewrite_kube_dns(yaml.safe_dump(doc), "kube-dns")
-            if result.changes:
-                return [
-                    Row(
-                        "kube-dns",
-                        "IPv6 changes",
-                        FAIL,
-                        "; ".join(result.changes[:3]) + (" …" if len(result.changes) > 3 else ""),
-                        "run 'tortie manifest rewrite-kube-dns --ipv6 FILE'",
-                    )
-                ]
-            return [Row("kube-dns", "IPv6 changes", PASS, "image ≥ 1.14.8, args for IPv6")]
-    return []
+def check_kube_dns(docs: list[Any], fams: set[int], cluster_dns: str | None = None) -> list[Row]:
+    """The kube-dns Deployment and Service, when they are among the manifests: for IPv6 the
+    seed's image and argument changes; always, the Service's clusterIP(s) equal to the
+    kubelet's --cluster-dns."""
+    rows: list[Row] = []
+    deployment = _named(docs, "Deployment", "kube-dns")
+    if deployment is not None and 6 in fams:
+        result = rewrite_kube_dns(yaml.safe_dump(deployment), "kube-dns")
+        if result.changes:
+            rows.append(
+                Row(
+                    "kube-dns",
+                    "IPv6 changes",
+                    FAIL,
+                    "; ".join(result.changes[:3]) + (" …" if len(result.changes) > 3 else ""),
+                    "run 'tortie manifest rewrite-kube-dns --ipv6 FILE'",
+                )
+            )
+        else:
+            rows.append(Row("kube-dns", "IPv6 changes", PASS, "image ≥ 1.14.8, args for IPv6"))
+    service = _named(docs, "Service", "kube-dns")
+    if service is not None and cluster_dns is not None:
+        spec = service.get("spec") or {}
+        ips = {str(x) for x in spec.get("clusterIPs") or [spec.get("clusterIP")] if x}
+        wanted = {d.strip() for d in cluster_dns.split(",") if d.strip()}
+        if ips and not wanted <= ips:
+            rows.append(
+                Row(
+                    "kube-dns",
+                    "Service clusterIP",
+                    FAIL,
+                    f"{', '.join(sorted(ips))} but kubelet --cluster-dns is {cluster_dns}",
+                    "give the kube-dns Service the --cluster-dns address as its clusterIP "
+                    "(or change --cluster-dns to it)",
+                )
+            )
+        elif ips:
+            rows.append(Row("kube-dns", "Service clusterIP", PASS, ", ".join(sorted(ips))))
+    return rows
 
 
 def check_host(
@@ -401,6 +470,6 @@ def read_host() -> tuple[str | None, list[str], bool]:
             if a.version == 6 and a.scope == "global" and not a.unusable
         ]
         default = has_default_route(6)
-    except Exception:  # no iproute2: report what can be read
+    except (TortieError, ValueError):  # no iproute2 or unreadable output: report none
         addrs, default = [], False
     return sysctl.read("ipv6/conf/all/forwarding"), addrs, default
