@@ -227,3 +227,53 @@ def test_preflight_command(store_env: Path, capsys: pytest.CaptureFixture[str]) 
     assert ("kube-controller-manager", "--cluster-cidr") in failed
     rc, _, err = run("preflight", capsys=capsys)
     assert rc == 2 and "--kubeadm-config" in err
+
+
+@pytest.mark.parametrize(
+    ("component", "flag", "bad"),
+    [
+        ("kube-apiserver", "service-cluster-ip-range", "fd00:96::zz/112"),
+        ("kube-controller-manager", "cluster-cidr", "pods"),
+        ("kube-proxy", "cluster-cidr", "fd00:10:244::/48,x"),
+        ("kube-controller-manager", "node-cidr-mask-size-ipv6", "sixty-four"),
+        ("kubelet", "cluster-dns", "kube-dns.local"),
+    ],
+)
+def test_malformed_values_are_failed_rows(component: str, flag: str, bad: str) -> None:
+    flags = copy.deepcopy(GOOD_V6)
+    flags[component][flag] = bad
+    rows = check_flags(flags, POOLS, {6})  # no exception: a row names the flag
+    row = next(r for r in rows if (r.component, r.item) == (component, f"--{flag}"))
+    assert row.result == FAIL and row.fix and repr(bad)[:20] in row.detail
+
+
+def test_node_mask_sixteen_bits_rule() -> None:
+    flags = copy.deepcopy(GOOD_V6)
+    for size, ok in (("64", True), ("48", True), ("47", False), ("65", False)):
+        flags["kube-controller-manager"]["node-cidr-mask-size-ipv6"] = size  # cluster is /48
+        row = next(
+            r for r in check_flags(flags, POOLS, {6}) if r.item == "--node-cidr-mask-size-ipv6"
+        )
+        assert (row.result == PASS) is ok, (size, row)
+    dual = copy.deepcopy(GOOD_DUAL)
+    dual["kube-controller-manager"]["node-cidr-mask-size-ipv4"] = "26"  # /16 + 10
+    assert fails(check_flags(dual, POOLS, {4, 6})) == []
+    dual["kube-controller-manager"]["node-cidr-mask-size-ipv4"] = "33"
+    assert fails(check_flags(dual, POOLS, {4, 6})) == [
+        ("kube-controller-manager", "--node-cidr-mask-size-ipv4")
+    ]
+
+
+def test_kube_dns_service_matches_cluster_dns() -> None:
+    import yaml
+
+    docs = list(
+        yaml.safe_load_all((Path(__file__).parent / "fixtures" / "kube-dns.yaml").read_text())
+    )
+    rows = check_kube_dns(docs, {6}, "fd00:1234::a")
+    assert ("kube-dns", "Service clusterIP", PASS) in [
+        (r.component, r.item, r.result) for r in rows
+    ]
+    rows = check_kube_dns(docs, {6}, "fd00:96::a")
+    bad = next(r for r in rows if r.item == "Service clusterIP")
+    assert bad.result == FAIL and "fd00:1234::a" in bad.detail and bad.fix
