@@ -12,10 +12,11 @@ from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/
-from netns import IP, NetnsPool, require_root, run_python_in  # noqa: E402
+from tortie.rollout import preflight
 
-from tortie.rollout import preflight  # noqa: E402
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/, for netns
+
+from netns import IP, NetnsPool, require_root, run_python_in
 
 READ = "import json; from tortie.rollout.preflight import read_host; print(json.dumps(read_host()))"
 
@@ -76,6 +77,6 @@ def test_reading_this_namespace_changes_nothing() -> None:
     if IP is None:
         pytest.skip("needs iproute2: `ip` not found")
     before = _snapshot()
-    forwarding, addrs, default = preflight.read_host()
+    forwarding, _addrs, default = preflight.read_host()
     assert forwarding in ("0", "1", None) and isinstance(default, bool)
     assert _snapshot() == before
