@@ -277,3 +277,11 @@ def test_kube_dns_service_matches_cluster_dns() -> None:
     rows = check_kube_dns(docs, {6}, "fd00:96::a")
     bad = next(r for r in rows if r.item == "Service clusterIP")
     assert bad.result == FAIL and "fd00:1234::a" in bad.detail and bad.fix
+
+
+def test_component_without_flags_is_one_warning() -> None:
+    flags = copy.deepcopy(GOOD_DUAL)
+    flags["kubelet"] = {}  # e.g. only the control plane's static pods were given
+    rows = check_flags(flags, POOLS, {4, 6})
+    assert [(r.item, r.result) for r in rows if r.component == "kubelet"] == [("flags", WARN)]
+    assert fails(rows) == []

@@ -355,8 +355,11 @@ def check_flags(flags: Flags, pools: dict[int, list[IPNet]], fams: set[int]) -> 
                 f"set --bind-address={any_v6}",
             )
         )
+    # a component none of the sources describes gets one warning, not a row per flag
+    missing = {comp for comp in flags if not flags[comp]}
+    rows = [r for r in rows if r.component not in missing]
     for comp in flags:
-        if not flags[comp]:
+        if comp in missing:
             rows.append(
                 Row(
                     comp,
