@@ -38,7 +38,7 @@ address: "::"
 clusterDNS: ["fd00:96::a"]
 ---
 apiVersion: kubeadm.k8s.io/v1beta4
-kind: InitConfiguration
+kind: JoinConfiguration
 nodeRegistration:
   kubeletExtraArgs:
   - {{name: node-ip, value: "fd10::11"}}

@@ -81,7 +81,7 @@ def from_kubeadm(path: Path) -> Flags:
                 )
             if net.get("podSubnet"):
                 flags["kube-controller-manager"].setdefault("cluster-cidr", str(net["podSubnet"]))
-        elif kind == "InitConfiguration":
+        elif kind in ("InitConfiguration", "JoinConfiguration"):
             found = True
             endpoint = doc.get("localAPIEndpoint") or {}
             if endpoint.get("advertiseAddress"):
@@ -104,8 +104,9 @@ def from_kubeadm(path: Path) -> Flags:
                 flags["kube-proxy"]["cluster-cidr"] = str(doc["clusterCIDR"])
     if not found:
         raise InvalidInput(
-            f"{path}: no kubeadm ClusterConfiguration, InitConfiguration, KubeletConfiguration "
-            "or KubeProxyConfiguration; give the file passed to 'kubeadm init --config'"
+            f"{path}: no kubeadm ClusterConfiguration, InitConfiguration, JoinConfiguration, "
+            "KubeletConfiguration or KubeProxyConfiguration; give the file passed to "
+            "'kubeadm init --config'"
         )
     return flags
 
