@@ -50,9 +50,10 @@ def build_parser() -> Parser:
         datastore_cmd,
         ipam_cmd,
         manifest_cmd,
+        migrate_cmd,
         node_cmd,
+        preflight_cmd,
         resources_cmd,
-        rollout_cmd,
     )
 
     parser = Parser(
@@ -72,7 +73,8 @@ def build_parser() -> Parser:
     datastore_cmd.register(sub)
     node_cmd.register(sub)
     manifest_cmd.register(sub)
-    rollout_cmd.register(sub)
+    preflight_cmd.register(sub)
+    migrate_cmd.register(sub)
 
     demo = sub.add_parser(
         "demo",
