@@ -38,7 +38,7 @@ def _pool(name: str, cidr: str, disabled: bool = False) -> str:
 
 
 def _node(name: str, v4: str, v6: str = "", router_id: str = "") -> str:
-    bgp = [f"ipv4Address: {v4}"]
+    bgp = [f"ipv4Address: {v4}"] if v4 else []
     if v6:
         bgp.append(f"ipv6Address: '{v6}'")
     if router_id:
@@ -139,6 +139,7 @@ def test_blocked_plan_changes_nothing(store_env: Path, capsys: pytest.CaptureFix
     assert rc == 1
     assert "[BLOCKED] no IPv6 pool: give --ipv6-pool CIDR" in out
     assert "[BLOCKED] node n1: no IPv6 address" in out
+    assert "no explicit router id" in out
     rc, out, err = run("migrate", "ipv6-only", "--ipv6-pool", P6, "--apply", capsys=capsys)
     assert rc == 2 and "blocked" in err and "nothing was changed" in err
     assert "Traceback" not in err and len(err.strip().splitlines()) == 1
@@ -150,11 +151,14 @@ def test_disabled_ipv6_pool_is_enabled(store_env: Path, capsys: pytest.CaptureFi
         store_env,
         _pool("v4", "10.244.0.0/16")
         + _pool("v6", "fd00:20::/48", disabled=True)
-        + _node("n1", "10.10.0.11/24", "fd10::11/64", "1.2.3.4"),
+        + _node("n1", "10.10.0.11/24", "fd10::11/64", "1.2.3.4")
+        + _node("n6", "", "fd10::16/64"),  # already IPv6-only, but no router id
         capsys,
     )
     rc, out, _ = run("migrate", "ipv6-only", "--apply", capsys=capsys)
     assert rc == 0 and "enable the IPv6 pool v6 (fd00:20::/48)" in out
+    assert "[warning] node n6: no explicit router id" in out
+    assert "without an IPv4 address BGP has no router id" in out
     pools = _pools(capsys)
     assert pools["v6"]["disabled"] is False and pools["v4"]["disabled"] is True
     assert set(pools) == {"v4", "v6"}  # no second IPv6 pool

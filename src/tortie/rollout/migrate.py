@@ -76,10 +76,15 @@ def plan(store: Datastore, ipv6_pool: str = "") -> Plan:
                 "no IPv6 address (set IP6=autodetect on its calico-node / "
                 "tortie node and restart it)"
             )
-        if not node.router_id and node.ipv4_address:
+        if not node.router_id:
             problems.append(
-                "no explicit router id (set CALICO_ROUTER_ID=hash: once IP=none "
-                "its router id cannot come from the IPv4 address)"
+                "no explicit router id (set CALICO_ROUTER_ID=hash, or a unique value per "
+                "node: "
+                + (
+                    "once IP=none its router id cannot come from the IPv4 address)"
+                    if node.ipv4_address
+                    else "without an IPv4 address BGP has no router id)"
+                )
             )
         if problems:
             p.steps.append(
