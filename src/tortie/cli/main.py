@@ -48,10 +48,12 @@ Handler = Callable[[argparse.Namespace], int]
 def build_parser() -> Parser:
     from tortie.cli import (
         datastore_cmd,
+        endpoint_cmd,
         ipam_cmd,
         manifest_cmd,
         migrate_cmd,
         node_cmd,
+        openstack_cmd,
         preflight_cmd,
         resources_cmd,
     )
@@ -75,6 +77,8 @@ def build_parser() -> Parser:
     manifest_cmd.register(sub)
     preflight_cmd.register(sub)
     migrate_cmd.register(sub)
+    endpoint_cmd.register(sub)
+    openstack_cmd.register(sub)
 
     demo = sub.add_parser(
         "demo",
