@@ -6,7 +6,10 @@ from __future__ import annotations
 
 import io
 import json
+import shutil
+import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -222,3 +225,37 @@ def test_no_source_and_no_pools(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
     (tmp_path / "k.yaml").write_text(NODE_CONFIG)
     rc, _, err = run("preflight", "--kubeadm-config", str(tmp_path / "k.yaml"), capsys=capsys)
     assert rc == 2 and "no enabled IP pools" in err and "--mode" in err
+
+
+def test_running_process(cluster: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A real process whose command line is a kube-apiserver's (argv[0] set by the shell)."""
+    bash = shutil.which("bash")
+    if bash is None:
+        pytest.skip("needs bash to start a process named kube-apiserver")
+    # one process (no child left behind): Python sleeping, its argv[0] set by bash's exec -a
+    proc = subprocess.Popen(
+        [
+            bash,
+            "-c",
+            'exec -a kube-apiserver "$0" -c "import time; time.sleep(30)" '
+            "--advertise-address=10.10.0.1 --service-cluster-ip-range=fd00:96::/112",
+            sys.executable,
+        ]
+    )
+    try:
+        cmdline = Path(f"/proc/{proc.pid}/cmdline")
+        for _ in range(100):  # until bash has exec'd
+            if cmdline.read_bytes().startswith(b"kube-apiserver\0"):
+                break
+            time.sleep(0.02)
+        rc, out, err = run(
+            "preflight", "--from-processes", "--mode", "ipv6", "-o", "json", capsys=capsys
+        )
+    finally:
+        proc.kill()
+        proc.wait()
+    assert err == "" and rc == 1
+    rows = {(c["component"], c["item"]): c for c in json.loads(out)["checks"]}
+    assert rows[("kube-apiserver", "--service-cluster-ip-range")]["result"] == "pass"
+    bad = rows[("kube-apiserver", "--advertise-address")]
+    assert bad["result"] == "fail" and "10.10.0.1 is not IPv6" in bad["detail"]
