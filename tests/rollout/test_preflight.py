@@ -16,7 +16,9 @@ import pytest
 
 from tortie.cli.main import main
 from tortie.rollout.kubeflags import COMPONENTS, Flags, from_kubeadm, from_manifests, parse_args
-from tortie.rollout.preflight import FAIL, PASS, WARN, check_flags, check_host, check_kube_dns
+from tortie.rollout.preflight import FAIL, PASS, WARN, check_flags
+from tortie.rollout.preflight_host import check_host
+from tortie.rollout.preflight_kubedns import check_kube_dns
 
 P4, P6 = "10.244.0.0/16", "fd00:10:244::/48"
 POOLS: dict[int, list[Any]] = {4: [ipaddress.ip_network(P4)], 6: [ipaddress.ip_network(P6)]}

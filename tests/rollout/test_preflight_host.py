@@ -12,13 +12,13 @@ from pathlib import Path
 
 import pytest
 
-from tortie.rollout import preflight
+from tortie.rollout import preflight, preflight_host
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/, for netns
 
 from netns import IP, NetnsPool, require_root, run_python_in
 
-READ = "import json; from tortie.rollout.preflight import read_host; print(json.dumps(read_host()))"
+READ = "import json; from tortie.rollout.preflight_host import read_host; print(json.dumps(read_host()))"
 
 
 @pytest.fixture
@@ -59,7 +59,7 @@ def test_reads_a_prepared_and_a_bare_namespace(namespaces: NetnsPool) -> None:
     forwarding, addrs, default = json.loads(got.stdout)
     assert forwarding == "1" and default is True
     assert any("fd10:99::11" in a for a in addrs), addrs
-    rows = preflight.check_host({6}, forwarding, addrs, default)
+    rows = preflight_host.check_host({6}, forwarding, addrs, default)
     assert [r.result for r in rows] == [preflight.PASS] * 3
     assert _snapshot(ready.name) == before  # reading changed nothing
 
@@ -67,7 +67,7 @@ def test_reads_a_prepared_and_a_bare_namespace(namespaces: NetnsPool) -> None:
     assert got.returncode == 0, got.stderr
     forwarding, addrs, default = json.loads(got.stdout)
     assert (forwarding, addrs, default) == ("0", [], False)
-    rows = preflight.check_host({6}, forwarding, addrs, default)
+    rows = preflight_host.check_host({6}, forwarding, addrs, default)
     assert [r.result for r in rows] == [preflight.FAIL, preflight.FAIL, preflight.WARN]
     assert "sysctl -w net.ipv6.conf.all.forwarding=1" in rows[0].fix
     assert bare.sysctl("net/ipv6/conf/all/forwarding") == "0"  # a fix is printed, not made
@@ -77,6 +77,6 @@ def test_reading_this_namespace_changes_nothing() -> None:
     if IP is None:
         pytest.skip("needs iproute2: `ip` not found")
     before = _snapshot()
-    forwarding, _addrs, default = preflight.read_host()
+    forwarding, _addrs, default = preflight_host.read_host()
     assert forwarding in ("0", "1", None) and isinstance(default, bool)
     assert _snapshot() == before

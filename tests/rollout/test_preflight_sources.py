@@ -17,7 +17,7 @@ import pytest
 import yaml
 
 from tortie.cli.main import main
-from tortie.rollout import kubeflags, preflight
+from tortie.rollout import kubeflags, preflight_host
 
 P6 = "fd00:10:244::/48"
 API = "https://[fd10::1]:6443"
@@ -83,7 +83,7 @@ def cluster(
     host checks have their own test)."""
     monkeypatch.setenv("DATASTORE_TYPE", "sqlite")
     monkeypatch.setenv("SQLITE_PATH", str(tmp_path / "t.db"))
-    monkeypatch.setattr(preflight, "read_host", lambda: ("1", ["fd10::11/64"], True))
+    monkeypatch.setattr(preflight_host, "read_host", lambda: ("1", ["fd10::11/64"], True))
     (tmp_path / "pool.yaml").write_text(
         "apiVersion: projectcalico.org/v3\nkind: IPPool\nmetadata: {name: v6}\n"
         f"spec: {{cidr: '{P6}'}}\n"

@@ -40,7 +40,7 @@ def register(sub: Any) -> None:
 
 def _preflight(args: argparse.Namespace) -> int:
     from tortie.ipam.pools import load_pools
-    from tortie.rollout import kubeflags, preflight
+    from tortie.rollout import kubeflags, preflight, preflight_host, preflight_kubedns
 
     sources = [args.kubeadm_config, args.manifests, args.from_processes]
     if not any(sources):
@@ -68,8 +68,8 @@ def _preflight(args: argparse.Namespace) -> int:
         if not fams:
             raise InvalidInput("no enabled IP pools in the datastore: give --mode ipv4|ipv6|dual")
     rows = preflight.check_flags(flags, by_family, fams)
-    rows += preflight.check_kube_dns(others, fams, flags["kubelet"].get("cluster-dns"))
-    rows += preflight.check_host(fams, *preflight.read_host())
+    rows += preflight_kubedns.check_kube_dns(others, fams, flags["kubelet"].get("cluster-dns"))
+    rows += preflight_host.check_host(fams, *preflight_host.read_host())
     failed = sum(r.result == preflight.FAIL for r in rows)
     if args.output == "json":
         print(

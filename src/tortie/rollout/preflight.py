@@ -9,13 +9,8 @@ from __future__ import annotations
 
 import ipaddress
 from dataclasses import asdict, dataclass
-from typing import Any
 from urllib.parse import urlsplit
 
-import yaml
-
-from tortie.errors import TortieError
-from tortie.rollout.kubedns import rewrite_kube_dns
 from tortie.rollout.kubeflags import Flags
 
 PASS, WARN, FAIL = "pass", "warn", "fail"
@@ -370,109 +365,3 @@ def check_flags(flags: Flags, pools: dict[int, list[IPNet]], fams: set[int]) -> 
                 )
             )
     return rows
-
-
-def _named(docs: list[Any], kind: str, name: str) -> dict[str, Any] | None:
-    for doc in docs:
-        if (
-            isinstance(doc, dict)
-            and doc.get("kind") == kind
-            and (doc.get("metadata") or {}).get("name") == name
-        ):
-            return doc
-    return None
-
-
-def check_kube_dns(docs: list[Any], fams: set[int], cluster_dns: str | None = None) -> list[Row]:
-    """The kube-dns Deployment and Service, when they are among the manifests: for IPv6 the
-    seed's image and argument changes; always, the Service's clusterIP(s) equal to the
-    kubelet's --cluster-dns."""
-    rows: list[Row] = []
-    deployment = _named(docs, "Deployment", "kube-dns")
-    if deployment is not None and 6 in fams:
-        result = rewrite_kube_dns(yaml.safe_dump(deployment), "kube-dns")
-        if result.changes:
-            rows.append(
-                Row(
-                    "kube-dns",
-                    "IPv6 changes",
-                    FAIL,
-                    "; ".join(result.changes[:3]) + (" …" if len(result.changes) > 3 else ""),
-                    "run 'tortie manifest rewrite-kube-dns --ipv6 FILE'",
-                )
-            )
-        else:
-            rows.append(Row("kube-dns", "IPv6 changes", PASS, "image ≥ 1.14.8, args for IPv6"))
-    service = _named(docs, "Service", "kube-dns")
-    if service is not None and cluster_dns is not None:
-        spec = service.get("spec") or {}
-        ips = {str(x) for x in spec.get("clusterIPs") or [spec.get("clusterIP")] if x}
-        wanted = {d.strip() for d in cluster_dns.split(",") if d.strip()}
-        if ips and not wanted <= ips:
-            rows.append(
-                Row(
-                    "kube-dns",
-                    "Service clusterIP",
-                    FAIL,
-                    f"{', '.join(sorted(ips))} but kubelet --cluster-dns is {cluster_dns}",
-                    "give the kube-dns Service the --cluster-dns address as its clusterIP "
-                    "(or change --cluster-dns to it)",
-                )
-            )
-        elif ips:
-            rows.append(Row("kube-dns", "Service clusterIP", PASS, ", ".join(sorted(ips))))
-    return rows
-
-
-def check_host(
-    fams: set[int], forwarding: str | None, global_v6: list[str], default_v6: bool
-) -> list[Row]:
-    if 6 not in fams:
-        return []
-    rows = [
-        Row(
-            "host",
-            "net.ipv6.conf.all.forwarding",
-            PASS if forwarding == "1" else FAIL,
-            f"= {forwarding}",
-            ""
-            if forwarding == "1"
-            else "sysctl -w net.ipv6.conf.all.forwarding=1 (tortie node run also does it)",
-        ),
-        Row(
-            "host",
-            "global IPv6 address",
-            PASS if global_v6 else FAIL,
-            ", ".join(global_v6[:3]) or "none",
-            "" if global_v6 else "give the host a global (or ULA) IPv6 address",
-        ),
-        Row(
-            "host",
-            "default IPv6 route",
-            PASS if default_v6 else WARN,
-            "present" if default_v6 else "none",
-            ""
-            if default_v6
-            else "add one for IPv6 traffic beyond the cluster "
-            "(pod-to-pod traffic does not need it with tortie)",
-        ),
-    ]
-    return rows
-
-
-def read_host() -> tuple[str | None, list[str], bool]:
-    """This namespace's IPv6 forwarding, global IPv6 addresses, default IPv6 route (reads
-    only)."""
-    from tortie.dataplane import sysctl
-    from tortie.node.hostaddrs import has_default_route, host_addresses
-
-    try:
-        addrs = [
-            a.interface
-            for a in host_addresses()
-            if a.version == 6 and a.scope == "global" and not a.unusable
-        ]
-        default = has_default_route(6)
-    except (TortieError, ValueError):  # no iproute2 or unreadable output: report none
-        addrs, default = [], False
-    return sysctl.read("ipv6/conf/all/forwarding"), addrs, default
