@@ -89,18 +89,11 @@ def _address_row(
     return Row(comp, item, PASS, value)
 
 
-def check_flags(flags: Flags, pools: dict[int, list[IPNet]], fams: set[int]) -> list[Row]:
+def _apiserver_rows(api: dict[str, str], fams: set[int]) -> tuple[list[Row], list[IPNet]]:
+    """Bind and advertise addresses, and the service range (returned for --cluster-dns)."""
     rows: list[Row] = []
-    api, cm, sched = (
-        flags["kube-apiserver"],
-        flags["kube-controller-manager"],
-        flags["kube-scheduler"],
-    )
-    kubelet, proxy = flags["kubelet"], flags["kube-proxy"]
     want = _families_text(fams)
     any_v6 = "::" if fams == {6} else "0.0.0.0 or ::"
-
-    # kube-apiserver
     for flag in ("bind-address", "insecure-bind-address"):
         if flag in api or (flag == "bind-address" and fams == {6}):
             rows.append(
@@ -153,8 +146,15 @@ def check_flags(flags: Flags, pools: dict[int, list[IPNet]], fams: set[int]) -> 
             )
         else:
             rows.append(Row("kube-apiserver", "--service-cluster-ip-range", PASS, svc_text))
+    return rows, svc
 
-    # kube-controller-manager and kube-proxy: cluster CIDR = the pools
+
+def _cluster_cidr_rows(
+    cm: dict[str, str], proxy: dict[str, str], pools: dict[int, list[IPNet]], fams: set[int]
+) -> tuple[list[Row], list[IPNet]]:
+    """--cluster-cidr of the controller manager and kube-proxy equal to the pools and to
+    each other; returns the controller manager's CIDRs (for the node masks)."""
+    rows: list[Row] = []
     pool_text = ",".join(str(n) for v in sorted(fams) for n in pools.get(v, []))
     parsed: dict[str, list[IPNet]] = {}
     for comp, f in (("kube-controller-manager", cm), ("kube-proxy", proxy)):
@@ -207,7 +207,12 @@ def check_flags(flags: Flags, pools: dict[int, list[IPNet]], fams: set[int]) -> 
                 f"set both to {cm['cluster-cidr']}",
             )
         )
-    cluster = parsed.get("kube-controller-manager", [])
+    return rows, parsed.get("kube-controller-manager", [])
+
+
+def _node_mask_rows(cm: dict[str, str], cluster: list[IPNet], fams: set[int]) -> list[Row]:
+    """--node-cidr-mask-size-ipv4/6: not shorter than the cluster's, at most 16 bits longer."""
+    rows: list[Row] = []
     for version, default in ((4, 24), (6, 64)):
         if version not in fams:
             continue
@@ -238,6 +243,16 @@ def check_flags(flags: Flags, pools: dict[int, list[IPNet]], fams: set[int]) -> 
                 )
             else:
                 rows.append(Row("kube-controller-manager", f"--{flag}", PASS, f"/{size} in {net}"))
+    return rows
+
+
+def _master_rows(flags: Flags, fams: set[int]) -> list[Row]:
+    rows: list[Row] = []
+    cm, sched, proxy = (
+        flags["kube-controller-manager"],
+        flags["kube-scheduler"],
+        flags["kube-proxy"],
+    )
     for comp, f in (
         ("kube-controller-manager", cm),
         ("kube-scheduler", sched),
@@ -254,8 +269,14 @@ def check_flags(flags: Flags, pools: dict[int, list[IPNet]], fams: set[int]) -> 
                     "family (https://[IPv6]:6443)",
                 )
             )
+    return rows
 
-    # kubelet
+
+def _kubelet_rows(kubelet: dict[str, str], svc: list[IPNet], fams: set[int]) -> list[Row]:
+    rows: list[Row] = []
+    want = _families_text(fams)
+    any_v6 = "::" if fams == {6} else "0.0.0.0 or ::"
+    svc_text = ",".join(str(n) for n in svc)
     if "address" in kubelet or fams == {6}:
         rows.append(
             _address_row(
@@ -340,6 +361,12 @@ def check_flags(flags: Flags, pools: dict[int, list[IPNet]], fams: set[int]) -> 
             )
         else:
             rows.append(Row("kubelet", "--cluster-dns", PASS, dns))
+    return rows
+
+
+def _proxy_bind_rows(proxy: dict[str, str], fams: set[int]) -> list[Row]:
+    rows: list[Row] = []
+    any_v6 = "::" if fams == {6} else "0.0.0.0 or ::"
     if "bind-address" in proxy or fams == {6}:
         rows.append(
             _address_row(
@@ -350,6 +377,20 @@ def check_flags(flags: Flags, pools: dict[int, list[IPNet]], fams: set[int]) -> 
                 f"set --bind-address={any_v6}",
             )
         )
+    return rows
+
+
+def check_flags(flags: Flags, pools: dict[int, list[IPNet]], fams: set[int]) -> list[Row]:
+    """Every row of the seed's tables for the families ``fams`` (4, 6 or both)."""
+    rows, svc = _apiserver_rows(flags["kube-apiserver"], fams)
+    cidr_rows, cluster = _cluster_cidr_rows(
+        flags["kube-controller-manager"], flags["kube-proxy"], pools, fams
+    )
+    rows += cidr_rows
+    rows += _node_mask_rows(flags["kube-controller-manager"], cluster, fams)
+    rows += _master_rows(flags, fams)
+    rows += _kubelet_rows(flags["kubelet"], svc, fams)
+    rows += _proxy_bind_rows(flags["kube-proxy"], fams)
     # a component none of the sources describes gets one warning, not a row per flag
     missing = {comp for comp in flags if not flags[comp]}
     rows = [r for r in rows if r.component not in missing]
