@@ -155,8 +155,10 @@ def test_disabled_ipv6_pool_is_enabled(store_env: Path, capsys: pytest.CaptureFi
         + _node("n6", "", "fd10::16/64"),  # already IPv6-only, but no router id
         capsys,
     )
-    rc, out, _ = run("migrate", "ipv6-only", "--apply", capsys=capsys)
+    rc, out, _ = run("migrate", "ipv6-only", "--ipv6-pool", P6, "--apply", capsys=capsys)
     assert rc == 0 and "enable the IPv6 pool v6 (fd00:20::/48)" in out
+    assert f"(--ipv6-pool {P6} not used: an IPv6 pool exists)" in out
+    assert "rewrite --mode ipv6 --ipv6-pool fd00:20::/48 " in out  # the pool really used
     assert "[warning] node n6: no explicit router id" in out
     assert "without an IPv4 address BGP has no router id" in out
     pools = _pools(capsys)

@@ -40,6 +40,7 @@ def plan(store: Datastore, ipv6_pool: str = "") -> Plan:
     p = Plan()
     pools = load_pools(store)
     v6 = [x for x in pools if x.version == 6]
+    net: ipaddress.IPv4Network | ipaddress.IPv6Network | None = None
     if ipv6_pool:
         try:
             net = ipaddress.ip_network(ipv6_pool, strict=True)
@@ -47,15 +48,22 @@ def plan(store: Datastore, ipv6_pool: str = "") -> Plan:
             raise InvalidInput(f"--ipv6-pool {ipv6_pool[:60]!r} is not a CIDR ({exc})") from None
         if net.version != 6:
             raise InvalidInput(f"--ipv6-pool {ipv6_pool} is an IPv4 CIDR; give an IPv6 one")
-    if any(not x.disabled for x in v6):
-        names = ", ".join(x.name for x in v6 if not x.disabled)
-        p.steps.append(Step("create-pool", f"IPv6 pool present: {names}", done=True))
-    elif v6:
+    enabled = [x for x in v6 if not x.disabled]
+    used = enabled[0] if enabled else (v6[0] if v6 else None)
+    unused = (
+        f" (--ipv6-pool {ipv6_pool} not used: an IPv6 pool exists)"
+        if used is not None and net is not None and used.network != net
+        else ""
+    )
+    if enabled:
+        names = ", ".join(x.name for x in enabled)
+        p.steps.append(Step("create-pool", f"IPv6 pool present: {names}{unused}", done=True))
+    elif used is not None:
         p.steps.append(
             Step(
                 "enable-pool",
-                f"enable the IPv6 pool {v6[0].name} ({v6[0].cidr})",
-                pool=v6[0].name,
+                f"enable the IPv6 pool {used.name} ({used.cidr}){unused}",
+                pool=used.name,
             )
         )
     elif ipv6_pool:
@@ -125,7 +133,7 @@ def plan(store: Datastore, ipv6_pool: str = "") -> Plan:
         Step(
             "manual",
             "manifest: tortie manifest rewrite --mode ipv6 --ipv6-pool "
-            f"{ipv6_pool or (v6[0].cidr if v6 else 'CIDR')} --in-place calico.yaml "
+            f"{used.cidr if used is not None else ipv6_pool or 'CIDR'} --in-place calico.yaml "
             "(IP=none, IP6=autodetect, CALICO_ROUTER_ID=hash, assign_ipv4 false)",
         )
     )
