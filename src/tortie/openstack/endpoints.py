@@ -13,6 +13,7 @@ import json
 from dataclasses import dataclass, field
 
 from tortie.core.addr import parse_address
+from tortie.core.record import replace
 from tortie.datastore import keys
 from tortie.datastore.base import Datastore
 from tortie.errors import (
@@ -47,6 +48,19 @@ class Recorded:
 
 def _address(net: str) -> str:
     return net.split("/", 1)[0]
+
+
+def _keep_identity(new: WorkloadEndpoint, before: WorkloadEndpoint) -> WorkloadEndpoint:
+    """An update keeps the stored uid and creation time, and labels and annotations
+    another writer (Calico's Neutron driver: security groups, project, network id) put
+    there unless the update sets them too."""
+    return replace(
+        new,
+        uid=new.uid or before.uid,
+        creation_timestamp=new.creation_timestamp or before.creation_timestamp,
+        labels={**before.labels, **new.labels},
+        annotations={**before.annotations, **new.annotations},
+    )
 
 
 class EndpointRecorder:
@@ -85,7 +99,9 @@ class EndpointRecorder:
         current = self.store.get(key)
         old: tuple[str, ...] = ()
         if current is not None:
-            old = workloadendpoint_from_dict(json.loads(current.value), strict=False).ip_networks
+            before = workloadendpoint_from_dict(json.loads(current.value), strict=False)
+            old = before.ip_networks
+            wep = _keep_identity(wep, before)
         handle = handle_id(wep.namespace, wep.name)
         pools = [p for p in poolsel.load_pools(self.store) if not p.disabled]
         done = Recorded(wep.namespace, wep.name)
