@@ -202,7 +202,11 @@ def config_from_env(env: Mapping[str, str]) -> NodeConfig:
     pool4, pool6 = _pool(env, 4), _pool(env, 6)
     no_default = parse_bool("NO_DEFAULT_POOLS", env.get("NO_DEFAULT_POOLS", ""), False)
     if no_default:
-        given = [f"CALICO_IPV{p.version}POOL_CIDR" for p in (pool4, pool6) if p.cidr]
+        given = [
+            f"CALICO_IPV{p.version}POOL_CIDR"
+            for p in (pool4, pool6)
+            if p.cidr and p.cidr.lower() != "none"
+        ]
         if given:
             raise InvalidInput(
                 f"NO_DEFAULT_POOLS=true and {' and '.join(given)} are both set; "

@@ -1,0 +1,197 @@
+"""Regression tests for defects found by reviewing the node agent against issue 7 and
+calico-behaviour.md §10–12.  Each test failed before its fix."""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import signal
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tortie.datastore import keys
+from tortie.datastore.memory import MemoryDatastore
+from tortie.ipam.nodes import NodeService
+from tortie.node.bird import Peer, RoutingView, render
+from tortie.node.config import config_from_env
+from tortie.node.hostaddrs import HostAddress
+from tortie.node.hostprep import FakeHost
+from tortie.node.startup import redetect, startup
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from netns import NetnsPool, require_root
+
+LOG = logging.getLogger("test.node.review")
+
+
+def _addr(ifname: str, a: str, plen: int) -> HostAddress:
+    return HostAddress(ifname, 2, a, plen, 6 if ":" in a else 4, "global")
+
+
+def _env(tmp_path: Path, name: str, **kw: str) -> dict[str, str]:
+    return {"NODENAME": name, "CALICO_NODENAME_FILE": str(tmp_path / name), **kw}
+
+
+def _bird() -> str:
+    path = shutil.which("bird") or next(
+        (p for p in ("/usr/sbin/bird", "/sbin/bird") if os.access(p, os.X_OK)), None
+    )
+    if path is None:
+        pytest.skip("needs BIRD 2: `bird` not found (apt-get install bird2)")
+    return path
+
+
+# Finding 1: one corrupt Node made every other node's startup fail (conflict check).
+def test_corrupt_other_node_does_not_block_startup(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    store = MemoryDatastore()
+    store.create(keys.resource_key("nodes", "node-b"), '{"kind": "Node", "spec": [1, 2')
+    host = FakeHost(given=[_addr("eth0", "10.10.0.11", 24)], default_routes={4})
+    config = config_from_env(_env(tmp_path, "node-a", IP="autodetect"))
+    with caplog.at_level(logging.WARNING, logger=LOG.name):
+        result = startup(config, store, LOG, host)
+    assert result.ipv4 == "10.10.0.11/24"
+    assert NodeService(store).get("node-a") is not None
+    assert any("node-b" in r.getMessage() for r in caplog.records)
+
+
+# Finding 2: a mesh peer without its own AS was dialled with THIS node's AS; Calico uses
+# the global default AS for it (bird.cfg: the peer's as_num, else /global/as_num).
+def test_peer_without_as_uses_default_as_not_local_as() -> None:
+    view = RoutingView(
+        node_name="a",
+        router_id="10.0.0.1",
+        as_number=65001,
+        ipv4="10.0.0.1",
+        ipv6=None,
+        peers=(Peer("b", "10.0.0.2", None, None), Peer("c", "10.0.0.3", None, 65003)),
+    )
+    text = render(view)
+    assert "neighbor 10.0.0.2 as 64512;" in text
+    assert "neighbor 10.0.0.3 as 65003;" in text
+    assert "local as 65001;" in text
+
+
+# Finding 3: with IP empty and an address stored, startup keeps the stored address (§10),
+# but AUTODETECT_POLL_INTERVAL re-detection replaced it with whatever first-found saw.
+def test_redetect_keeps_stored_ipv4_when_ip_is_empty(tmp_path: Path) -> None:
+    store = MemoryDatastore()
+    host = FakeHost(
+        given=[_addr("eth0", "10.10.0.11", 24), _addr("eth1", "10.20.0.11", 24)],
+        default_routes={4},
+    )
+    first = config_from_env(_env(tmp_path, "node-a", IP="10.20.0.11"))
+    startup(first, store, LOG, host)
+    again = config_from_env(_env(tmp_path, "node-a", IP="", AUTODETECT_POLL_INTERVAL="1s"))
+    result = startup(again, store, LOG, host)
+    assert result.ipv4 == "10.20.0.11/24"
+    after = redetect(again, store, result, LOG, host)
+    assert after.ipv4 == "10.20.0.11/24"
+    node = NodeService(store).get("node-a")
+    assert node is not None and node.ipv4_address == "10.20.0.11/24"
+
+
+def test_redetect_still_follows_ip_autodetect(tmp_path: Path) -> None:
+    store = MemoryDatastore()
+    host = FakeHost(given=[_addr("eth0", "10.10.0.11", 24)], default_routes={4})
+    config = config_from_env(_env(tmp_path, "node-a", IP="autodetect"))
+    result = startup(config, store, LOG, host)
+    moved = FakeHost(given=[_addr("eth0", "10.10.0.12", 24)], default_routes={4})
+    assert redetect(config, store, result, LOG, moved).ipv4 == "10.10.0.12/24"
+
+
+# Finding 4: NO_DEFAULT_POOLS=true with CALICO_IPV6POOL_CIDR=none ("no pool") was refused
+# as if a CIDR were set.
+def test_no_default_pools_accepts_cidr_none(tmp_path: Path) -> None:
+    config = config_from_env(
+        _env(tmp_path, "node-a", NO_DEFAULT_POOLS="true", CALICO_IPV6POOL_CIDR="none")
+    )
+    assert config.no_default_pools
+
+
+# Finding 5: BIRD refusing the rendered configuration was re-checked (a `bird -p` process)
+# and logged again on every loop turn (each second) while nothing changed.
+def test_refused_configuration_is_not_retried_until_it_changes(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _bird()
+    import subprocess
+
+    from tortie.node import birdproc
+
+    calls: list[list[str]] = []
+    real_run = subprocess.run
+
+    def counting_run(argv: list[str], **kw: object) -> subprocess.CompletedProcess[str]:
+        calls.append(argv)
+        return real_run(argv, **kw)  # type: ignore[call-overload, no-any-return]
+
+    monkeypatch.setattr(subprocess, "run", counting_run)
+    bird = birdproc.Bird(str(tmp_path), LOG)
+    bad = "router id 1.2.3.4;\nprotocol nonsense {}\n"
+    with caplog.at_level(logging.ERROR, logger=LOG.name):
+        assert not bird.apply(bad)
+        assert not bird.apply(bad)
+        assert not bird.apply(bad)
+    assert len(calls) == 1
+    assert sum("refused" in r.getMessage() for r in caplog.records) == 1
+    assert not os.path.exists(tmp_path / "bird.cfg")
+
+
+# Finding 6: the kernel protocol lacked `persist` (§11), so stopping or upgrading the agent
+# (BIRD gets SIGTERM) withdrew every route from the kernel and cut pods off until BIRD
+# came back.  Real BIRD in a namespace this test creates.
+@pytest.fixture
+def namespaces() -> Iterator[NetnsPool]:
+    require_root()
+    with NetnsPool() as pool:
+        yield pool
+
+
+def test_routes_stay_in_kernel_when_bird_stops(namespaces: NetnsPool, tmp_path: Path) -> None:
+    bird = _bird()
+    ns = namespaces.new()
+    ns.ip("link", "set", "lo", "up")
+    ns.ip("link", "add", "eth0", "type", "veth", "peer", "name", "eth1")
+    ns.ip("addr", "add", "10.77.0.1/24", "dev", "eth0")
+    ns.ip("link", "set", "eth0", "up")
+    ns.ip("link", "set", "eth1", "up")
+    view = RoutingView(
+        node_name="a",
+        router_id="10.77.0.1",
+        as_number=64512,
+        ipv4="10.77.0.1",
+        ipv6=None,
+        blocks4=("10.88.1.0/26",),
+        pools4=("10.88.0.0/16",),
+    )
+    conf, sock, pid = tmp_path / "bird.cfg", tmp_path / "bird.ctl", tmp_path / "bird.pid"
+    conf.write_text(render(view))
+    ns.run(bird, "-c", str(conf), "-s", str(sock), "-P", str(pid))
+
+    def blackhole() -> bool:
+        return "10.88.1.0/26" in ns.ip("route", "show", "type", "blackhole")
+
+    deadline = time.monotonic() + 10
+    while not blackhole() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert blackhole(), "BIRD did not program the block's blackhole route"
+    bird_pid = int(pid.read_text().strip())
+    os.kill(bird_pid, signal.SIGTERM)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        try:
+            os.kill(bird_pid, 0)
+        except ProcessLookupError:
+            break
+        time.sleep(0.05)
+    else:
+        os.kill(bird_pid, signal.SIGKILL)
+        pytest.fail("BIRD did not stop on SIGTERM")
+    assert blackhole(), "stopping BIRD withdrew its kernel routes (kernel protocol lacks persist)"
