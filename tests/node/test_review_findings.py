@@ -16,6 +16,7 @@ import pytest
 
 from tortie.datastore import keys
 from tortie.datastore.memory import MemoryDatastore
+from tortie.errors import InvalidInput
 from tortie.ipam.nodes import NodeService
 from tortie.node.bird import Peer, RoutingView, render
 from tortie.node.config import config_from_env
@@ -113,6 +114,24 @@ def test_no_default_pools_accepts_cidr_none(tmp_path: Path) -> None:
         _env(tmp_path, "node-a", NO_DEFAULT_POOLS="true", CALICO_IPV6POOL_CIDR="none")
     )
     assert config.no_default_pools
+
+
+# Finding 7: a node name that is no DNS-1123 subdomain (HOSTNAME "node_1", a space, 300
+# characters) was written as a Node that nobody, this agent included, could read back.
+@pytest.mark.parametrize("name", ["node_1", "bad name", "a" * 254, "-edge"])
+def test_invalid_node_name_is_refused_before_anything_is_written(tmp_path: Path, name: str) -> None:
+    env = {"HOSTNAME": name, "CALICO_NODENAME_FILE": str(tmp_path / "nn"), "IP": "10.1.0.5"}
+    with pytest.raises(InvalidInput) as info:
+        config_from_env(env)
+    message = str(info.value)
+    assert "HOSTNAME" in message and "NODENAME" in message and "\n" not in message
+    assert len(message) < 400
+
+
+def test_valid_node_names_still_accepted(tmp_path: Path) -> None:
+    for name in ("node-1", "Worker-2.Example.COM"):
+        env = {"NODENAME": name, "CALICO_NODENAME_FILE": str(tmp_path / "nn")}
+        assert config_from_env(env).node_name == name.lower()
 
 
 # Finding 5: BIRD refusing the rendered configuration was re-checked (a `bird -p` process)

@@ -13,6 +13,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from tortie.errors import InvalidInput
+from tortie.model.ippool import is_dns_subdomain
+from tortie.model.names import quoted
 from tortie.node.nodename import determine_node_name, nodename_file
 
 DEFAULT_RUN_DIR = "/var/run/tortie"
@@ -184,6 +186,13 @@ def config_from_env(env: Mapping[str, str]) -> NodeConfig:
     name, source = determine_node_name(env)
     if not name:
         raise InvalidInput("cannot determine the node name; set NODENAME")
+    if not is_dns_subdomain(name):
+        # The Node resource would be written but unreadable (its name is its key): refuse.
+        raise InvalidInput(
+            f"node name {quoted(name)} (from {source}) is not a valid Node name: use "
+            "lower-case letters, digits, '-' and '.', starting and ending with a letter or "
+            "digit, at most 253 characters; set NODENAME to such a name"
+        )
     backend = env.get("CALICO_NETWORKING_BACKEND", "").strip().lower() or "bird"
     if backend not in BACKENDS:
         raise InvalidInput(
