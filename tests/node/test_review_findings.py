@@ -134,6 +134,50 @@ def test_valid_node_names_still_accepted(tmp_path: Path) -> None:
         assert config_from_env(env).node_name == name.lower()
 
 
+# Finding 8: an agent whose own Node was deleted ('tortie delete node' while it runs) went
+# on silently: its affinities released, dropped by every peer, yet reported as running.
+def test_agent_stops_when_its_node_is_deleted(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    import threading
+
+    from tortie.node.agent import run_agent
+
+    store = MemoryDatastore()
+    config = config_from_env(
+        _env(
+            tmp_path,
+            "node-a",
+            CALICO_NETWORKING_BACKEND="none",
+            TORTIE_RUN_DIR=str(tmp_path / "run"),
+        )
+    )
+    stop = threading.Event()
+    codes: list[int] = []
+    host = FakeHost(given=[_addr("eth0", "10.10.0.11", 24)], default_routes={4})
+    agent = threading.Thread(target=lambda: codes.append(run_agent(config, store, LOG, stop, host)))
+    key = keys.resource_key("nodes", "node-a")
+    with caplog.at_level(logging.INFO, logger=LOG.name):
+        agent.start()
+        try:
+            deadline = time.monotonic() + 10
+            while not (tmp_path / "run" / "agent.json").exists():
+                assert time.monotonic() < deadline, "agent did not finish startup"
+                time.sleep(0.02)
+            time.sleep(0.2)
+            assert agent.is_alive()
+            kv = store.get(key)
+            assert kv is not None
+            store.delete(key, kv.revision)
+            agent.join(timeout=5)
+        finally:
+            stop.set()
+            agent.join(timeout=5)
+    assert codes == [1]
+    assert any("was deleted" in r.getMessage() for r in caplog.records)
+    assert not (tmp_path / "run" / "agent.pid").exists()
+
+
 # Finding 5: BIRD refusing the rendered configuration was re-checked (a `bird -p` process)
 # and logged again on every loop turn (each second) while nothing changed.
 def test_refused_configuration_is_not_retried_until_it_changes(

@@ -15,6 +15,7 @@ import os
 import threading
 import time
 
+from tortie.datastore import keys
 from tortie.datastore.base import Datastore
 from tortie.errors import TortieError, Unavailable
 from tortie.node.bird import render
@@ -75,6 +76,16 @@ def run_agent(
         while not stop.is_set():
             try:
                 revision = store.current_revision()
+                if store.get(keys.resource_key("nodes", result.node_name)) is None:
+                    # Deleted under us ('tortie delete node'): its blocks are gone and the
+                    # other nodes dropped it; running on would leave a silently cut-off host.
+                    log.error(
+                        "node %s was deleted from the datastore while its agent runs; "
+                        "stopping: restart the agent to register the node again, or leave "
+                        "it stopped if the node is decommissioned",
+                        result.node_name,
+                    )
+                    return 1
                 if next_poll is not None and time.monotonic() >= next_poll:
                     new = redetect(config, store, result, log, host)
                     if new != result:
