@@ -178,6 +178,29 @@ def test_agent_stops_when_its_node_is_deleted(
     assert not (tmp_path / "run" / "agent.pid").exists()
 
 
+# Finding 9: a default pool refused by the IPPool rules (IPIP and VXLAN both Always, an
+# unmasked CIDR, a bad selector) was reported in IPPool field names only, not naming the
+# CALICO_IPV4POOL_* variable to change.
+@pytest.mark.parametrize(
+    ("extra", "variable"),
+    [
+        ({"CALICO_IPV4POOL_IPIP": "Always", "CALICO_IPV4POOL_VXLAN": "Always"}, "_IPIP"),
+        ({"CALICO_IPV4POOL_CIDR": "10.244.1.0/16"}, "CALICO_IPV4POOL_CIDR"),
+        ({"CALICO_IPV4POOL_NODE_SELECTOR": "!!bad"}, "CALICO_IPV4POOL_NODE_SELECTOR"),
+    ],
+)
+def test_bad_default_pool_names_the_variable(
+    tmp_path: Path, extra: dict[str, str], variable: str
+) -> None:
+    store = MemoryDatastore()
+    host = FakeHost(given=[_addr("eth0", "10.10.0.11", 24)], default_routes={4})
+    config = config_from_env(_env(tmp_path, "node-a", IP="autodetect", **extra))
+    with pytest.raises(InvalidInput) as info:
+        startup(config, store, LOG, host)
+    assert variable in str(info.value)
+    assert list(store.list("/calico/")) == []
+
+
 # Finding 5: BIRD refusing the rendered configuration was re-checked (a `bird -p` process)
 # and logged again on every loop turn (each second) while nothing changed.
 def test_refused_configuration_is_not_retried_until_it_changes(
