@@ -16,7 +16,7 @@ import pytest
 
 from tortie.datastore import keys
 from tortie.datastore.memory import MemoryDatastore
-from tortie.errors import InvalidInput
+from tortie.errors import DatastoreError, InvalidInput
 from tortie.ipam.nodes import NodeService
 from tortie.node.bird import Peer, RoutingView, render
 from tortie.node.config import config_from_env
@@ -199,6 +199,22 @@ def test_bad_default_pool_names_the_variable(
         startup(config, store, LOG, host)
     assert variable in str(info.value)
     assert list(store.list("/calico/")) == []
+
+
+# Finding 10: a corrupt value in this node's own Node stopped startup with the decoding
+# error only; it now says how to recover.
+def test_corrupt_own_node_says_how_to_recover(tmp_path: Path) -> None:
+    store = MemoryDatastore()
+    bad = '{"kind": "Node", "metadata": {"name": "node-a"}, "spec": {"bgp": {"ipv4Address": "x"}}}'
+    store.create(keys.resource_key("nodes", "node-a"), bad)
+    host = FakeHost(given=[_addr("eth0", "10.10.0.11", 24)], default_routes={4})
+    config = config_from_env(_env(tmp_path, "node-a", IP="autodetect"))
+    with pytest.raises(DatastoreError) as info:
+        startup(config, store, LOG, host)
+    message = str(info.value)
+    assert "ipv4Address" in message and "tortie apply -f" in message
+    assert "tortie delete node node-a" in message and "\n" not in message
+    assert [kv.key for kv in store.list("/calico/")] == [keys.resource_key("nodes", "node-a")]
 
 
 # Finding 5: BIRD refusing the rendered configuration was re-checked (a `bird -p` process)

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from tortie.core.record import replace
 from tortie.datastore import keys
 from tortie.datastore.base import Datastore
-from tortie.errors import Conflict, InvalidInput
+from tortie.errors import Conflict, DatastoreError, InvalidInput
 from tortie.ipam.nodes import NodeService
 from tortie.ipam.pools import load_pools
 from tortie.ipam.service import Ipam
@@ -117,7 +117,13 @@ def startup(
 ) -> StartupResult:
     host = host or Host()
     nodes = NodeService(store)
-    stored = nodes.get(config.node_name)
+    try:
+        stored = nodes.get(config.node_name)
+    except DatastoreError as exc:
+        raise DatastoreError(
+            f"{exc}; correct this node's Node with 'tortie apply -f FILE', or remove it with "
+            f"'tortie delete node {config.node_name}' (which also releases its addresses)"
+        ) from None
     log.info("node name %s (from %s)", config.node_name, config.name_source)
     host_addrs = host.addresses()
     ipv4: str | None = None if stored is None else stored.ipv4_address
