@@ -256,7 +256,11 @@ def test_gc(store: MemoryDatastore) -> None:
     assert call(store, "ADD", netconf(name="net2"), CNI_CONTAINERID="stale1")[0] == 0
     assert call(store, "ADD", netconf(name="net1.x"), CNI_CONTAINERID="y")[0] == 0
     assert call(store, "ADD", {**conf, "nodename": "node-2"}, CNI_CONTAINERID="remote")[0] == 0
-    gc = {**conf, "cni.dev/valid-attachments": [{"containerID": "keep", "ifname": "eth0"}]}
+    gc = {
+        **conf,
+        "ipam": {**DUAL, "leak_grace_period": "0s"},
+        "cni.dev/valid-attachments": [{"containerID": "keep", "ifname": "eth0"}],
+    }
     assert call(store, "GC", gc, CNI_CONTAINERID="", CNI_NETNS="", CNI_IFNAME="") == (0, None)
     handles = sorted(h for h in set(allocated(store).values()) if h)
     assert handles == ["net1.keep", "net1.remote", "net1.x.y", "net2.stale1"]
@@ -275,7 +279,7 @@ def test_gc_collects_dotted_container_ids_of_its_own_network(store: MemoryDatast
     conf = netconf("1.1.0", ipam=DUAL)
     assert call(store, "ADD", conf, CNI_CONTAINERID="pod.1")[0] == 0
     assert call(store, "ADD", netconf(name="net1.pod"), CNI_CONTAINERID="2")[0] == 0
-    gc = {**conf, "cni.dev/valid-attachments": []}
+    gc = {**conf, "ipam": {**DUAL, "leak_grace_period": 0}, "cni.dev/valid-attachments": []}
     assert call(store, "GC", gc, CNI_CONTAINERID="", CNI_NETNS="", CNI_IFNAME="") == (0, None)
     assert sorted(h for h in set(allocated(store).values()) if h) == ["net1.pod.2"]
 

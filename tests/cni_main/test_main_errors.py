@@ -89,3 +89,21 @@ def test_import_is_lean() -> None:
         check=True,
     )
     assert proc.stdout.strip() == "[]"
+
+
+def test_netns_that_is_not_a_network_namespace(offline: Env, tmp_path: Path) -> None:
+    """Issue 10 defect 15: the path is checked before IPAM and named for what it is."""
+    plain = tmp_path / "not-a-netns"
+    plain.write_text("")
+    cases = {
+        str(plain): "is a regular file",
+        str(tmp_path): "is a directory",
+        "/proc/self/ns/mnt": "is a mount namespace",
+    }
+    for path, what in cases.items():
+        env = offline.env("ADD", "c1", path)
+        code, out, err = offline.invoke("calico", offline.conf(), env)
+        assert code == 1 and out is not None and out["code"] == 4, (path, out)
+        assert what in out["msg"] and "not a network namespace" in out["msg"], out
+        assert path in out["msg"] and "Traceback" not in err
+        assert offline.allocations() == {} and offline.weps() == []

@@ -321,7 +321,11 @@ def test_gc_releases_stale_attachments(world: Env, namespaces: NetnsPool) -> Non
     keep, stale = namespaces.new(), namespaces.new()
     rk = world.add_ok(conf, "keepcontainer", keep.path)
     world.add_ok(conf, "stalecontain1", stale.path)
-    gc = {**conf, "cni.dev/valid-attachments": [{"containerID": "keepcontainer", "ifname": "eth0"}]}
+    gc = {
+        **conf,
+        "ipam": {**conf["ipam"], "leak_grace_period": "0s"},
+        "cni.dev/valid-attachments": [{"containerID": "keepcontainer", "ifname": "eth0"}],
+    }
     code, out, err = world.invoke("calico", gc, world.env("GC", "", ""))
     assert (code, out) == (0, None), err
     assert [w["spec"]["containerID"] for w in world.weps()] == ["keepcontainer"]

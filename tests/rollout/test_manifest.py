@@ -17,7 +17,7 @@ import yaml
 from tortie.cli.main import main
 from tortie.rollout.manifest import parse_cni, rewrite, wanted
 
-SHARED = Path(__file__).resolve().parents[3].parent / "shared" / "reference" / "calico-manifests"
+SHARED = Path(__file__).resolve().parents[2].parent / "shared" / "reference" / "calico-manifests"
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 POOL6 = "fd00:10:244::/48"
 

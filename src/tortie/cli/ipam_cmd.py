@@ -12,7 +12,7 @@ from tortie.cli.output import count, table, with_percent
 from tortie.cli.settings import cli_store
 from tortie.core.addr import Address
 from tortie.datastore.base import Datastore
-from tortie.errors import Exhausted, InvalidInput, NotFound, TortieError
+from tortie.errors import Exhausted, InvalidInput, NotFound
 
 
 def _bool(text: str) -> bool:
@@ -395,8 +395,9 @@ def _split(args: argparse.Namespace) -> int:
 
 def _assign(args: argparse.Namespace) -> int:
     from tortie.core.addr import parse_network
+    from tortie.ipam.assign import FamilyShortfall
     from tortie.ipam.pools import load_pools
-    from tortie.ipam.requests import AutoAssignArgs, ReleaseOptions
+    from tortie.ipam.requests import AssignRequest
     from tortie.ipam.service import Ipam
     from tortie.model.names import check_attribute, check_handle, check_node_name, quoted
 
@@ -449,35 +450,24 @@ def _assign(args: argparse.Namespace) -> int:
                 f"--ipv{version}={num} asks for IPv{version} addresses but no --pool names an "
                 f"IPv{version} pool; add one or leave out --pool"
             )
-    got: dict[int, list[str]] = {4: [], 6: []}
+    request = AssignRequest(
+        node=args.node,
+        handle_id=args.handle,
+        addresses=tuple(str(a) for a in specific),
+        num4=num4,
+        num6=num6,
+        attrs=attrs,
+        ipv4_pools=pools4,
+        ipv6_pools=pools6,
+    )
     try:
-        for addr in specific:
-            got[addr.version].append(ipam.assign_ip(str(addr), args.handle, attrs, args.node))
-        if num4 or num6:
-            result = ipam.auto_assign(
-                AutoAssignArgs(
-                    node=args.node,
-                    handle_id=args.handle,
-                    num4=num4,
-                    num6=num6,
-                    attrs=attrs,
-                    ipv4_pools=pools4,
-                    ipv6_pools=pools6,
-                )
-            )
-            got[4] += result.ipv4.addresses
-            got[6] += result.ipv6.addresses
-            for version, want, fam in ((4, num4, result.ipv4), (6, num6, result.ipv6)):
-                if len(fam.addresses) < want:
-                    raise Exhausted(
-                        f"assigned only {len(fam.addresses)} of {want} IPv{version} addresses: "
-                        f"{'; '.join(fam.messages)}; nothing was kept"
-                    )
-    except TortieError:
-        done = got[4] + got[6]
-        if done:
-            ipam.release_ips([ReleaseOptions(a, args.handle) for a in done])
-        raise
+        taken = ipam.assign(request)
+    except FamilyShortfall as short:
+        raise Exhausted(
+            f"assigned only {short.got} of {short.wanted} IPv{short.ip_version} addresses: "
+            f"{'; '.join(short.reasons)}; nothing was kept"
+        ) from None
+    got = {v: [a for a in taken if (":" in a) == (v == 6)] for v in (4, 6)}
     if args.output == "json":
         _emit_json({"ipv4": got[4], "ipv6": got[6]})
     else:

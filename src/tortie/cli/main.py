@@ -46,14 +46,7 @@ Handler = Callable[[argparse.Namespace], int]
 
 
 def build_parser() -> Parser:
-    from tortie.cli import (
-        datastore_cmd,
-        ipam_cmd,
-        manifest_cmd,
-        node_cmd,
-        resources_cmd,
-        rollout_cmd,
-    )
+    from tortie.cli import datastore_cmd, ipam_cmd, manifest_cmd, node_cmd, resources_cmd
 
     parser = Parser(
         prog="tortie",
@@ -72,7 +65,6 @@ def build_parser() -> Parser:
     datastore_cmd.register(sub)
     node_cmd.register(sub)
     manifest_cmd.register(sub)
-    rollout_cmd.register(sub)
 
     demo = sub.add_parser(
         "demo",

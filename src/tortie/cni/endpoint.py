@@ -6,13 +6,15 @@ Standard library and tortie's stdlib-only modules: imported on every plugin call
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 
 from tortie.core.record import record
 from tortie.datastore import keys
 from tortie.datastore.base import Datastore
-from tortie.errors import AlreadyExists, NotFound, RevisionConflict
+from tortie.errors import NotFound, RevisionConflict
+from tortie.ipam.retry import RetryPolicy, run_cas
 from tortie.model.resources import (
     WorkloadEndpoint,
     workloadendpoint_from_dict,
@@ -24,7 +26,7 @@ K8S = "k8s"
 CNI = "cni"
 # tortie's own annotation: which CNI network wrote the endpoint (GC removes only its own).
 NETWORK_ANNOTATION = "tortie.dev/cni-network"
-_WRITE_ATTEMPTS = 5
+_POLICY = RetryPolicy(max_attempts=5, deadline_s=10.0)  # endpoints: few writers
 
 
 @record
@@ -106,20 +108,15 @@ def write_endpoint(store: Datastore, wep: WorkloadEndpoint) -> None:
     same pod, as Calico does)."""
     key = keys.resource_key(PLURAL, wep.name, wep.namespace)
     value = _encode(wep)
-    for _ in range(_WRITE_ATTEMPTS):
+
+    def attempt() -> None:
         current = store.get(key)
-        try:
-            if current is None:
-                store.create(key, value)
-            else:
-                store.update(key, value, current.revision)
-            return
-        except (AlreadyExists, RevisionConflict):
-            continue
-    raise RevisionConflict(
-        f"WorkloadEndpoint {wep.namespace}/{wep.name} kept changing while being written; "
-        "retry the ADD"
-    )
+        if current is None:
+            store.create(key, value)
+        else:
+            store.update(key, value, current.revision)
+
+    run_cas(attempt, f"WorkloadEndpoint {wep.namespace}/{wep.name} being written", _POLICY)
 
 
 def read_endpoint(store: Datastore, ident: EndpointId) -> WorkloadEndpoint | None:
@@ -133,24 +130,20 @@ def delete_endpoint(store: Datastore, ident: EndpointId) -> bool:
     """Delete the endpoint if it belongs to ``ident.container_id``.  True when deleted or
     already gone; False when it belongs to another container (a newer sandbox of the
     same pod), which is then left alone."""
-    for _ in range(_WRITE_ATTEMPTS):
+
+    def attempt() -> bool:
         kv = store.get(ident.key)
         if kv is None:
             return True
         wep = workloadendpoint_from_dict(json.loads(kv.value), strict=False)
         if wep.container_id and wep.container_id != ident.container_id:
             return False
-        try:
+        with contextlib.suppress(NotFound):
             store.delete(ident.key, kv.revision)
-            return True
-        except NotFound:
-            return True
-        except RevisionConflict:
-            continue
-    raise RevisionConflict(
-        f"WorkloadEndpoint {ident.wep_namespace}/{ident.name} kept changing while being "
-        "deleted; retry the DEL"
-    )
+        return True
+
+    what = f"WorkloadEndpoint {ident.wep_namespace}/{ident.name} being deleted"
+    return run_cas(attempt, what, _POLICY)
 
 
 def check_endpoint(

@@ -4,17 +4,11 @@ from __future__ import annotations
 
 import sys
 
-from tortie.cni.entry import Runner, serve
-
-
-def _runner() -> Runner:
-    from tortie.cni.ipam_plugin import run
-
-    return run
+from tortie.cni.entry import serve_module
 
 
 def main() -> int:
-    return serve(_runner)
+    return serve_module("tortie.cni.ipam_plugin")
 
 
 if __name__ == "__main__":

@@ -1,9 +1,9 @@
 """The ``calico-ipam`` / ``tortie-ipam`` plugin: ADD, DEL, CHECK, VERSION, GC, STATUS.
 
-``run(stdin, env)`` is the whole plugin as a function returning ``(exit code, stdout)``;
-``tortie.cni.ipam_main`` only wires it to the process.  Every failure becomes CNI error
-JSON: ``CniError`` keeps its code, ``TortieError`` is mapped by ``cni_code`` and anything
-else is a bug reported as code 999 with one line (never a traceback).
+The verb handlers only: ``PLUGIN`` hands them to the one CNI edge
+(``tortie.cni.edge.run_plugin``: request parsing, store, error mapping), and every IPAM
+rule (pools, all-or-nothing assign, STATUS capacity, GC ownership) lives in
+``tortie.ipam``.  ``run(stdin, env)`` returns ``(exit code, stdout)``.
 
 Imports stay light (standard library and tortie's stdlib-only modules): a runtime starts
 one process per pod and call.
@@ -11,49 +11,35 @@ one process per pod and call.
 
 from __future__ import annotations
 
-import contextlib
 import ipaddress
 import json
 import time
 from collections.abc import Callable, Mapping
 
 from tortie.cni import errors as codes
+from tortie.cni.edge import CniRequest, Plugin, StoreOpener, run_plugin
 from tortie.cni.errors import cni_code
 from tortie.cni.log import Log
 from tortie.cni.netconf import (
     IpamNetConf,
     determine_nodename,
-    load_json,
     parse_netconf,
     valid_attachments,
 )
 from tortie.cni.protocol import (
-    LATEST_VERSION,
     CniEnv,
     CniError,
-    check_command_version,
     check_known_args,
-    check_version,
-    command_of,
-    error_json,
     format_ipam_result,
-    parse_env,
     result_addresses,
     version_json,
 )
-from tortie.core import block as blk
-from tortie.core.addr import block_count
 from tortie.core.record import record
 from tortie.datastore import keys
-from tortie.datastore.backends import open_datastore
 from tortie.datastore.base import Datastore
-from tortie.datastore.config import DatastoreSettings
 from tortie.errors import NotFound, TortieError
-from tortie.ipam import pools as poolsel
-from tortie.ipam.requests import WORKLOAD, AutoAssignArgs, ReleaseOptions
+from tortie.ipam.requests import WORKLOAD, AssignRequest
 from tortie.ipam.service import Ipam
-from tortie.model.ipam_records import decode_block, decode_handle
-from tortie.model.ippool import IPPool
 
 TYPE_CHECKING = False  # typing stays unimported at run time: plugin start-up
 if TYPE_CHECKING:
@@ -66,8 +52,6 @@ KNOWN_ARGS = (
     "K8S_POD_INFRA_CONTAINER_ID",
     "K8S_POD_UID",
 )
-
-StoreOpener = Callable[[DatastoreSettings], Datastore]
 
 
 @record(frozen=False)
@@ -84,22 +68,6 @@ class Call:
         return f"{self.conf.name}.{self.env.container_id}"
 
 
-def timestamp() -> str:
-    """Calico's attribute timestamp format (Go's ``time.Time.String`` in UTC)."""
-    now = time.time()
-    return (
-        time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(now))
-        + f".{int(now % 1 * 1e9):09d} +0000 UTC"
-    )
-
-
-def _one_line(text: str) -> str:
-    return " ".join(text.split())
-
-
-# ------------------------------------------------------------------------------- run
-
-
 def run(
     stdin: bytes,
     env: Mapping[str, str],
@@ -107,46 +75,8 @@ def run(
     open_store: StoreOpener | None = None,
     stderr: TextIO | None = None,
 ) -> tuple[int, str]:
-    """Run one plugin call.  Returns the exit code (0 or 1) and what goes to stdout.
-
-    ``open_store`` replaces ``open_datastore`` (tests inject a shared store; a store it
-    returns is not closed here).
-    """
-    version = LATEST_VERSION
-    log = Log(stderr=None)
-    try:
-        command = command_of(env)
-        if command == "VERSION":
-            return 0, version_json()
-        top = load_json(stdin)
-        version = check_version(top.get("cniVersion"))
-        check_command_version(command, version)
-        conf = parse_netconf(top, env, version)
-        log = Log(conf.log_level, conf.log_file_path, stderr, tag=f"calico-ipam {command} ")
-        cenv = parse_env(env, command)
-        log.debug(
-            f"network {conf.name} container {cenv.container_id or '-'} args {dict(cenv.args)}"
-        )
-        store = open_store(conf.datastore) if open_store else open_datastore(conf.datastore)
-        try:
-            out = VERBS[command](Call(conf, cenv, store, log))
-        finally:
-            if open_store is None:
-                store.close()
-        log.info(f"done: {out or 'ok'}")
-        return 0, out
-    except CniError as exc:
-        log.error(f"code {exc.code}: {exc.msg}")
-        return 1, error_json(version, exc.code, _one_line(exc.msg), _one_line(exc.details))
-    except TortieError as exc:
-        log.error(f"{type(exc).__name__}: {exc}")
-        return 1, error_json(version, cni_code(exc), _one_line(str(exc)))
-    except Exception as exc:  # the edge: a bug must still answer with CNI error JSON
-        msg = _one_line(f"internal error: {type(exc).__name__}: {exc}")[:1000]
-        log.error(msg)
-        return 1, error_json(version, codes.INTERNAL_ERROR, msg, "please report this as a bug")
-    finally:
-        log.flush()
+    """Run one plugin call (see ``tortie.cni.edge.run_plugin``)."""
+    return run_plugin(PLUGIN, stdin, env, open_store=open_store, stderr=stderr)
 
 
 # ------------------------------------------------------------------------------- ADD
@@ -187,68 +117,6 @@ def _requested_ips(call: Call) -> list[str]:
     return [str(a) for a in sorted(out, key=lambda a: a.version)]
 
 
-def _auto_assign(ipam: Ipam, call: Call, node: str, attrs: dict[str, str]) -> list[str]:
-    """Both families in one allocator call: it resolves the pools of both before writing
-    anything, so a request that cannot succeed for one family takes nothing."""
-    conf = call.conf
-    args = AutoAssignArgs(
-        node=node,
-        handle_id=call.handle_id,
-        num4=1 if conf.assign_ipv4 else 0,
-        num6=1 if conf.assign_ipv6 else 0,
-        attrs=attrs,
-        ipv4_pools=conf.ipv4_pools,
-        ipv6_pools=conf.ipv6_pools,
-        intent=WORKLOAD,
-    )
-    try:
-        result = ipam.auto_assign(args)
-    except TortieError as exc:
-        version = exc.ip_version or (4 if conf.assign_ipv4 else 6)
-        raise CniError(cni_code(exc), f"failed to request IPv{version} addresses: {exc}") from None
-    got: list[str] = []
-    for version, wanted, fam in ((4, args.num4, result.ipv4), (6, args.num6, result.ipv6)):
-        if len(fam.addresses) < wanted:
-            why = "; ".join(fam.messages) or "the allocator returned no address"
-            raise _Shortfall(
-                got + result.ipv4.addresses + result.ipv6.addresses,
-                CniError(
-                    codes.NO_ADDRESSES,
-                    f"failed to request IPv{version} addresses: IPAM allocated "
-                    f"{len(fam.addresses)} of {wanted} ({why})",
-                ),
-            )
-        got += fam.addresses
-    return got
-
-
-class _Shortfall(Exception):
-    """One family came back short: what was taken (to undo) and the error to report."""
-
-    def __init__(self, taken: list[str], error: CniError) -> None:
-        super().__init__(error.msg)
-        self.taken = taken
-        self.error = error
-
-
-def _precheck(call: Call, requested: list[str]) -> None:
-    """Refuse requested addresses outside every enabled pool before anything is written
-    (as in Calico, only enabled pools count), so a second address cannot fail after the
-    first was taken.  Auto-assignment needs no such step: the allocator resolves the pools
-    of both families before it writes."""
-    if requested:
-        enabled = [p for p in poolsel.load_pools(call.store) if not p.disabled]
-        for addr in requested:
-            if poolsel.pool_containing(ipaddress.ip_address(addr), enabled) is None:
-                version = 6 if ":" in addr else 4
-                raise CniError(
-                    codes.INVALID_NETWORK_CONFIG,
-                    f"failed to request IPv{version} addresses: The provided IP address is not "
-                    f"in a configured pool ({addr}); choose an address inside an enabled "
-                    "IPPool or create a pool that contains it",
-                )
-
-
 def cmd_add(call: Call) -> str:
     check_known_args(call.env.args, KNOWN_ARGS)
     requested = _requested_ips(call)
@@ -260,53 +128,33 @@ def cmd_add(call: Call) -> str:
             "enable one of them",
         )
     node = determine_nodename(conf)
+    from tortie.ipam.assign import timestamp
+
     attrs = {"node": node, "network": conf.name, "timestamp": timestamp()}
     pod = call.env.args.get("K8S_POD_NAME", "")
     if pod:
         attrs["pod"] = pod
         attrs["namespace"] = call.env.args.get("K8S_POD_NAMESPACE", "")
-    _precheck(call, requested)
-    ipam = Ipam(call.store)
-    handle = call.handle_id
-    fresh = ipam.get_handle(handle) is None
-    got: list[str] = []
+    request = AssignRequest(
+        node=node,
+        handle_id=call.handle_id,
+        addresses=tuple(requested),
+        num4=0 if requested else int(conf.assign_ipv4),
+        num6=0 if requested else int(conf.assign_ipv6),
+        attrs=attrs,
+        ipv4_pools=conf.ipv4_pools,
+        ipv6_pools=conf.ipv6_pools,
+        intent=WORKLOAD,
+    )
     try:
-        if requested:
-            for addr in requested:
-                version = 6 if ":" in addr else 4
-                try:
-                    got.append(ipam.assign_ip(addr, handle, attrs, node))
-                except TortieError as exc:
-                    raise CniError(
-                        cni_code(exc), f"failed to request IPv{version} addresses: {exc}"
-                    ) from None
-        else:
-            got += _auto_assign(ipam, call, node, attrs)
-    except _Shortfall as short:
-        _undo(ipam, call, short.taken, fresh)
-        raise short.error from None
-    except BaseException:
-        _undo(ipam, call, got, fresh)
-        raise
-    call.log.info(f"assigned {', '.join(got)} to handle {handle} on node {node}")
-    return json.dumps(format_ipam_result(conf.cni_version, got))
-
-
-def _undo(ipam: Ipam, call: Call, got: list[str], fresh: bool) -> None:
-    """Release what this ADD took: the whole handle when it did not exist before (that
-    also catches an allocator that failed half-way), else the addresses we know of."""
-    try:
-        if fresh:
-            with contextlib.suppress(NotFound):
-                ipam.release_by_handle(call.handle_id)
-        elif got:
-            ipam.release_ips(ReleaseOptions(a.split("/")[0], call.handle_id) for a in got)
-        if got:
-            call.log.info(f"released {', '.join(got)} after the failure")
+        got = Ipam(call.store).assign(request)
     except TortieError as exc:
-        call.log.error(
-            f"could not release {', '.join(got) or call.handle_id} after the failure: {exc}"
-        )
+        for note in getattr(exc, "__notes__", ()):
+            call.log.error(note)
+        version = exc.ip_version or (4 if conf.assign_ipv4 or requested else 6)
+        raise CniError(cni_code(exc), f"failed to request IPv{version} addresses: {exc}") from None
+    call.log.info(f"assigned {', '.join(got)} to handle {call.handle_id} on node {node}")
+    return json.dumps(format_ipam_result(conf.cni_version, got))
 
 
 # ------------------------------------------------------------------------------- DEL
@@ -361,33 +209,16 @@ def cmd_check(call: Call) -> str:
 # -------------------------------------------------------------------------------- GC
 
 
-def _handle_owners(
-    store: Datastore, handle_id: str, value: str, key: str
-) -> tuple[set[str], set[str]]:
-    """The ``node`` and ``network`` attributes of every allocation of a handle."""
-    nodes: set[str] = set()
-    networks: set[str] = set()
-    for cidr in decode_handle(key, value).block:
-        version = 6 if ":" in cidr else 4
-        kv = store.get(keys.block_key(cidr, version))
-        if kv is None:
-            continue
-        block = decode_block(kv.key, kv.value)
-        for ordinal in blk.ordinals_of_handle(block, handle_id):
-            owner = block.owner(ordinal)
-            attrs = owner.secondary if owner else {}
-            nodes.add(attrs.get("node", ""))
-            networks.add(attrs.get("network", ""))
-    return nodes, networks
-
-
 def cmd_gc(call: Call) -> str:
     """Release every handle of this network on this node whose container is not among the
-    valid attachments.  Ownership comes from the ``network`` attribute ADD records; a
-    handle without it whose container part contains '.' is left alone, since it may
-    belong to another network whose name extends this one (``net.a`` + ``b``)."""
+    valid attachments and whose newest address is older than the grace period (an ADD
+    still running when the runtime listed its containers keeps its address).  Ownership
+    comes from the ``network`` attribute ADD records; a handle without it whose container
+    part contains '.' is left alone, since it may belong to another network whose name
+    extends this one (``net.a`` + ``b``)."""
     valid = {cid for cid, _ in valid_attachments(call.conf)}
     node = determine_nodename(call.conf)
+    grace = call.conf.gc_grace_seconds
     ipam = Ipam(call.store)
     base = keys.handle_prefix()
     name = call.conf.name
@@ -397,13 +228,23 @@ def cmd_gc(call: Call) -> str:
         container = handle_id[len(name) + 1 :]
         if container in valid:
             continue
-        nodes, networks = _handle_owners(call.store, handle_id, kv.value, kv.key)
+        owners = ipam.handle_owners(handle_id)
+        if owners is None:
+            continue
+        networks, nodes = owners.networks, owners.nodes
         if networks - {name, ""} or ("" in networks and "." in container):
             call.log.debug(f"GC: skipping {handle_id}: it may belong to another network")
             continue
         if nodes - {node}:
             call.log.debug(f"GC: skipping {handle_id}: allocated on {sorted(nodes)}")
             continue
+        if grace > 0:
+            if owners.allocations == 0:
+                call.log.debug(f"GC: skipping {handle_id}: no address yet (an ADD may be running)")
+                continue
+            if owners.newest is not None and time.time() - owners.newest < grace:
+                call.log.debug(f"GC: skipping {handle_id}: younger than {grace:g}s")
+                continue
         try:
             addrs = ipam.release_by_handle(handle_id)
         except NotFound:
@@ -417,46 +258,13 @@ def cmd_gc(call: Call) -> str:
 # ---------------------------------------------------------------------------- STATUS
 
 
-def _pools_can_assign(
-    store: Datastore, ipam: Ipam, node: str, version: int, pools: list[IPPool]
-) -> bool:
-    config = ipam.get_config()
-    blocks = [decode_block(kv.key, kv.value) for kv in store.list(keys.block_prefix(version))]
-    for pool in pools:
-        net = pool.network
-        mine = [b for b in blocks if b.network.subnet_of(net)]  # type: ignore[arg-type]
-        if config.auto_allocate_blocks and len(mine) < block_count(net, pool.block_size):
-            return True
-        for b in mine:
-            if b.free and (b.host() == node or not (config.strict_affinity or b.strict_affinity)):
-                return True
-    return False
-
-
 def cmd_status(call: Call) -> str:
     conf = call.conf
+    wanted = {4: conf.assign_ipv4, 6: conf.assign_ipv6}
+    named = {4: conf.ipv4_pools, 6: conf.ipv6_pools}
     try:
         node = determine_nodename(conf)
-        ipam = Ipam(call.store)
-        all_pools = poolsel.load_pools(call.store)
-        labels: dict[str, str] | None = None
-        for version, wanted, requested in (
-            (4, conf.assign_ipv4, conf.ipv4_pools),
-            (6, conf.assign_ipv6, conf.ipv6_pools),
-        ):
-            if not wanted:
-                continue
-            if requested:
-                pools = poolsel.requested_pools(version, requested, all_pools)
-            else:
-                if labels is None:
-                    labels = poolsel.node_labels(call.store, node)
-                pools = poolsel.selected_pools(version, node, labels, all_pools, WORKLOAD)
-            if not _pools_can_assign(call.store, ipam, node, version, pools):
-                raise NotFound(
-                    f"no free IPv{version} address for node {node} in pools "
-                    f"[{' '.join(p.cidr for p in pools)}]"
-                )
+        Ipam(call.store).can_assign(node, {v: named[v] for v in (4, 6) if wanted[v]}, WORKLOAD)
     except (TortieError, CniError) as exc:
         raise CniError(
             codes.PLUGIN_NOT_AVAILABLE, f"plugin cannot assign addresses: {exc}"
@@ -477,4 +285,15 @@ VERBS: Mapping[str, Callable[[Call], str]] = {
     "VERSION": cmd_version,
 }
 
-__all__ = ["KNOWN_ARGS", "VERBS", "Call", "run"]
+
+def _call(conf: IpamNetConf, request: CniRequest, store: Datastore, log: Log) -> Call:
+    return Call(conf, request.env, store, log)
+
+
+def _same(conf: IpamNetConf) -> IpamNetConf:
+    return conf
+
+
+PLUGIN = Plugin("calico-ipam", parse_netconf, _same, _call, VERBS)
+
+__all__ = ["KNOWN_ARGS", "PLUGIN", "VERBS", "Call", "run"]

@@ -1,10 +1,11 @@
 """The main ``calico`` / ``tortie-cni`` plugin: ADD, DEL, CHECK, VERSION, GC, STATUS.
 
-ADD: addresses from IPAM (``calico-ipam``/``tortie-ipam`` in-process, any other
-``ipam.type`` executed from ``CNI_PATH``), the pod's veth pair (``setup_pod``), then a
-WorkloadEndpoint.  Any failure after IPAM rolls everything back.  DEL undoes all three
-and is idempotent.  ``run(stdin, env)`` returns ``(exit code, stdout)``; every failure is
-CNI error JSON, never a traceback.
+ADD: addresses from the IPAM back end (``tortie.cni.ipam_backend``: ``calico-ipam`` /
+``tortie-ipam`` in-process, any other ``ipam.type`` executed from ``CNI_PATH``), the
+pod's veth pair (``setup_pod``), then a WorkloadEndpoint.  Any failure after IPAM rolls
+everything back.  DEL undoes all three and is idempotent.  The verb handlers run through
+the one CNI edge (``tortie.cni.edge.run_plugin``); ``run(stdin, env)`` returns
+``(exit code, stdout)`` and every failure is CNI error JSON, never a traceback.
 
 Imports stay light (no yaml, pyroute2, argparse): one process runs per pod and call.
 """
@@ -13,11 +14,11 @@ from __future__ import annotations
 
 import ipaddress
 import json
-import os
 from collections.abc import Callable, Mapping
 
 from tortie.cni import errors as codes
 from tortie.cni import ipam_plugin
+from tortie.cni.edge import CniRequest, Plugin, StoreOpener, run_plugin
 from tortie.cni.endpoint import (
     EndpointId,
     build_endpoint,
@@ -27,103 +28,46 @@ from tortie.cni.endpoint import (
     read_endpoint,
     write_endpoint,
 )
-from tortie.cni.errors import cni_code
+from tortie.cni.ipam_backend import IpamBackend, ipam_backend
 from tortie.cni.log import Log
 from tortie.cni.netconf import (
     IpamNetConf,
+    MainConf,
     determine_nodename,
-    load_json,
-    parse_netconf,
+    parse_main_conf,
     valid_attachments,
 )
 from tortie.cni.protocol import (
-    LATEST_VERSION,
     CniEnv,
     CniError,
-    check_command_version,
     check_known_args,
-    check_version,
-    command_of,
-    error_json,
     format_ipam_result,
-    parse_env,
     result_addresses,
     version_json,
     version_tuple,
 )
 from tortie.core.record import record
 from tortie.dataplane.pod import PodNetwork, host_veth_name, setup_pod, teardown_pod
-from tortie.datastore.backends import open_datastore
 from tortie.datastore.base import Datastore
-from tortie.datastore.config import DatastoreSettings
 from tortie.errors import InvalidInput, NotFound, TortieError
 
 TYPE_CHECKING = False  # typing stays unimported at run time: plugin start-up
 if TYPE_CHECKING:
     from typing import Any, TextIO
 
-IN_PROCESS_IPAM = ("calico-ipam", "tortie-ipam")
-DEFAULT_MTU = 1500
 HOST_MAC = "ee:ee:ee:ee:ee:ee"
-DELEGATE_TIMEOUT = 120.0
-
-StoreOpener = Callable[[DatastoreSettings], Datastore]
-
-
-@record
-class MainConf:
-    """The keys the main plugin reads on top of the IPAM ones."""
-
-    ipam: IpamNetConf
-    ipam_type: str
-    mtu: int = DEFAULT_MTU
-    allow_ip_forwarding: bool = False
-
-
-def _invalid(msg: str) -> CniError:
-    return CniError(codes.INVALID_NETWORK_CONFIG, msg)
-
-
-def parse_main_conf(top: Mapping[str, Any], env: Mapping[str, str], version: str) -> MainConf:
-    conf = parse_netconf(top, env, version)
-    ipam = top.get("ipam")
-    ipam_type = ipam.get("type") if isinstance(ipam, dict) else None
-    if not isinstance(ipam_type, str) or not ipam_type:
-        raise _invalid(
-            'the network configuration needs an "ipam" object with a "type", e.g. '
-            '"ipam": {"type": "calico-ipam"}'
-        )
-    if "/" in ipam_type or ipam_type in (".", ".."):
-        raise _invalid(f"ipam.type {ipam_type!r} is not a plugin name; name a plugin in CNI_PATH")
-    mtu = top.get("mtu", DEFAULT_MTU)
-    if isinstance(mtu, bool) or not isinstance(mtu, int) or not 68 <= mtu <= 65535:
-        raise _invalid(f"mtu must be a whole number from 68 to 65535, not {json.dumps(mtu)}")
-    settings = top.get("container_settings") or {}
-    if not isinstance(settings, dict):
-        raise _invalid('"container_settings" must be an object')
-    forwarding = settings.get("allow_ip_forwarding", False)
-    if not isinstance(forwarding, bool):
-        raise _invalid("container_settings.allow_ip_forwarding must be true or false")
-    return MainConf(conf, ipam_type, mtu, forwarding)
 
 
 @record(frozen=False)
 class Ctx:
-    """Everything one verb needs."""
+    """Everything one verb needs; ``ipam`` is the IPAM back end (in-process or an
+    executed plugin) every verb goes through."""
 
     conf: MainConf
     env: CniEnv
-    raw_env: Mapping[str, str]
-    stdin: bytes
     store: Datastore
     log: Log
-
-    @property
-    def in_process(self) -> bool:
-        return self.conf.ipam_type in IN_PROCESS_IPAM
-
-    def ipam_call(self) -> ipam_plugin.Call:
-        return ipam_plugin.Call(self.conf.ipam, self.env, self.store, self.log)
+    ipam: IpamBackend
 
     def node(self, lenient: bool = False) -> str:
         """The node name.  ``lenient`` (DEL, GC) falls back to the host name when the
@@ -147,13 +91,6 @@ class Ctx:
         )
 
 
-def _one_line(text: str) -> str:
-    return " ".join(text.split())
-
-
-# ------------------------------------------------------------------------------- run
-
-
 def run(
     stdin: bytes,
     env: Mapping[str, str],
@@ -161,108 +98,8 @@ def run(
     open_store: StoreOpener | None = None,
     stderr: TextIO | None = None,
 ) -> tuple[int, str]:
-    """Run one plugin call.  Returns the exit code (0 or 1) and what goes to stdout."""
-    version = LATEST_VERSION
-    log = Log(stderr=None)
-    try:
-        command = command_of(env)
-        if command == "VERSION":
-            return 0, version_json()
-        top = load_json(stdin)
-        version = check_version(top.get("cniVersion"))
-        check_command_version(command, version)
-        conf = parse_main_conf(top, env, version)
-        log = Log(conf.ipam.log_level, conf.ipam.log_file_path, stderr, tag=f"calico {command} ")
-        cenv = parse_env(env, command)
-        log.debug(
-            f"network {conf.ipam.name} container {cenv.container_id or '-'} "
-            f"netns {cenv.netns or '-'} ifname {cenv.ifname or '-'} args {dict(cenv.args)}"
-        )
-        settings = conf.ipam.datastore
-        store = open_store(settings) if open_store else open_datastore(settings)
-        try:
-            out = VERBS[command](Ctx(conf, cenv, env, stdin, store, log))
-        finally:
-            if open_store is None:
-                store.close()
-        log.info(f"done: {out or 'ok'}")
-        return 0, out
-    except CniError as exc:
-        log.error(f"code {exc.code}: {exc.msg}")
-        return 1, error_json(version, exc.code, _one_line(exc.msg), _one_line(exc.details))
-    except TortieError as exc:
-        log.error(f"{type(exc).__name__}: {exc}")
-        return 1, error_json(version, cni_code(exc), _one_line(str(exc)))
-    except Exception as exc:  # the edge: a bug must still answer with CNI error JSON
-        msg = _one_line(f"internal error: {type(exc).__name__}: {exc}")[:1000]
-        log.error(msg)
-        return 1, error_json(version, codes.INTERNAL_ERROR, msg, "please report this as a bug")
-    finally:
-        log.flush()
-
-
-# ------------------------------------------------------------------ delegated IPAM
-
-
-def find_plugin(name: str, path: tuple[str, ...]) -> str:
-    for directory in path:
-        candidate = os.path.join(directory, name)
-        if os.path.isfile(candidate) and os.access(candidate, os.X_OK):
-            return candidate
-    raise CniError(
-        codes.INVALID_NETWORK_CONFIG,
-        f"failed to find IPAM plugin {name!r} in CNI_PATH [{':'.join(path)}]; install it "
-        "there or fix ipam.type",
-    )
-
-
-def exec_delegate(ctx: Ctx, command: str) -> dict[str, Any] | None:
-    """Run the IPAM plugin ``ipam.type`` with our stdin and environment (CNI_COMMAND set
-    to ``command``).  Its decoded result, None for empty output; its error re-raised."""
-    import subprocess
-
-    plugin = find_plugin(ctx.conf.ipam_type, ctx.env.path)
-    env = dict(ctx.raw_env)
-    env["CNI_COMMAND"] = command
-    try:
-        proc = subprocess.run(
-            [plugin],
-            input=ctx.stdin,
-            env=env,
-            capture_output=True,
-            timeout=DELEGATE_TIMEOUT,
-            check=False,
-        )
-    except (OSError, subprocess.SubprocessError) as exc:
-        raise CniError(codes.IO_FAILURE, f"cannot run IPAM plugin {plugin}: {exc}") from None
-    text = proc.stdout.decode("utf-8", "replace").strip()
-    name = ctx.conf.ipam_type
-    try:
-        decoded = json.loads(text) if text else None
-    except ValueError:
-        decoded = None
-        if proc.returncode == 0:
-            raise CniError(
-                codes.DECODE_FAILURE,
-                f"IPAM plugin {name} {command} printed something that is not JSON: {text[:200]}",
-            ) from None
-    if proc.returncode != 0:
-        if isinstance(decoded, dict) and isinstance(decoded.get("code"), int):
-            raise CniError(
-                decoded["code"],
-                f"IPAM plugin {name} {command} failed: {decoded.get('msg', '')}",
-                str(decoded.get("details", "")),
-            )
-        err = proc.stderr.decode("utf-8", "replace").strip()[-300:]
-        raise CniError(
-            codes.IO_FAILURE,
-            f"IPAM plugin {name} {command} exited with {proc.returncode}: {text[:200] or err}",
-        )
-    if decoded is not None and not isinstance(decoded, dict):
-        raise CniError(
-            codes.DECODE_FAILURE, f"IPAM plugin {name} {command} result is not an object"
-        )
-    return decoded
+    """Run one plugin call (see ``tortie.cni.edge.run_plugin``)."""
+    return run_plugin(PLUGIN, stdin, env, open_store=open_store, stderr=stderr)
 
 
 # ------------------------------------------------------------------------------- ADD
@@ -310,10 +147,7 @@ def format_result(
 
 
 def _release(ctx: Ctx) -> None:
-    if ctx.in_process:
-        ipam_plugin.cmd_del(ctx.ipam_call())
-    else:
-        exec_delegate(ctx, "DEL")
+    ctx.ipam.run("DEL")
 
 
 def cmd_add(ctx: Ctx) -> str:
@@ -322,15 +156,10 @@ def cmd_add(ctx: Ctx) -> str:
     ident = ctx.endpoint_id(node)
     host = ctx.host_ifname()
     netns = ctx.env.netns
-    if not os.path.exists(netns):
-        raise CniError(
-            codes.INVALID_ENVIRONMENT,
-            f"CNI_NETNS {netns} does not exist: pass the path of the pod's live network namespace",
-        )
-    if ctx.in_process:
-        ipam_out = json.loads(ipam_plugin.cmd_add(ctx.ipam_call()))
-    else:
-        ipam_out = exec_delegate(ctx, "ADD") or {}
+    from tortie.cni.sandbox import check_netns_path  # ADD only
+
+    check_netns_path(netns)
+    ipam_out = ctx.ipam.run("ADD") or {}
     done = "ipam"
     try:
         addresses = _single_addresses(result_addresses(ipam_out))
@@ -446,10 +275,7 @@ def cmd_check(ctx: Ctx) -> str:
             codes.CHECK_FAILED,
             f"prevResult names host interface {prev_host}, but this pod's is {host}",
         )
-    if ctx.in_process:
-        ipam_plugin.cmd_check(ctx.ipam_call())
-    else:
-        exec_delegate(ctx, "CHECK")
+    ctx.ipam.run("CHECK")
     from tortie.dataplane.pod import check_pod
 
     try:
@@ -476,10 +302,7 @@ def cmd_check(ctx: Ctx) -> str:
 
 def cmd_gc(ctx: Ctx) -> str:
     valid = {cid for cid, _ in valid_attachments(ctx.conf.ipam)}
-    if ctx.in_process:
-        ipam_plugin.cmd_gc(ctx.ipam_call())
-    else:
-        exec_delegate(ctx, "GC")
+    ctx.ipam.run("GC")
     removed = gc_endpoints(ctx.store, ctx.node(lenient=True), ctx.conf.ipam.name, valid)
     if removed:
         ctx.log.info(f"GC: deleted stale WorkloadEndpoints {', '.join(removed)}")
@@ -487,10 +310,7 @@ def cmd_gc(ctx: Ctx) -> str:
 
 
 def cmd_status(ctx: Ctx) -> str:
-    if ctx.in_process:
-        ipam_plugin.cmd_status(ctx.ipam_call())
-    else:
-        exec_delegate(ctx, "STATUS")
+    ctx.ipam.run("STATUS")
     return ""
 
 
@@ -507,4 +327,15 @@ VERBS: Mapping[str, Callable[[Ctx], str]] = {
     "VERSION": cmd_version,
 }
 
-__all__ = ["VERBS", "Ctx", "MainConf", "parse_main_conf", "run"]
+
+def _ctx(conf: MainConf, request: CniRequest, store: Datastore, log: Log) -> Ctx:
+    return Ctx(conf, request.env, store, log, ipam_backend(conf, request, store, log))
+
+
+def _common(conf: MainConf) -> IpamNetConf:
+    return conf.ipam
+
+
+PLUGIN = Plugin("calico", parse_main_conf, _common, _ctx, VERBS)
+
+__all__ = ["PLUGIN", "VERBS", "Ctx", "MainConf", "parse_main_conf", "run"]

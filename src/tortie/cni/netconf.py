@@ -31,6 +31,9 @@ CNI_DATASTORE_TYPES = ("sqlite", "etcdv3")
 LOG_LEVELS = ("debug", "info", "warning", "warn", "error", "fatal", "panic", "none")
 
 
+DEFAULT_GC_GRACE_SECONDS = 900.0  # Calico's leak grace period: 15 minutes
+
+
 @record
 class IpamNetConf:
     """The validated configuration.  ``raw`` is the whole decoded object (for keys only
@@ -48,7 +51,33 @@ class IpamNetConf:
     nodename_file_optional: bool = False
     log_level: str = ""
     log_file_path: str = ""
+    gc_grace_seconds: float = DEFAULT_GC_GRACE_SECONDS
     raw: Mapping[str, Any] = field(default_factory=dict, repr=False)
+
+
+_UNITS = {"h": 3600.0, "m": 60.0, "s": 1.0, "ms": 0.001}
+
+
+def _duration(ipam: Mapping[str, Any], key: str, default: float) -> float:
+    """A Go duration string ("15m", "90s", "1h30m", "0") or a number of seconds."""
+    value = ipam.get(key)
+    if value is None:
+        return default
+    fix = f'ipam.{key} must be a duration such as "15m", "90s" or "0s", or a number of seconds'
+    if isinstance(value, bool):
+        raise _invalid(f"{fix}, not a boolean")
+    if isinstance(value, (int, float)):
+        if value < 0:
+            raise _invalid(f"{fix}, not a negative number")
+        return float(value)
+    if not isinstance(value, str):
+        raise _invalid(f"{fix}, not {type_name(value)}")
+    parts = re.findall(r"(\d+(?:\.\d+)?)(ms|h|m|s)", value)
+    if value == "0":
+        return 0.0
+    if not parts or "".join(n + u for n, u in parts) != value:
+        raise _invalid(f"{fix}; got {value[:40]!r}")
+    return sum(float(n) * _UNITS[u] for n, u in parts)
 
 
 def _invalid(msg: str) -> CniError:
@@ -175,6 +204,7 @@ def parse_netconf(top: Mapping[str, Any], env: Mapping[str, str], version: str) 
         nodename_file_optional=_get_bool(top, "nodename_file_optional"),
         log_level=log_level,
         log_file_path=_get_str(top, "log_file_path"),
+        gc_grace_seconds=_duration(ipam, "leak_grace_period", DEFAULT_GC_GRACE_SECONDS),
         raw=top,
     )
 
@@ -233,3 +263,41 @@ def valid_attachments(conf: IpamNetConf) -> list[tuple[str, str]]:
             )
         out.append((cid, ifname))
     return out
+
+
+# ------------------------------------------------------------------ main plugin
+
+DEFAULT_MTU = 1500
+
+
+@record
+class MainConf:
+    """The keys the main plugin reads on top of the IPAM ones."""
+
+    ipam: IpamNetConf
+    ipam_type: str
+    mtu: int = DEFAULT_MTU
+    allow_ip_forwarding: bool = False
+
+
+def parse_main_conf(top: Mapping[str, Any], env: Mapping[str, str], version: str) -> MainConf:
+    conf = parse_netconf(top, env, version)
+    ipam = top.get("ipam")
+    ipam_type = ipam.get("type") if isinstance(ipam, dict) else None
+    if not isinstance(ipam_type, str) or not ipam_type:
+        raise _invalid(
+            'the network configuration needs an "ipam" object with a "type", e.g. '
+            '"ipam": {"type": "calico-ipam"}'
+        )
+    if "/" in ipam_type or ipam_type in (".", ".."):
+        raise _invalid(f"ipam.type {ipam_type!r} is not a plugin name; name a plugin in CNI_PATH")
+    mtu = top.get("mtu", DEFAULT_MTU)
+    if isinstance(mtu, bool) or not isinstance(mtu, int) or not 68 <= mtu <= 65535:
+        raise _invalid(f"mtu must be a whole number from 68 to 65535, not {json.dumps(mtu)}")
+    settings = top.get("container_settings") or {}
+    if not isinstance(settings, dict):
+        raise _invalid('"container_settings" must be an object')
+    forwarding = settings.get("allow_ip_forwarding", False)
+    if not isinstance(forwarding, bool):
+        raise _invalid("container_settings.allow_ip_forwarding must be true or false")
+    return MainConf(conf, ipam_type, mtu, forwarding)

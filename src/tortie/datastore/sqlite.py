@@ -22,7 +22,7 @@ import contextlib
 import os
 import sqlite3
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 from tortie.datastore import sqlite_file as sf
 from tortie.datastore.base import KV
@@ -234,6 +234,12 @@ class SqliteDatastore:
         On a file system low on space the WAL is folded into the file after each write,
         so it cannot grow until the disk is full; a full disk is met once by truncating
         the WAL and trying again."""
+        if getattr(self._local, "atomic", False):  # inside ``atomic()``: its transaction
+            db = self._writer()
+            try:
+                return self._change(db, key, change)
+            except sqlite3.Error as exc:
+                raise sf.fault(self.path, exc) from exc
         with self._write_lock:
             db = self._writer()
             for attempt in (1, 2):
@@ -249,13 +255,45 @@ class SqliteDatastore:
             raise AssertionError("unreachable")
 
     @staticmethod
-    def _transaction(db: sqlite3.Connection, key: str, change: Change) -> int:
+    def _change(db: sqlite3.Connection, key: str, change: Change) -> int:
+        row = db.execute("UPDATE meta SET revision = revision + 1 RETURNING revision")
+        rev = int(row.fetchone()[0])
+        found = db.execute("SELECT revision FROM kv WHERE key = ?", (key,)).fetchone()
+        change(db, rev, None if found is None else int(found[0]))
+        return rev
+
+    @contextlib.contextmanager
+    def atomic(self) -> Iterator[None]:
+        """Every write in the block is one SQLite transaction: all of them are kept or
+        none (an ADD that fails, even for a full disk, or is killed leaves nothing).
+        The block holds the store's write lock; reads in it see its own writes."""
+        if getattr(self._local, "atomic", False):
+            yield
+            return
+        with self._write_lock:
+            db = self._writer()
+            try:
+                db.execute("BEGIN IMMEDIATE")
+            except sqlite3.Error as exc:
+                raise sf.fault(self.path, exc) from exc
+            self._local.atomic = True
+            try:
+                yield
+                db.execute("COMMIT")
+            except sqlite3.Error as exc:
+                raise sf.fault(self.path, exc) from exc
+            finally:
+                self._local.atomic = False
+                if db.in_transaction:
+                    db.execute("ROLLBACK")
+        if sf.low_on_space(self.path):
+            self._shrink_wal(db)
+
+    @classmethod
+    def _transaction(cls, db: sqlite3.Connection, key: str, change: Change) -> int:
         db.execute("BEGIN IMMEDIATE")
         try:
-            row = db.execute("UPDATE meta SET revision = revision + 1 RETURNING revision")
-            rev = int(row.fetchone()[0])
-            found = db.execute("SELECT revision FROM kv WHERE key = ?", (key,)).fetchone()
-            change(db, rev, None if found is None else int(found[0]))
+            rev = cls._change(db, key, change)
             db.execute("COMMIT")
             return rev
         finally:

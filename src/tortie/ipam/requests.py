@@ -57,3 +57,20 @@ class ReleaseResult:
     released: list[str] = field(default_factory=list)
     not_allocated: list[str] = field(default_factory=list)
     refused: list[tuple[str, str]] = field(default_factory=list)
+
+
+@record
+class AssignRequest:
+    """One all-or-nothing request: the specific ``addresses`` (any family), then
+    ``num4`` IPv4 and ``num6`` IPv6 automatic ones, all for ``handle_id`` on ``node``.
+    Pools are named as in ``AutoAssignArgs``."""
+
+    node: str
+    handle_id: str | None
+    addresses: tuple[str, ...] = ()
+    num4: int = 0
+    num6: int = 0
+    attrs: Mapping[str, str] = field(default_factory=dict)
+    ipv4_pools: tuple[str, ...] = ()
+    ipv6_pools: tuple[str, ...] = ()
+    intent: str = WORKLOAD

@@ -1,72 +1,59 @@
-"""The IPAM service: auto-assign, assign, release and block affinities (reference §6–7).
+"""The IPAM service: assign, auto-assign, release (reference §6–7).
 
+``Ipam`` keeps the allocation policy only: which addresses a request gets (its node's
+blocks, new blocks, borrowing) and giving them back.  Underneath: block affinities and
+claims (``ipam.affinities``), handle counts (``ipam.handle_counts``), typed block
+records with one corrupt-value policy (``ipam.records``), pool choice and STATUS
+capacity (``ipam.pool_choice``), the all-or-nothing request (``ipam.assign``).
 Adapters (CLI, CNI, node agent) call this; it talks to the datastore protocol only.
 Every write is compare-and-swap through ``run_cas``; pure block logic is in
-``tortie.core.block``.  Nothing here enumerates a pool: new blocks are found by probing
-candidate keys from a start point derived from the node name.
+``tortie.core.block``.
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
 from collections.abc import Iterable, Mapping
 
 from tortie.core import block as blk
 from tortie.core.addr import (
     Address,
-    Network,
-    block_at,
-    block_count,
     block_of,
     network_in,
     ordinal_of,
     parse_address,
     parse_network,
-    start_index,
 )
 from tortie.core.block import Attribute, Block
-from tortie.core.record import record
 from tortie.datastore import keys
-from tortie.datastore.base import KV, Datastore
 from tortie.errors import (
-    AlreadyExists,
     Conflict,
     DatastoreError,
     InvalidInput,
     NotFound,
     RevisionConflict,
-    TortieError,
 )
 from tortie.ipam import pools as poolsel
+from tortie.ipam.affinities import BlockAffinities, Family, in_any
+from tortie.ipam.records import FULL_BLOCK_MARK, list_blocks
 from tortie.ipam.requests import (
+    AssignRequest,
     AutoAssignArgs,
     AutoAssignResult,
     FamilyResult,
     ReleaseOptions,
     ReleaseResult,
 )
-from tortie.ipam.retry import DEFAULT_POLICY, RetryPolicy, run_cas
+from tortie.ipam.retry import run_cas
 from tortie.model.ipam_records import (
-    CONFIRMED,
-    PENDING,
-    PENDING_DELETION,
-    Affinity,
-    Handle,
-    decode_affinity,
     decode_block,
     decode_handle,
-    encode_affinity,
     encode_block,
-    encode_handle,
 )
 from tortie.model.ippool import IPPool
 from tortie.model.resources import IPAMConfig, ipamconfig_from_v2, ipamconfig_to_v2
 
 DEFAULT_MAX_BLOCKS_PER_HOST = 20
-PROBES_BEFORE_LISTING = 16
-# Compact JSON of a block with no free ordinal (ours and Calico's Go encoder alike).
-FULL_BLOCK_MARK = '"unallocated":[]'
 
 
 def go_list(items: Iterable[str]) -> str:
@@ -74,16 +61,8 @@ def go_list(items: Iterable[str]) -> str:
     return "[" + " ".join(items) + "]"
 
 
-@record
-class _Family:
-    version: int
-    pools: list[IPPool]
-
-
-class Ipam:
-    def __init__(self, store: Datastore, policy: RetryPolicy = DEFAULT_POLICY) -> None:
-        self.store = store
-        self.policy = policy
+class Ipam(BlockAffinities):
+    """The allocation policy: which addresses a request gets, and giving them back."""
 
     # ------------------------------------------------------------------ config
 
@@ -112,6 +91,29 @@ class Ipam:
 
     # ------------------------------------------------------------ auto-assign
 
+    def resolve_pools(
+        self, node: str, requested: dict[int, tuple[str, ...]], intent: str
+    ) -> dict[int, list[IPPool]]:
+        """The pools each family draws from (see ``pool_choice.resolve_pools``)."""
+        from tortie.ipam import pool_choice  # lazy: not every plugin verb resolves pools
+
+        return pool_choice.resolve_pools(self.store, node, requested, intent)
+
+    def can_assign(self, node: str, requested: dict[int, tuple[str, ...]], intent: str) -> None:
+        """Raise unless every family in ``requested`` could get an address now (CNI
+        STATUS); writes nothing."""
+        from tortie.ipam import pool_choice
+
+        config = self.get_config()
+        for version, pools in self.resolve_pools(node, requested, intent).items():
+            pool_choice.can_assign(self.store, config, node, version, pools)
+
+    def assign(self, request: AssignRequest) -> list[str]:
+        """Specific then automatic addresses, all or nothing (see ``ipam.assign``)."""
+        from tortie.ipam.assign import assign  # lazy: ADD only
+
+        return assign(self, request)
+
     def auto_assign(self, args: AutoAssignArgs) -> AutoAssignResult:
         """Assign ``num4`` IPv4 then ``num6`` IPv6 addresses.
 
@@ -124,31 +126,14 @@ class Ipam:
         attrs.setdefault("node", args.node)
         attr = Attribute(args.handle_id, attrs)
         config = self.get_config()
-        all_pools = poolsel.load_pools(self.store) if args.num4 or args.num6 else []
-        labels: dict[str, str] | None = None
+        wanted = {v: n for v, n in ((4, args.num4), (6, args.num6)) if n}
+        named = {4: args.ipv4_pools, 6: args.ipv6_pools}
         # Resolve the pools of both families before writing anything, so a request that
         # fails for one family (no pool, bad pool name) leaves nothing allocated.
-        plans: list[tuple[int, int, list[IPPool], bool]] = []
-        for version, num, requested in (
-            (4, args.num4, args.ipv4_pools),
-            (6, args.num6, args.ipv6_pools),
-        ):
-            if num == 0:
-                plans.append((version, 0, [], False))
-                continue
-            try:
-                if requested:
-                    pools = poolsel.requested_pools(version, requested, all_pools)
-                else:
-                    if labels is None:
-                        labels = poolsel.node_labels(self.store, args.node)
-                    pools = poolsel.selected_pools(
-                        version, args.node, labels, all_pools, args.intent
-                    )
-            except TortieError as exc:
-                exc.ip_version = version
-                raise
-            plans.append((version, num, pools, bool(requested)))
+        chosen = self.resolve_pools(args.node, {v: named[v] for v in wanted}, args.intent)
+        plans = [
+            (v, wanted.get(v, 0), chosen.get(v, []), bool(named[v]) and v in wanted) for v in (4, 6)
+        ]
         results = []
         for version, num, pools, was_requested in plans:
             if num == 0:
@@ -157,14 +142,14 @@ class Ipam:
             owned = self._confirmed_affinities(args.node, version)
             if not was_requested:
                 owned = self._release_unselected(args.node, version, pools, owned)
-            fam = _Family(version, pools)
+            fam = Family(version, pools)
             results.append(self._assign_family(args.node, fam, num, attr, config, owned))
         return AutoAssignResult(ipv4=results[0], ipv6=results[1])
 
     def _assign_family(
         self,
         node: str,
-        fam: _Family,
+        fam: Family,
         num: int,
         attr: Attribute,
         config: IPAMConfig,
@@ -175,7 +160,7 @@ class Ipam:
         got: list[str] = []
         messages: list[str] = []
         nets = [p.network for p in fam.pools]
-        for cidr in [c for c in owned if _in_any(c, nets)]:
+        for cidr in [c for c in owned if in_any(c, nets)]:
             if len(got) >= num:
                 break
             got += self._assign_from_block(cidr, fam.version, num - len(got), attr, node)
@@ -228,260 +213,15 @@ class Ipam:
 
         return run_cas(attempt, f"assign from block {cidr}", self.policy)
 
-    def _borrow(self, fam: _Family, count: int, attr: Attribute) -> list[str]:
+    def _borrow(self, fam: Family, count: int, attr: Attribute) -> list[str]:
         got: list[str] = []
         nets = [p.network for p in fam.pools]
-        for kv in self.store.list(keys.block_prefix(fam.version)):
+        for sb in list_blocks(self.store, fam.version, free_only=True):
             if len(got) >= count:
                 break
-            cidr = keys.cidr_from_key(kv.key)
-            if FULL_BLOCK_MARK in kv.value or not _in_any(cidr, nets):
-                continue
-            try:
-                block = decode_block(kv.key, kv.value)
-            except DatastoreError:
-                continue  # reported by `ipam check`; never borrowed from, never overwritten
-            if block.free:
-                got += self._assign_from_block(cidr, fam.version, count - len(got), attr, None)
+            if sb.block.free and in_any(sb.cidr, nets):
+                got += self._assign_from_block(sb.cidr, fam.version, count - len(got), attr, None)
         return got
-
-    # ------------------------------------------------------------- affinities
-
-    def _affinities(self, node: str, version: int) -> list[tuple[str, KV, Affinity]]:
-        out = []
-        for kv in self.store.list(keys.affinity_prefix(node, version)):
-            out.append((keys.cidr_from_key(kv.key), kv, decode_affinity(kv.key, kv.value)))
-        return out
-
-    def _confirmed_affinities(self, node: str, version: int) -> list[str]:
-        """The node's confirmed blocks.  Pending claims and pending deletions left by a
-        crash are settled: confirmed when the block is still ours, dropped when another
-        node's block stands there (or, for a deletion, when the block is gone)."""
-        out = []
-        for cidr, kv, aff in self._affinities(node, version):
-            if aff.state == CONFIRMED or (
-                aff.state in (PENDING, PENDING_DELETION)
-                and self._settle_pending(node, cidr, version, kv)
-            ):
-                out.append(cidr)
-        return out
-
-    def _settle_pending(self, node: str, cidr: str, version: int, kv: KV) -> bool:
-        bkv = self.store.get(keys.block_key(cidr, version))
-        try:
-            if bkv is not None and decode_block(bkv.key, bkv.value).host() == node:
-                self.store.update(kv.key, encode_affinity(Affinity(CONFIRMED)), kv.revision)
-                return True
-            if bkv is not None or decode_affinity(kv.key, kv.value).state == PENDING_DELETION:
-                self.store.delete(kv.key, kv.revision)  # another node's block, or ours is gone
-        except Conflict:
-            pass
-        return False
-
-    def _claim_any_block(self, node: str, fam: _Family, strict: bool) -> str | None:
-        for pool in fam.pools:
-            cidr = self._claim_in_pool(node, pool, strict)
-            if cidr is not None:
-                return cidr
-        return None
-
-    def _claim_in_pool(self, node: str, pool: IPPool, strict: bool) -> str | None:
-        """Walk the pool's blocks from the node's hash-derived start and claim the first
-        that does not exist.  Probes single keys; lists existing blocks only when the
-        neighbourhood is crowded."""
-        net = pool.network
-        count = block_count(net, pool.block_size)
-        start = start_index(node, count)
-        existing: set[str] | None = None
-        for step in range(count):
-            cidr = str(block_at(net, pool.block_size, (start + step) % count))
-            key = keys.block_key(cidr, pool.version)
-            if existing is None and step >= PROBES_BEFORE_LISTING:
-                existing = {kv.key for kv in self.store.list(keys.block_prefix(pool.version))}
-            taken = key in existing if existing is not None else self.store.get(key) is not None
-            if taken:
-                continue
-            if self._claim_block(node, cidr, pool.version, strict):
-                return cidr
-            if existing is not None:
-                existing.add(key)
-        return None
-
-    def _claim_block(self, node: str, cidr: str, version: int, strict: bool) -> bool:
-        """Two-phase claim: pending affinity, create the block, confirm.  False when
-        another node created the block first."""
-        akey = keys.affinity_key(node, cidr, version)
-        with contextlib.suppress(AlreadyExists):
-            self.store.create(akey, encode_affinity(Affinity(PENDING)))
-        bkey = keys.block_key(cidr, version)
-        try:
-            self.store.create(bkey, encode_block(blk.new_block(cidr, node, strict)))
-        except AlreadyExists:
-            bkv = self.store.get(bkey)
-            if bkv is None or decode_block(bkey, bkv.value).host() != node:
-                self._delete_key(akey)
-                return False
-        self._set_affinity_state(akey, CONFIRMED)
-        return True
-
-    def _set_affinity_state(self, akey: str, state: str) -> KV:
-        def write() -> KV:
-            kv = self.store.get(akey)
-            if kv is None:
-                return self.store.create(akey, encode_affinity(Affinity(state)))
-            return self.store.update(akey, encode_affinity(Affinity(state)), kv.revision)
-
-        return run_cas(write, f"set affinity {akey}", self.policy)
-
-    def _delete_key(self, key: str) -> None:
-        with contextlib.suppress(NotFound):
-            self.store.delete(key)
-
-    def _release_unselected(
-        self, node: str, version: int, selected: list[IPPool], owned: list[str]
-    ) -> list[str]:
-        """Empty blocks of pools that no longer select the node are given up; returns the
-        node's blocks that remain."""
-        nets = [p.network for p in selected]
-        kept = []
-        for cidr in owned:
-            if _in_any(cidr, nets) or not self._release_affinity(
-                node, cidr, version, must_be_empty=True
-            ):
-                kept.append(cidr)
-        return kept
-
-    def _release_affinity(self, node: str, cidr: str, version: int, must_be_empty: bool) -> bool:
-        """Give up one block affinity.  An empty block is deleted with it; a non-empty
-        block is kept (or, without ``must_be_empty``, kept without affinity).  True when
-        the affinity is gone."""
-        akey = keys.affinity_key(node, cidr, version)
-        bkey = keys.block_key(cidr, version)
-
-        def attempt() -> bool:
-            akv = self.store.get(akey)
-            bkv = self.store.get(bkey)
-            block = decode_block(bkey, bkv.value) if bkv else None
-            if bkv is not None and block is not None and block.host() == node:
-                if not block.empty:
-                    if must_be_empty:
-                        return False
-                    unaffine = blk.with_affinity(block, None)
-                    self.store.update(bkey, encode_block(unaffine), bkv.revision)
-                else:
-                    doomed = encode_affinity(Affinity(PENDING_DELETION))
-                    akv = (
-                        self.store.create(akey, doomed)
-                        if akv is None
-                        else self.store.update(akey, doomed, akv.revision)
-                    )
-                    try:
-                        self.store.delete(bkey, bkv.revision)
-                    except Conflict:
-                        # Someone wrote the block meanwhile: keep the affinity, re-check.
-                        self._set_affinity_state(akey, CONFIRMED)
-                        raise
-            if akv is not None:
-                # Only the affinity as we last saw it: a claim of the same block that
-                # happened meanwhile changed it, and the retry sees that claim's block.
-                self.store.delete(akey, akv.revision)
-            return True
-
-        return run_cas(attempt, f"release affinity of {cidr}", self.policy)
-
-    def release_affinity(self, node: str, cidr: str, version: int) -> bool:
-        """Give up one of a node's blocks if it is empty; True when the affinity is gone."""
-        return self._release_affinity(node, cidr, version, must_be_empty=True)
-
-    def release_host_affinities(self, node: str, must_be_empty: bool = True) -> list[str]:
-        """Release the node's block affinities; returns the CIDRs released."""
-        released = []
-        for version in (4, 6):
-            for cidr, _kv, _aff in self._affinities(node, version):
-                if self._release_affinity(node, cidr, version, must_be_empty):
-                    released.append(cidr)
-        return released
-
-    def release_pool_affinities(self, pool: IPPool) -> list[str]:
-        """Release every empty affine block inside the pool (pool deletion)."""
-        released = []
-        for kv in self.store.list(keys.all_affinities_prefix()):
-            family = f"/{keys.family_dir(pool.version)}/block/"
-            if family not in kv.key:
-                continue
-            cidr = keys.cidr_from_key(kv.key)
-            if network_in(parse_network(cidr), pool.network):
-                node = keys.node_of_affinity_key(kv.key)
-                if self._release_affinity(node, cidr, pool.version, must_be_empty=True):
-                    released.append(cidr)
-        return released
-
-    # ----------------------------------------------------------------- handles
-
-    def _add_to_handle(self, handle_id: str | None, cidr: str, count: int) -> None:
-        self._change_handle(handle_id, cidr, count)
-
-    def _remove_from_handle(self, handle_id: str | None, cidr: str, count: int) -> None:
-        self._change_handle(handle_id, cidr, -count)
-
-    def _change_handle(self, handle_id: str | None, cidr: str, delta: int) -> None:
-        """Add ``delta`` to the handle's count for one block; the record is created with
-        its first address and deleted with its last."""
-        if handle_id is None or delta == 0:
-            return
-        key = keys.handle_key(handle_id)
-
-        def write() -> None:
-            kv = self.store.get(key)
-            counts = {} if kv is None else dict(decode_handle(key, kv.value).block)
-            left = counts.get(cidr, 0) + delta
-            if left > 0:
-                counts[cidr] = left
-            else:
-                counts.pop(cidr, None)
-            value = encode_handle(Handle(handle_id, counts))
-            if kv is None:
-                if counts:
-                    self.store.create(key, value)
-            elif counts:
-                self.store.update(key, value, kv.revision)
-            else:
-                self.store.delete(key, kv.revision)
-
-        run_cas(write, f"update handle {handle_id}", self.policy)
-
-    def repair_handle(self, handle_id: str) -> bool | None:
-        """Make a handle's counts what its blocks really hold (a crash between a block write
-        and the handle write can leave a count for an address no block has).  Returns None
-        when there is no handle, True when it was changed or deleted, False when right."""
-        key = keys.handle_key(handle_id)
-
-        def attempt() -> bool | None:
-            kv = self.store.get(key)
-            if kv is None:
-                return None
-            handle = decode_handle(key, kv.value)
-            actual = {}
-            for cidr in handle.block:
-                bkv = self.store.get(keys.block_key(cidr, 6 if ":" in cidr else 4))
-                if bkv is None:
-                    continue
-                held = len(blk.ordinals_of_handle(decode_block(bkv.key, bkv.value), handle_id))
-                if held:
-                    actual[cidr] = held
-            if actual == dict(handle.block):
-                return False
-            if actual:
-                self.store.update(key, encode_handle(Handle(handle_id, actual)), kv.revision)
-            else:
-                self.store.delete(key, kv.revision)
-            return True
-
-        return run_cas(attempt, f"repair handle {handle_id}", self.policy)
-
-    def get_handle(self, handle_id: str) -> Handle | None:
-        kv = self.store.get(keys.handle_key(handle_id))
-        return None if kv is None else decode_handle(kv.key, kv.value)
 
     # ------------------------------------------------------- specific address
 
@@ -572,16 +312,16 @@ class Ipam:
         result: ReleaseResult,
     ) -> None:
         key = keys.block_key(cidr, version)
-        emptied: list[Block] = []
 
-        def attempt() -> tuple[dict[str | None, int], list[str], list[str], list[tuple[str, str]]]:
-            emptied.clear()
+        def attempt() -> tuple[
+            dict[str | None, int], list[str], list[str], list[tuple[str, str]], Block | None
+        ]:
             released: list[str] = []
             missing: list[str] = []
             refused: list[tuple[str, str]] = []
             kv = self.store.get(key)
             if kv is None:
-                return {}, released, [str(a) for a, _ in group], refused
+                return {}, released, [str(a) for a, _ in group], refused, None
             block = decode_block(key, kv.value)
             ordinals = []
             for addr, opt in group:
@@ -605,17 +345,16 @@ class Ipam:
             new, per_handle = blk.release(block, ordinals)
             if per_handle:
                 self._write_or_drop(key, new, kv.revision)
-                if new.empty and new.host():
-                    emptied.append(new)
-            return per_handle, released, missing, refused
+            emptied = new if per_handle and new.empty and new.host() else None
+            return per_handle, released, missing, refused, emptied
 
-        per_handle, released, missing, refused = run_cas(
+        per_handle, released, missing, refused, emptied = run_cas(
             attempt, f"release in block {cidr}", self.policy
         )
         for handle_id, count in per_handle.items():
             self._remove_from_handle(handle_id, cidr, count)
-        for block in emptied:
-            self._trim_emptied_block(block, version)
+        if emptied is not None:
+            self._trim_emptied_block(emptied, version)
         result.released.extend(released)
         result.not_allocated.extend(missing)
         result.refused.extend(refused)
@@ -657,32 +396,37 @@ class Ipam:
         released: list[str] = []
         for cidr, recorded in handle.block.items():
             version = 6 if ":" in cidr else 4
-            bkey = keys.block_key(cidr, version)
-
-            emptied: list[Block] = []
-
-            def attempt(bkey: str = bkey, emptied: list[Block] = emptied) -> list[str]:
-                bkv = self.store.get(bkey)
-                if bkv is None:
-                    return []
-                block = decode_block(bkey, bkv.value)
-                ordinals = blk.ordinals_of_handle(block, handle_id)
-                if not ordinals:
-                    return []
-                new, _ = blk.release(block, ordinals)
-                self._write_or_drop(bkey, new, bkv.revision)
-                emptied[:] = [new] if new.empty and new.host() else []
-                return [str(block.address(o)) for o in ordinals]
-
-            freed = run_cas(attempt, f"release handle {handle_id}", self.policy)
-            for block in emptied:
-                self._trim_emptied_block(block, version)
+            freed, emptied = self._release_handle_in_block(handle_id, cidr, version)
+            if emptied is not None:
+                self._trim_emptied_block(emptied, version)
             released += freed
             # Decrement (never blindly delete) the handle, so an allocation made for it
             # meanwhile in another block stays recorded.  At least the count read above
             # goes, so a stale count (block lost its addresses) does not linger.
             self._remove_from_handle(handle_id, cidr, max(len(freed), recorded))
         return released
+
+    def _release_handle_in_block(
+        self, handle_id: str, cidr: str, version: int
+    ) -> tuple[list[str], Block | None]:
+        """Free the handle's addresses in one block: (those freed, the block when that
+        left it empty and affine to a node)."""
+        bkey = keys.block_key(cidr, version)
+
+        def attempt() -> tuple[list[str], Block | None]:
+            bkv = self.store.get(bkey)
+            if bkv is None:
+                return [], None
+            block = decode_block(bkey, bkv.value)
+            ordinals = blk.ordinals_of_handle(block, handle_id)
+            if not ordinals:
+                return [], None
+            new, _ = blk.release(block, ordinals)
+            self._write_or_drop(bkey, new, bkv.revision)
+            emptied = new if new.empty and new.host() else None
+            return [str(block.address(o)) for o in ordinals], emptied
+
+        return run_cas(attempt, f"release handle {handle_id}", self.policy)
 
     # ------------------------------------------------------------------ reads
 
@@ -706,8 +450,3 @@ class Ipam:
             return None
         ordinal = ordinal_of(block.network, addr)
         return (block, ordinal) if block.owner(ordinal) is not None else None
-
-
-def _in_any(cidr: str, nets: list[Network]) -> bool:
-    net = parse_network(cidr)
-    return any(network_in(net, n) for n in nets)

@@ -6,10 +6,9 @@ from __future__ import annotations
 from tortie.core.addr import network_in, parse_network
 from tortie.core.block import Block
 from tortie.core.record import field, record
-from tortie.datastore import keys
 from tortie.datastore.base import Datastore
 from tortie.ipam.pools import load_pools
-from tortie.model.ipam_records import decode_block
+from tortie.ipam.records import list_blocks
 from tortie.model.ippool import IPPool
 
 
@@ -39,11 +38,9 @@ class PoolUsage:
 
 
 def load_blocks(store: Datastore) -> list[Block]:
-    out = []
-    for version in (4, 6):
-        for kv in store.list(keys.block_prefix(version)):
-            out.append(decode_block(kv.key, kv.value))
-    return out
+    """Every readable block of both families (a corrupt one is skipped: see
+    ``ipam.records``; ``ipam check`` reports it)."""
+    return [sb.block for version in (4, 6) for sb in list_blocks(store, version)]
 
 
 def pool_usage(pools: list[IPPool], blocks: list[Block]) -> list[PoolUsage]:
