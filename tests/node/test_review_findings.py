@@ -217,6 +217,75 @@ def test_corrupt_own_node_says_how_to_recover(tmp_path: Path) -> None:
     assert [kv.key for kv in store.list("/calico/")] == [keys.resource_key("nodes", "node-a")]
 
 
+# Finding 11: with AUTODETECT_POLL_INTERVAL, a re-detection that found nothing (an address
+# gone for a moment) raised before BIRD's configuration was rendered, every turn: while it
+# lasted, no new node or block reached BIRD.
+class _RecordingBird:
+    texts: list[str] = []
+
+    def __init__(self, run_dir: str, log: logging.Logger) -> None:
+        pass
+
+    def apply(self, text: str) -> bool:
+        self.texts.append(text)
+        return True
+
+    def supervise(self) -> None:
+        pass
+
+    def stop(self) -> None:
+        pass
+
+
+def test_failing_redetection_does_not_stop_routing_updates(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import json
+    import threading
+
+    from tortie.node import birdproc
+    from tortie.node.agent import run_agent
+
+    monkeypatch.setattr(birdproc, "Bird", _RecordingBird)
+    _RecordingBird.texts = []
+    store = MemoryDatastore()
+    host = FakeHost(given=[_addr("eth0", "10.10.0.11", 24)], default_routes={4})
+    config = config_from_env(
+        _env(
+            tmp_path,
+            "node-a",
+            IP="autodetect",
+            AUTODETECT_POLL_INTERVAL="0.1s",
+            TORTIE_RUN_DIR=str(tmp_path / "run"),
+        )
+    )
+    stop = threading.Event()
+    agent = threading.Thread(target=run_agent, args=(config, store, LOG, stop, host))
+    agent.start()
+    try:
+        deadline = time.monotonic() + 10
+        while not _RecordingBird.texts:
+            assert time.monotonic() < deadline, "agent rendered no configuration"
+            time.sleep(0.02)
+        host.given = []  # the address disappears: re-detection finds nothing
+        time.sleep(0.3)
+        other = {
+            "apiVersion": "projectcalico.org/v3",
+            "kind": "Node",
+            "metadata": {"name": "node-b"},
+            "spec": {"bgp": {"ipv4Address": "10.10.0.12/24"}},
+        }
+        store.create(keys.resource_key("nodes", "node-b"), json.dumps(other))
+        deadline = time.monotonic() + 3
+        while not any("neighbor 10.10.0.12" in t for t in _RecordingBird.texts):
+            assert time.monotonic() < deadline, "node-b never reached BIRD's configuration"
+            time.sleep(0.05)
+    finally:
+        stop.set()
+        agent.join(timeout=10)
+    assert not agent.is_alive()
+
+
 # Finding 5: BIRD refusing the rendered configuration was re-checked (a `bird -p` process)
 # and logged again on every loop turn (each second) while nothing changed.
 def test_refused_configuration_is_not_retried_until_it_changes(

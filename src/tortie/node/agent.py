@@ -87,11 +87,18 @@ def run_agent(
                     )
                     return 1
                 if next_poll is not None and time.monotonic() >= next_poll:
-                    new = redetect(config, store, result, log, host)
+                    next_poll = time.monotonic() + config.poll_interval
+                    try:
+                        new = redetect(config, store, result, log, host)
+                    except Unavailable:
+                        raise
+                    except TortieError as exc:
+                        # An address gone for a moment must not stop routing updates.
+                        log.warning("address re-detection failed, addresses kept: %s", exc)
+                        new = result
                     if new != result:
                         result = new
                         write_status(config.run_dir, result)
-                    next_poll = time.monotonic() + config.poll_interval
                 if bird is not None:
                     view = load_view(
                         store, result, log, config.bgp_hold_time, config.bgp_connect_retry
