@@ -63,7 +63,12 @@ def run_agent(
         fh.write(str(os.getpid()))
     bird = None
     try:
+        from tortie.node.metrics import serve  # metrics (issue 9 item 5)
+
+        metrics, began = serve(config, log), time.monotonic()
         result = startup(config, store, log, host)
+        if metrics is not None:
+            metrics.started(time.monotonic() - began)
         if result.backend == "bird":
             from tortie.node.birdproc import Bird
 
@@ -72,6 +77,7 @@ def run_agent(
         log.info("agent running for node %s (backend %s)", result.node_name, result.backend)
         prefixes = watched(result.node_name)
         last_text = ""
+        applied = False
         next_poll = time.monotonic() + config.poll_interval if config.poll_interval else None
         while not stop.is_set():
             try:
@@ -105,14 +111,17 @@ def run_agent(
                     )
                     text = render(view)
                     if text != last_text and bird.apply(text):
-                        last_text = text
+                        last_text, applied = text, True
                         log.info(
                             "routing: %d peers, blocks %s",
                             len(view.peers),
                             ", ".join(view.blocks4 + view.blocks6) or "none",
                         )
                     bird.supervise()
-                store.wait_for_change(prefixes, revision, timeout=1.0)
+                woke = store.wait_for_change(prefixes, revision, timeout=1.0)
+                if metrics is not None:
+                    metrics.after_pass(store, result.node_name, bird, woke, applied)
+                applied = False
             except Unavailable as exc:
                 log.warning("datastore unavailable (%s); retrying in 1 s", exc)
                 stop.wait(1.0)

@@ -77,6 +77,10 @@ class NodeConfig:
     k8s_node_file: str
     bgp_hold_time: int
     bgp_connect_retry: int
+    # Felix's Prometheus settings (tortie/node/metrics.py); host "" = every address.
+    metrics_enabled: bool = False
+    metrics_port: int = 9091
+    metrics_host: str = ""
 
 
 def parse_bool(name: str, value: str, default: bool) -> bool:
@@ -246,4 +250,9 @@ def config_from_env(env: Mapping[str, str]) -> NodeConfig:
         k8s_node_file=env.get("TORTIE_K8S_NODE_FILE", "").strip(),
         bgp_hold_time=_int(env, "TORTIE_BGP_HOLD_TIME", 0, 0, 65535),
         bgp_connect_retry=_int(env, "TORTIE_BGP_CONNECT_RETRY_TIME", 5, 1, 65535),
+        metrics_enabled=parse_bool(
+            "FELIX_PROMETHEUSMETRICSENABLED", env.get("FELIX_PROMETHEUSMETRICSENABLED", ""), False
+        ),
+        metrics_port=_int(env, "FELIX_PROMETHEUSMETRICSPORT", 9091, 1, 65535),
+        metrics_host=env.get("FELIX_PROMETHEUSMETRICSHOST", "").strip(),
     )
