@@ -63,9 +63,12 @@ def run_agent(
         fh.write(str(os.getpid()))
     bird = None
     try:
-        from tortie.node.metrics import serve  # metrics (issue 9 item 5)
+        metrics = None  # Prometheus metrics (issue 9 item 5), imported only when enabled
+        if config.metrics_enabled:
+            from tortie.node.metrics import serve
 
-        metrics, began = serve(config, log), time.monotonic()
+            metrics = serve(config, log)
+        began = time.monotonic()
         result = startup(config, store, log, host)
         if metrics is not None:
             metrics.started(time.monotonic() - began)
