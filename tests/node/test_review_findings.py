@@ -201,6 +201,21 @@ def test_bad_default_pool_names_the_variable(
     assert list(store.list("/calico/")) == []
 
 
+def test_default_pool_created_meanwhile_by_another_node_is_not_an_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Two nodes starting at once: the other one creates the pool between our look and our
+    # create (load_pools sees none, the create finds it).
+    from tortie.node import defaultpools
+
+    store = MemoryDatastore()
+    host = FakeHost(given=[_addr("eth0", "10.10.0.11", 24)], default_routes={4})
+    startup(config_from_env(_env(tmp_path, "node-b", IP="10.10.0.12/24")), store, LOG, host)
+    monkeypatch.setattr(defaultpools, "load_pools", lambda _store: [])
+    config = config_from_env(_env(tmp_path, "node-a", IP="autodetect"))
+    assert startup(config, store, LOG, host).ipv4 == "10.10.0.11/24"
+
+
 # Finding 10: a corrupt value in this node's own Node stopped startup with the decoding
 # error only; it now says how to recover.
 def test_corrupt_own_node_says_how_to_recover(tmp_path: Path) -> None:

@@ -125,11 +125,9 @@ def ensure_default_pools(
         doc = pool_document(settings, cidr)
         admin = Admin(store)
         try:
-            plan = admin.plan("create", [doc])
+            admin.execute(admin.plan("create", [doc]))
         except InvalidInput as exc:
             raise InvalidInput(_name_variables(str(exc), v)) from None
-        try:
-            admin.execute(plan)
         except AlreadyExists:
             log.info("default IPv%d pool was created by another node meanwhile", v)
             continue
