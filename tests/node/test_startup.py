@@ -223,7 +223,7 @@ def test_forwarding_disabled_warns(tmp_path: Path) -> None:
 def test_redetect_updates_node(tmp_path: Path) -> None:
     store = MemoryDatastore()
     h = host()
-    config = config_from_env(env(tmp_path, IP6="autodetect"))
+    config = config_from_env(env(tmp_path, IP="autodetect", IP6="autodetect"))
     first = startup(config, store, LOG, h)
     assert redetect(config, store, first, LOG, h) is first
     h.given = [addr("eth0", "10.10.0.50", 24), addr("eth0", "fd10::50", 64)]

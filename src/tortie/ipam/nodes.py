@@ -29,6 +29,18 @@ class NodeService:
         self.store = store
         self.policy = policy
 
+    def list_readable(self) -> tuple[list[Node], list[str]]:
+        """Every Node that decodes, and one message per stored Node that does not (a
+        corrupt Node elsewhere must not stop a node from starting)."""
+        nodes: list[Node] = []
+        broken: list[str] = []
+        for kv in self.store.list(keys.resource_prefix("nodes")):
+            try:
+                nodes.append(_decode(kv))
+            except DatastoreError as exc:
+                broken.append(str(exc))
+        return nodes, broken
+
     def get(self, name: str) -> Node | None:
         kv = self.store.get(keys.resource_key("nodes", name))
         return None if kv is None else _decode(kv)

@@ -15,6 +15,7 @@ import os
 import threading
 import time
 
+from tortie.datastore import keys
 from tortie.datastore.base import Datastore
 from tortie.errors import TortieError, Unavailable
 from tortie.node.bird import render
@@ -62,7 +63,15 @@ def run_agent(
         fh.write(str(os.getpid()))
     bird = None
     try:
+        metrics = None  # Prometheus metrics (issue 9 item 5), imported only when enabled
+        if config.metrics_enabled:
+            from tortie.node.metrics import serve
+
+            metrics = serve(config, log)
+        began = time.monotonic()
         result = startup(config, store, log, host)
+        if metrics is not None:
+            metrics.started(time.monotonic() - began)
         if result.backend == "bird":
             from tortie.node.birdproc import Bird
 
@@ -71,16 +80,34 @@ def run_agent(
         log.info("agent running for node %s (backend %s)", result.node_name, result.backend)
         prefixes = watched(result.node_name)
         last_text = refused = ""
+        applied = False
         next_poll = time.monotonic() + config.poll_interval if config.poll_interval else None
         while not stop.is_set():
             try:
                 revision = store.current_revision()
+                if store.get(keys.resource_key("nodes", result.node_name)) is None:
+                    # Deleted under us ('tortie delete node'): its blocks are gone and the
+                    # other nodes dropped it; running on would leave a silently cut-off host.
+                    log.error(
+                        "node %s was deleted from the datastore while its agent runs; "
+                        "stopping: restart the agent to register the node again, or leave "
+                        "it stopped if the node is decommissioned",
+                        result.node_name,
+                    )
+                    return 1
                 if next_poll is not None and time.monotonic() >= next_poll:
-                    new = redetect(config, store, result, log, host)
+                    next_poll = time.monotonic() + config.poll_interval
+                    try:
+                        new = redetect(config, store, result, log, host)
+                    except Unavailable:
+                        raise
+                    except TortieError as exc:
+                        # An address gone for a moment must not stop routing updates.
+                        log.warning("address re-detection failed, addresses kept: %s", exc)
+                        new = result
                     if new != result:
                         result = new
                         write_status(config.run_dir, result)
-                    next_poll = time.monotonic() + config.poll_interval
                 if bird is not None:
                     view = load_view(
                         store, result, log, config.bgp_hold_time, config.bgp_connect_retry
@@ -89,7 +116,7 @@ def run_agent(
                     if text in (last_text, refused):
                         pass  # a refused text is checked again only once it changes
                     elif bird.apply(text):
-                        last_text = text
+                        last_text, applied = text, True
                         log.info(
                             "routing: %d peers, blocks %s",
                             len(view.peers),
@@ -98,7 +125,10 @@ def run_agent(
                     else:
                         refused = text
                     bird.supervise()
-                store.wait_for_change(prefixes, revision, timeout=1.0)
+                woke = store.wait_for_change(prefixes, revision, timeout=1.0)
+                if metrics is not None:
+                    metrics.after_pass(store, result.node_name, bird, woke, applied)
+                applied = False
             except Unavailable as exc:
                 log.warning("datastore unavailable (%s); retrying in 1 s", exc)
                 stop.wait(1.0)

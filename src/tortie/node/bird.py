@@ -26,7 +26,7 @@ class Peer:
     name: str
     ipv4: str | None  # host address, no prefix
     ipv6: str | None
-    as_number: int | None = None
+    as_number: int | None = None  # None: the default AS (Calico: the global AS), not ours
 
 
 @dataclass(frozen=True)
@@ -68,6 +68,7 @@ def _family(view: RoutingView, version: int) -> list[str]:
         "reject; };",
         "  };",
         "  learn;",
+        "  persist;",  # routes stay in the kernel while BIRD restarts or the agent stops
         "  scan time 2;",
         "  graceful restart;",
         "  merge paths on;",
@@ -111,7 +112,7 @@ def _family(view: RoutingView, version: int) -> list[str]:
             continue
         out.append(
             f"protocol bgp {protocol_name(address)} from mesh{version} {{  # node {peer.name}\n"
-            f"  neighbor {address} as {peer.as_number or view.as_number};\n"
+            f"  neighbor {address} as {peer.as_number or DEFAULT_AS};\n"
             f"  source address {own};\n"
             "}"
         )

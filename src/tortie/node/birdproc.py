@@ -68,12 +68,15 @@ class Bird:
         self.restarts = 0
         self._next_start = 0.0
         self._backoff = 1.0
+        self._refused = ""  # the last text BIRD refused: not checked (nor logged) again
         self.bird, _ = find_bird()
 
     def apply(self, text: str) -> bool:
         """Write ``text`` as the configuration if BIRD accepts it, then reconfigure the
         running daemon (or start it).  False (and the old configuration kept) when BIRD
         refuses the new text."""
+        if text == self._refused:
+            return False
         tmp = f"{self.conf}.new"
         with open(tmp, "w", encoding="utf-8") as fh:
             fh.write(text)
@@ -83,7 +86,9 @@ class Bird:
         if check.returncode != 0:
             self.log.error("BIRD refused the rendered configuration: %s", check.stderr.strip())
             os.unlink(tmp)
+            self._refused = text
             return False
+        self._refused = ""
         os.replace(tmp, self.conf)
         if self.running():
             out = birdc(self.socket, "configure")

@@ -13,6 +13,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from tortie.errors import InvalidInput
+from tortie.model.ippool import is_dns_subdomain
+from tortie.model.names import quoted
 from tortie.node.nodename import determine_node_name, nodename_file
 
 DEFAULT_RUN_DIR = "/var/run/tortie"
@@ -75,6 +77,10 @@ class NodeConfig:
     k8s_node_file: str
     bgp_hold_time: int
     bgp_connect_retry: int
+    # Felix's Prometheus settings (tortie/node/metrics.py); host "" = every address.
+    metrics_enabled: bool = False
+    metrics_port: int = 9091
+    metrics_host: str = ""
 
 
 def parse_bool(name: str, value: str, default: bool) -> bool:
@@ -195,6 +201,13 @@ def config_from_env(env: Mapping[str, str]) -> NodeConfig:
     name, source = determine_node_name(env)
     if not name:
         raise InvalidInput("cannot determine the node name; set NODENAME")
+    if not is_dns_subdomain(name):
+        # The Node resource would be written but unreadable (its name is its key): refuse.
+        raise InvalidInput(
+            f"node name {quoted(name)} (from {source}) is not a valid Node name: use "
+            "lower-case letters, digits, '-' and '.', starting and ending with a letter or "
+            "digit, at most 253 characters; set NODENAME to such a name"
+        )
     backend = env.get("CALICO_NETWORKING_BACKEND", "").strip().lower() or "bird"
     if backend not in BACKENDS:
         raise InvalidInput(
@@ -213,7 +226,11 @@ def config_from_env(env: Mapping[str, str]) -> NodeConfig:
     pool4, pool6 = _pool(env, 4), _pool(env, 6)
     no_default = parse_bool("NO_DEFAULT_POOLS", env.get("NO_DEFAULT_POOLS", ""), False)
     if no_default:
-        given = [f"CALICO_IPV{p.version}POOL_CIDR" for p in (pool4, pool6) if p.cidr]
+        given = [
+            f"CALICO_IPV{p.version}POOL_CIDR"
+            for p in (pool4, pool6)
+            if p.cidr and p.cidr.lower() != "none"
+        ]
         if given:
             raise InvalidInput(
                 f"NO_DEFAULT_POOLS=true and {' and '.join(given)} are both set; "
@@ -244,4 +261,9 @@ def config_from_env(env: Mapping[str, str]) -> NodeConfig:
         k8s_node_file=env.get("TORTIE_K8S_NODE_FILE", "").strip(),
         bgp_hold_time=_hold_time(env),
         bgp_connect_retry=_int(env, "TORTIE_BGP_CONNECT_RETRY_TIME", 5, 1, 65535),
+        metrics_enabled=parse_bool(
+            "FELIX_PROMETHEUSMETRICSENABLED", env.get("FELIX_PROMETHEUSMETRICSENABLED", ""), False
+        ),
+        metrics_port=_int(env, "FELIX_PROMETHEUSMETRICSPORT", 9091, 1, 65535),
+        metrics_host=env.get("FELIX_PROMETHEUSMETRICSHOST", "").strip(),
     )

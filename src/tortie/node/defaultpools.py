@@ -55,6 +55,23 @@ def _encap(variable: str, value: str) -> str:
     return mode
 
 
+_FIELD_VARIABLES = {
+    "spec.cidr": "CIDR",
+    "spec.blockSize": "BLOCK_SIZE",
+    "spec.ipipMode": "IPIP",
+    "spec.vxlanMode": "VXLAN",
+    "spec.natOutgoing": "NAT_OUTGOING",
+    "spec.nodeSelector": "NODE_SELECTOR",
+}
+
+
+def _name_variables(message: str, version: int) -> str:
+    """The pool's own complaint, with each field named by the variable that set it."""
+    for field, suffix in _FIELD_VARIABLES.items():
+        message = message.replace(field, f"CALICO_IPV{version}POOL_{suffix} ({field})")
+    return message
+
+
 def pool_document(p: PoolSettings, cidr: str) -> dict[str, object]:
     prefix = f"CALICO_IPV{p.version}POOL_"
     spec: dict[str, object] = {
@@ -109,6 +126,8 @@ def ensure_default_pools(
         admin = Admin(store)
         try:
             admin.execute(admin.plan("create", [doc]))
+        except InvalidInput as exc:
+            raise InvalidInput(_name_variables(str(exc), v)) from None
         except AlreadyExists:
             log.info("default IPv%d pool was created by another node meanwhile", v)
             continue

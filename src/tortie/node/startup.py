@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from tortie.core.record import replace
 from tortie.datastore import keys
 from tortie.datastore.base import Datastore
-from tortie.errors import Conflict, InvalidInput
+from tortie.errors import Conflict, DatastoreError, InvalidInput
 from tortie.ipam.nodes import NodeService
 from tortie.ipam.pools import load_pools
 from tortie.ipam.service import Ipam
@@ -79,7 +79,12 @@ def _host(address: str | None) -> str | None:
     return None if address is None else str(ipaddress.ip_interface(address).ip)
 
 
-def _check_conflicts(nodes: Sequence[Node], name: str, ipv4: str | None, ipv6: str | None) -> None:
+def _check_conflicts(
+    service: NodeService, name: str, ipv4: str | None, ipv6: str | None, log: logging.Logger
+) -> None:
+    nodes, broken = service.list_readable()
+    for message in broken:
+        log.warning("address conflict check skips %s", message)
     for other in nodes:
         if other.name == name:
             continue
@@ -112,7 +117,13 @@ def startup(
 ) -> StartupResult:
     host = host or Host()
     nodes = NodeService(store)
-    stored = nodes.get(config.node_name)
+    try:
+        stored = nodes.get(config.node_name)
+    except DatastoreError as exc:
+        raise DatastoreError(
+            f"{exc}; correct this node's Node with 'tortie apply -f FILE', or remove it with "
+            f"'tortie delete node {config.node_name}' (which also releases its addresses)"
+        ) from None
     log.info("node name %s (from %s)", config.node_name, config.name_source)
     host_addrs = host.addresses()
     ipv4: str | None = None if stored is None else stored.ipv4_address
@@ -140,7 +151,7 @@ def startup(
                 "run this node without IPv6"
             )
         rid = router_id(config.router_id, config.node_name, ipv4)
-        _check_conflicts(nodes.list(), config.node_name, ipv4, ipv6)
+        _check_conflicts(nodes, config.node_name, ipv4, ipv6, log)
 
     ensure_default_pools(
         store, config, [a.address for a in host_addrs], log, node_has_ipv6=ipv6 is not None
@@ -204,13 +215,14 @@ def redetect(
     nodes = NodeService(store)
     host_addrs = host.addresses()
     ipv4, ipv6 = previous.ipv4, previous.ipv6
-    if config.ip.lower() in ("", "autodetect") and previous.ipv4 is not None:
+    # IP "" means "autodetect only when nothing is stored" (§10): once stored, it is kept.
+    if config.ip.lower() == "autodetect":
         ipv4 = detect(config.ip_method, 4, host_addrs, config.k8s_node_file).address.interface
     if config.ip6.lower() == "autodetect":
         ipv6 = detect(config.ip6_method, 6, host_addrs, config.k8s_node_file).address.interface
     if (ipv4, ipv6) == (previous.ipv4, previous.ipv6):
         return previous
-    _check_conflicts(nodes.list(), config.node_name, ipv4, ipv6)
+    _check_conflicts(nodes, config.node_name, ipv4, ipv6, log)
     rid = router_id(config.router_id, config.node_name, ipv4)
     log.info(
         "address change detected: IPv4 %s -> %s, IPv6 %s -> %s",
