@@ -183,3 +183,28 @@ def test_file_form_checks_every_document_before_writing(pools: Cli) -> None:
     assert "is not assigned" in in_use(pools, "10.65.0.5")
     pools("endpoint", "create", "-f", pools.file(good)).ok()
     assert list(weps(pools, "-n", "openstack")) == ["h-openstack-vm-p"]
+
+
+def test_ipam_check_counts_reserved_addresses_as_in_use(pools: Cli) -> None:
+    create(pools, "c1", "vm1", "p1", "--ip", "10.65.0.5", "--ip", "fd5f:65::5").ok()
+    out = pools("ipam", "check").ok().out
+    assert "Found 2 IPAM allocations." in out and "found 0 problems" in out
+    pools("endpoint", "delete", "c1-openstack-vm1-p1").ok()
+    assert "Found 0 IPAM allocations." in pools("ipam", "check").ok().out
+
+
+def test_guest_config_and_help_from_the_command_line(cli: Cli) -> None:
+    out = cli("openstack", "guest-config", "--os", "centos", "--format", "files").ok().out
+    assert "IPV6INIT=yes\nDHCPV6C=yes\n" in out and "new_ip6_prefixlen=128" in out
+    assert cli("openstack", "guest-config", "--os", "ubuntu").ok().out.startswith("#cloud-config")
+    cli("openstack", "guest-config", "--os", "windows").fails(2, "windows")
+
+
+def test_help_explains_naming_and_ipam(capsys: pytest.CaptureFixture[str]) -> None:
+    from tortie.cli.main import main
+
+    with pytest.raises(SystemExit) as info:
+        main(["endpoint", "create", "--help"])
+    assert info.value.code == 0
+    out = capsys.readouterr().out
+    assert "<node>-openstack-<workload>-<endpoint>" in out and "reserved in IPAM" in out
