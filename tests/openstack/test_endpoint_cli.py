@@ -108,7 +108,7 @@ def test_conflicts_are_refused_and_nothing_is_written(pools: Cli) -> None:
     # Held in IPAM by a pod: refused; the address reserved before it is released again.
     pools("ipam", "assign", "--handle", "pod1", "--node", "n1", "--ip", "10.65.0.7").ok()
     create(pools, "c2", "vm2", "p2", "--ip", "fd5f:65::6", "--ip", "10.65.0.7").fails(
-        1, "10.65.0.7", "already allocated in IPAM"
+        1, "10.65.0.7", "already allocated in IPAM by handle pod1"
     )
     assert list(weps(pools, "-A")) == ["c1-openstack-vm1-p1"]
     for addr in ("10.65.0.6", "fd5f:65::6"):
@@ -208,3 +208,15 @@ def test_help_explains_naming_and_ipam(capsys: pytest.CaptureFixture[str]) -> No
     assert info.value.code == 0
     out = capsys.readouterr().out
     assert "<node>-openstack-<workload>-<endpoint>" in out and "reserved in IPAM" in out
+
+
+def test_recreate_after_the_endpoint_alone_was_lost_reuses_its_reservation(pools: Cli) -> None:
+    create(pools, "c1", "vm1", "p1", "--ip", "10.65.0.5").ok()
+    # As if 'endpoint delete' died between deleting the endpoint and releasing.
+    pools("delete", "workloadendpoint", "c1-openstack-vm1-p1", "-n", "openstack").ok()
+    create(pools, "c1", "vm1", "p1", "--ip", "10.65.0.5").ok()
+    assert "openstack.openstack.c1-openstack-vm1-p1" in in_use(pools, "10.65.0.5")
+    # Another port still cannot take it.
+    create(pools, "c1", "vm2", "p2", "--ip", "10.65.0.5").fails(1, "held by WorkloadEndpoint")
+    pools("endpoint", "delete", "c1-openstack-vm1-p1").ok()
+    assert "is not assigned" in in_use(pools, "10.65.0.5")
