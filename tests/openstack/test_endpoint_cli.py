@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from cli.clihelp import Cli, Result, pool_yaml
+from cli.clihelp import Cli, Result, pool_yaml, wep_yaml
 
 V4_POOL = "10.65.0.0/24"
 V6_POOL = "fd5f:65::/112"
@@ -220,3 +220,32 @@ def test_recreate_after_the_endpoint_alone_was_lost_reuses_its_reservation(pools
     create(pools, "c1", "vm2", "p2", "--ip", "10.65.0.5").fails(1, "held by WorkloadEndpoint")
     pools("endpoint", "delete", "c1-openstack-vm1-p1").ok()
     assert "is not assigned" in in_use(pools, "10.65.0.5")
+
+
+def test_regions_and_other_orchestrators(pools: Cli) -> None:
+    create(pools, "c1", "vm1", "p1", "--region", "r1", "--ip", "10.65.0.5").ok()
+    found = weps(pools, "-n", "openstack-r1")
+    assert list(found) == ["c1-openstack-vm1-p1"]
+    assert found["c1-openstack-vm1-p1"]["metadata"]["labels"] == {
+        "projectcalico.org/namespace": "openstack-r1",
+        "projectcalico.org/orchestrator": "openstack",
+    }
+    pools(
+        "endpoint",
+        "delete",
+        "--node",
+        "c1",
+        "--workload",
+        "vm1",
+        "--endpoint",
+        "p1",
+        "--region",
+        "r1",
+    ).ok()
+    assert "is not assigned" in in_use(pools, "10.65.0.5")
+    # A pod's endpoint is not this command's to delete.
+    pools.apply(wep_yaml("n1-k8s-web-eth0", "n1", "web", ["10.65.0.9/32"])).ok()
+    pools("endpoint", "delete", "n1-k8s-web-eth0", "-n", "default").fails(
+        2, "orchestrator 'k8s'", "tortie delete workloadendpoint"
+    )
+    assert list(weps(pools, "-n", "default")) == ["n1-k8s-web-eth0"]

@@ -30,7 +30,7 @@ from tortie.model.workloadendpoint import (
     workloadendpoint_from_dict,
     workloadendpoint_to_dict,
 )
-from tortie.openstack.naming import handle_id
+from tortie.openstack.naming import ORCHESTRATOR, handle_id
 
 PLURAL = "workloadendpoints"
 
@@ -162,6 +162,13 @@ class EndpointRecorder:
                 raise NotFound(
                     f"WorkloadEndpoint {namespace}/{name} does not exist; "
                     "list them with 'tortie get workloadendpoints -n " + namespace + "'"
+                )
+            orchestrator = json.loads(kv.value).get("spec", {}).get("orchestrator")
+            if orchestrator != ORCHESTRATOR:
+                raise InvalidInput(
+                    f"WorkloadEndpoint {namespace}/{name} belongs to orchestrator "
+                    f"{orchestrator!r}, not openstack; delete it with "
+                    f"'tortie delete workloadendpoint {name} -n {namespace}'"
                 )
             try:
                 self.store.delete(key, kv.revision)
