@@ -249,3 +249,13 @@ def test_regions_and_other_orchestrators(pools: Cli) -> None:
         2, "orchestrator 'k8s'", "tortie delete workloadendpoint"
     )
     assert list(weps(pools, "-n", "default")) == ["n1-k8s-web-eth0"]
+
+
+def test_get_lists_the_default_namespace_unless_told_as_calicoctl_does(pools: Cli) -> None:
+    pools.apply(wep_yaml("n1-k8s-web-eth0", "n1", "web", ["10.65.0.9/32"])).ok()
+    create(pools, "c1", "vm1", "p1", "--ip", "10.65.0.5").ok()
+    assert list(weps(pools)) == ["n1-k8s-web-eth0"]
+    assert list(weps(pools, "-n", "openstack")) == ["c1-openstack-vm1-p1"]
+    assert sorted(weps(pools, "-A")) == ["c1-openstack-vm1-p1", "n1-k8s-web-eth0"]
+    table = pools("get", "weps", "--all-namespaces").ok().out.splitlines()
+    assert [row.split()[0] for row in table[1:]] == ["default", "openstack"]
