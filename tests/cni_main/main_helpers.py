@@ -177,5 +177,7 @@ class Env:
         return out
 
     def weps(self) -> list[dict[str, Any]]:
-        items: list[dict[str, Any]] = self.cli("get", "workloadendpoints", "-o", "json")["items"]
+        items: list[dict[str, Any]] = self.cli("get", "workloadendpoints", "-A", "-o", "json")[
+            "items"
+        ]
         return items

@@ -1,6 +1,8 @@
 """What Calico's Neutron driver (the ``networking-calico`` package) writes for a VM port.
 
-Fallback for running the package itself: its endpoint-writing module
+``data/networking_calico_3.12_endpoint.json`` is what the unmodified package's code
+wrote for ``PORT`` (see ``data/drive_networking_calico.py``); the tests check this
+module against it.  Why not the package in the test run: its endpoint-writing module
 (``networking_calico/plugins/ml2/drivers/calico/endpoints.py``) imports ``neutron.db``
 at import time and, through ``networking_calico.compat``, ``neutron_lib`` and the
 ``oslo`` libraries; ``datamodel_v3`` needs ``pbr`` and ``etcd3gw``.  None of that is
@@ -85,11 +87,11 @@ def endpoint_annotations(port: dict[str, Any]) -> dict[str, str]:
     return annotations
 
 
-def put_endpoint(etcd: EtcdCluster, port: dict[str, Any], namespace: str = "openstack") -> str:
-    """``datamodel_v3.put`` of a new WorkloadEndpoint; returns its etcd key."""
+def endpoint_document(port: dict[str, Any], namespace: str = "openstack") -> tuple[str, Any]:
+    """The etcd key and value ``datamodel_v3.put`` writes for a new endpoint."""
     name = endpoint_name(port)
     key = f"/calico/resources/v3/projectcalico.org/workloadendpoints/{namespace}/{name}"
-    value = {
+    return key, {
         "kind": "WorkloadEndpoint",
         "apiVersion": "projectcalico.org/v3",
         "metadata": {
@@ -102,10 +104,19 @@ def put_endpoint(etcd: EtcdCluster, port: dict[str, Any], namespace: str = "open
         },
         "spec": endpoint_spec(port),
     }
+
+
+def put_raw(etcd: EtcdCluster, key: str, value: Any) -> None:
     status, body = request(
         etcd.members[0], "POST", "/v3/kv/put", {"key": b64(key), "value": b64(json.dumps(value))}
     )
     assert status == 200, body
+
+
+def put_endpoint(etcd: EtcdCluster, port: dict[str, Any], namespace: str = "openstack") -> str:
+    """``datamodel_v3.put`` of a new WorkloadEndpoint; returns its etcd key."""
+    key, value = endpoint_document(port, namespace)
+    put_raw(etcd, key, value)
     return key
 
 

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from cli.clihelp import Cli, Result, pool_yaml
+from cli.clihelp import Cli, Result, pool_yaml, wep_yaml
 
 V4_POOL = "10.65.0.0/24"
 V6_POOL = "fd5f:65::/112"
@@ -108,7 +108,7 @@ def test_conflicts_are_refused_and_nothing_is_written(pools: Cli) -> None:
     # Held in IPAM by a pod: refused; the address reserved before it is released again.
     pools("ipam", "assign", "--handle", "pod1", "--node", "n1", "--ip", "10.65.0.7").ok()
     create(pools, "c2", "vm2", "p2", "--ip", "fd5f:65::6", "--ip", "10.65.0.7").fails(
-        1, "10.65.0.7", "already allocated in IPAM"
+        1, "10.65.0.7", "already allocated in IPAM by handle pod1"
     )
     assert list(weps(pools, "-A")) == ["c1-openstack-vm1-p1"]
     for addr in ("10.65.0.6", "fd5f:65::6"):
@@ -183,3 +183,79 @@ def test_file_form_checks_every_document_before_writing(pools: Cli) -> None:
     assert "is not assigned" in in_use(pools, "10.65.0.5")
     pools("endpoint", "create", "-f", pools.file(good)).ok()
     assert list(weps(pools, "-n", "openstack")) == ["h-openstack-vm-p"]
+
+
+def test_ipam_check_counts_reserved_addresses_as_in_use(pools: Cli) -> None:
+    create(pools, "c1", "vm1", "p1", "--ip", "10.65.0.5", "--ip", "fd5f:65::5").ok()
+    out = pools("ipam", "check").ok().out
+    assert "Found 2 IPAM allocations." in out and "found 0 problems" in out
+    pools("endpoint", "delete", "c1-openstack-vm1-p1").ok()
+    assert "Found 0 IPAM allocations." in pools("ipam", "check").ok().out
+
+
+def test_guest_config_and_help_from_the_command_line(cli: Cli) -> None:
+    out = cli("openstack", "guest-config", "--os", "centos", "--format", "files").ok().out
+    assert "IPV6INIT=yes\nDHCPV6C=yes\n" in out and "new_ip6_prefixlen=128" in out
+    assert cli("openstack", "guest-config", "--os", "ubuntu").ok().out.startswith("#cloud-config")
+    cli("openstack", "guest-config", "--os", "windows").fails(2, "windows")
+
+
+def test_help_explains_naming_and_ipam(capsys: pytest.CaptureFixture[str]) -> None:
+    from tortie.cli.main import main
+
+    with pytest.raises(SystemExit) as info:
+        main(["endpoint", "create", "--help"])
+    assert info.value.code == 0
+    out = capsys.readouterr().out
+    assert "<node>-openstack-<workload>-<endpoint>" in out and "reserved in IPAM" in out
+
+
+def test_recreate_after_the_endpoint_alone_was_lost_reuses_its_reservation(pools: Cli) -> None:
+    create(pools, "c1", "vm1", "p1", "--ip", "10.65.0.5").ok()
+    # As if 'endpoint delete' died between deleting the endpoint and releasing.
+    pools("delete", "workloadendpoint", "c1-openstack-vm1-p1", "-n", "openstack").ok()
+    create(pools, "c1", "vm1", "p1", "--ip", "10.65.0.5").ok()
+    assert "openstack.openstack.c1-openstack-vm1-p1" in in_use(pools, "10.65.0.5")
+    # Another port still cannot take it.
+    create(pools, "c1", "vm2", "p2", "--ip", "10.65.0.5").fails(1, "held by WorkloadEndpoint")
+    pools("endpoint", "delete", "c1-openstack-vm1-p1").ok()
+    assert "is not assigned" in in_use(pools, "10.65.0.5")
+
+
+def test_regions_and_other_orchestrators(pools: Cli) -> None:
+    create(pools, "c1", "vm1", "p1", "--region", "r1", "--ip", "10.65.0.5").ok()
+    found = weps(pools, "-n", "openstack-r1")
+    assert list(found) == ["c1-openstack-vm1-p1"]
+    assert found["c1-openstack-vm1-p1"]["metadata"]["labels"] == {
+        "projectcalico.org/namespace": "openstack-r1",
+        "projectcalico.org/orchestrator": "openstack",
+    }
+    pools(
+        "endpoint",
+        "delete",
+        "--node",
+        "c1",
+        "--workload",
+        "vm1",
+        "--endpoint",
+        "p1",
+        "--region",
+        "r1",
+    ).ok()
+    assert "is not assigned" in in_use(pools, "10.65.0.5")
+    # A pod's endpoint is not this command's to delete.
+    pools.apply(wep_yaml("n1-k8s-web-eth0", "n1", "web", ["10.65.0.9/32"])).ok()
+    pools("endpoint", "delete", "n1-k8s-web-eth0", "-n", "default").fails(
+        2, "orchestrator 'k8s'", "tortie delete workloadendpoint"
+    )
+    assert list(weps(pools, "-n", "default")) == ["n1-k8s-web-eth0"]
+
+
+def test_get_lists_the_default_namespace_unless_told_as_calicoctl_does(pools: Cli) -> None:
+    pools.apply(wep_yaml("n1-k8s-web-eth0", "n1", "web", ["10.65.0.9/32"])).ok()
+    create(pools, "c1", "vm1", "p1", "--ip", "10.65.0.5").ok()
+    assert list(weps(pools)) == ["n1-k8s-web-eth0"]
+    assert list(weps(pools, "-n", "openstack")) == ["c1-openstack-vm1-p1"]
+    assert sorted(weps(pools, "-A")) == ["c1-openstack-vm1-p1", "n1-k8s-web-eth0"]
+    table = pools("get", "weps", "--all-namespaces").ok().out.splitlines()
+    assert [row.split()[0] for row in table[1:]] == ["default", "openstack"]

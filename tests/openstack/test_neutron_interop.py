@@ -6,13 +6,21 @@ from __future__ import annotations
 
 import copy
 import io
+import json
 import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
-from neutron_writer import endpoint_name, endpoint_spec, get_raw, put_endpoint
+from neutron_writer import (
+    endpoint_document,
+    endpoint_name,
+    endpoint_spec,
+    get_raw,
+    put_endpoint,
+    put_raw,
+)
 
 from cli.clihelp import Cli
 from etcd_cluster import EtcdCluster
@@ -52,6 +60,34 @@ def ecli(
         monkeypatch.setattr(sys, "stdin", io.StringIO(text))
 
     return Cli(tmp_path, capsys, set_stdin)
+
+
+PACKAGE_OUTPUT = Path(__file__).parent / "data" / "networking_calico_3.12_endpoint.json"
+
+
+def without_identity(doc: dict[str, Any]) -> dict[str, Any]:
+    out = copy.deepcopy(doc)
+    del out["metadata"]["uid"], out["metadata"]["creationTimestamp"]
+    return out
+
+
+def test_the_reproduction_matches_what_the_package_wrote() -> None:
+    written: dict[str, Any] = json.loads(PACKAGE_OUTPUT.read_text())
+    key, value = endpoint_document(PORT)
+    assert list(written) == [key]
+    assert without_identity(written[key]) == without_identity(value)
+
+
+def test_the_packages_own_document_is_read_and_deleted(ecli: Cli, etcd: EtcdCluster) -> None:
+    written: dict[str, Any] = json.loads(PACKAGE_OUTPUT.read_text())
+    ((key, value),) = written.items()
+    put_raw(etcd, key, value)
+    doc = listed(ecli)[value["metadata"]["name"]]
+    assert doc["spec"] == value["spec"]
+    for field in ("labels", "annotations", "uid", "creationTimestamp"):
+        assert doc["metadata"][field] == value["metadata"][field]
+    ecli("endpoint", "delete", value["metadata"]["name"], "-n", "openstack").ok()
+    assert get_raw(etcd, key) is None
 
 
 def listed(cli: Cli) -> dict[str, dict[str, Any]]:

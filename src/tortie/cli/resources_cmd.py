@@ -55,9 +55,14 @@ def register(sub: Any) -> None:
         help="output format (default: a table)",
     )
     get.add_argument(
-        "-n", "--namespace", default=None, help="namespace (workload endpoints; default: all)"
+        "-n",
+        "--namespace",
+        default=None,
+        help="namespace of workload endpoints (default: 'default', as calicoctl)",
     )
-    get.add_argument("-A", "--all-namespaces", action="store_true", help="all namespaces")
+    get.add_argument(
+        "-A", "--all-namespaces", action="store_true", help="workload endpoints of every namespace"
+    )
     get.set_defaults(handler=_get)
 
 
@@ -105,7 +110,10 @@ def _get(args: argparse.Namespace) -> int:
 
     info = kind_for_cli_name(args.kind)
     admin = Admin(cli_store(args.config, reading=True))
+    # As calicoctl: a namespaced kind is listed in 'default' unless -n or -A says otherwise.
     namespace = None if args.all_namespaces else args.namespace
+    if namespace is None and info.namespaced and not args.all_namespaces:
+        namespace = "default"
     docs = admin.get(info, args.name, namespace)
     if args.output in ("yaml", "json"):
         list_kind = None if args.name else info.list_kind

@@ -30,7 +30,7 @@ from tortie.model.workloadendpoint import (
     workloadendpoint_from_dict,
     workloadendpoint_to_dict,
 )
-from tortie.openstack.naming import handle_id
+from tortie.openstack.naming import ORCHESTRATOR, handle_id
 
 PLURAL = "workloadendpoints"
 
@@ -111,8 +111,7 @@ class EndpointRecorder:
                 addr = parse_address(_address(net))
                 if poolsel.pool_containing(addr, pools) is None:
                     done.outside_pools.append(net)
-                elif net not in old:
-                    self._reserve(where, net, handle, attrs, wep.node)
+                elif net not in old and self._reserve(where, net, handle, attrs, wep.node):
                     done.reserved.append(net)
             value = json.dumps(workloadendpoint_to_dict(wep), separators=(",", ":"))
             if current is None:
@@ -126,16 +125,25 @@ class EndpointRecorder:
         done.released = self._release(gone, handle)
         return done
 
-    def _reserve(self, where: str, net: str, handle: str, attrs: dict[str, str], node: str) -> None:
+    def _reserve(self, where: str, net: str, handle: str, attrs: dict[str, str], node: str) -> bool:
+        """Reserve one pool address; False when this endpoint's handle already holds it
+        (a retry after a crash between writing and releasing)."""
+        addr = _address(net)
         try:
-            self.ipam.assign_ip(_address(net), handle, attrs, node)
+            self.ipam.assign_ip(addr, handle, attrs, node)
+            return True
         except InvalidInput as exc:
             if "already assigned" not in str(exc):
                 raise
-            raise Conflict(
-                f"{where}: address {_address(net)} is already allocated in IPAM (to a pod or "
-                "a node); release it with 'tortie ipam release' or give another address"
-            ) from None
+        found = self.ipam.find_allocation(addr)
+        owner = found[0].owner(found[1]) if found else None
+        if owner is not None and owner.handle_id == handle:
+            return False
+        holder = f" by handle {owner.handle_id}" if owner and owner.handle_id else ""
+        raise Conflict(
+            f"{where}: address {addr} is already allocated in IPAM{holder}; release it "
+            "with 'tortie ipam release' or give another address"
+        )
 
     def _release(self, nets: list[str], handle: str) -> list[str]:
         if not nets:
@@ -154,6 +162,13 @@ class EndpointRecorder:
                 raise NotFound(
                     f"WorkloadEndpoint {namespace}/{name} does not exist; "
                     "list them with 'tortie get workloadendpoints -n " + namespace + "'"
+                )
+            orchestrator = json.loads(kv.value).get("spec", {}).get("orchestrator")
+            if orchestrator != ORCHESTRATOR:
+                raise InvalidInput(
+                    f"WorkloadEndpoint {namespace}/{name} belongs to orchestrator "
+                    f"{orchestrator!r}, not openstack; delete it with "
+                    f"'tortie delete workloadendpoint {name} -n {namespace}'"
                 )
             try:
                 self.store.delete(key, kv.revision)
