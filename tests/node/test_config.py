@@ -104,6 +104,9 @@ def test_no_default_pools_with_cidr_names_both() -> None:
         ("AS", "abc", "AS="),
         ("AS", "0", "AS="),
         ("AUTODETECT_POLL_INTERVAL", "soon", "AUTODETECT_POLL_INTERVAL"),
+        ("TORTIE_BGP_HOLD_TIME", "2", "TORTIE_BGP_HOLD_TIME=2 is too short"),
+        ("TORTIE_BGP_HOLD_TIME", "70000", "TORTIE_BGP_HOLD_TIME"),
+        ("TORTIE_BGP_CONNECT_RETRY_TIME", "0", "TORTIE_BGP_CONNECT_RETRY_TIME"),
     ],
 )
 def test_bad_values_name_the_variable(var: str, value: str, match: str) -> None:
@@ -115,6 +118,12 @@ def test_durations() -> None:
     assert parse_duration("X", "30s") == 30 and parse_duration("X", "5m") == 300
     assert parse_duration("X", "2") == 2 and parse_duration("X", "500ms") == 0.5
     assert config_from_env(env(AUTODETECT_POLL_INTERVAL="1m")).poll_interval == 60
+
+
+def test_bgp_timers() -> None:
+    assert config_from_env(env()).bgp_hold_time == 0
+    assert config_from_env(env(TORTIE_BGP_HOLD_TIME="3")).bgp_hold_time == 3
+    assert config_from_env(env(TORTIE_BGP_CONNECT_RETRY_TIME="1")).bgp_connect_retry == 1
 
 
 def _independent_hash(name: str) -> str:

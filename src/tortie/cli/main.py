@@ -46,7 +46,17 @@ Handler = Callable[[argparse.Namespace], int]
 
 
 def build_parser() -> Parser:
-    from tortie.cli import datastore_cmd, ipam_cmd, manifest_cmd, node_cmd, resources_cmd
+    from tortie.cli import (
+        datastore_cmd,
+        endpoint_cmd,
+        ipam_cmd,
+        manifest_cmd,
+        migrate_cmd,
+        node_cmd,
+        openstack_cmd,
+        preflight_cmd,
+        resources_cmd,
+    )
 
     parser = Parser(
         prog="tortie",
@@ -65,6 +75,10 @@ def build_parser() -> Parser:
     datastore_cmd.register(sub)
     node_cmd.register(sub)
     manifest_cmd.register(sub)
+    preflight_cmd.register(sub)
+    migrate_cmd.register(sub)
+    endpoint_cmd.register(sub)
+    openstack_cmd.register(sub)
 
     demo = sub.add_parser(
         "demo",

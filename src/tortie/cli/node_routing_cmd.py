@@ -26,8 +26,9 @@ def register(node_sub: Any) -> None:
         "kernel), start BIRD as a child, reconfigure it when nodes or blocks change, restart "
         "it if it dies. SIGTERM or SIGINT stops BIRD and the agent. Same variables as "
         "'tortie node startup --help'; run-time files go to TORTIE_RUN_DIR "
-        f"(default {DEFAULT_RUN_DIR}). TORTIE_BGP_HOLD_TIME and "
-        "TORTIE_BGP_CONNECT_RETRY_TIME shorten BGP timers for labs and tests. "
+        f"(default {DEFAULT_RUN_DIR}). TORTIE_BGP_HOLD_TIME (seconds: 0 = BIRD's default, "
+        "or 3 to 65535) and TORTIE_BGP_CONNECT_RETRY_TIME (seconds, default 5) shorten BGP "
+        "timers for labs and tests. "
         "FELIX_PROMETHEUSMETRICSENABLED=true serves Prometheus metrics on "
         "FELIX_PROMETHEUSMETRICSPORT (default 9091) of FELIX_PROMETHEUSMETRICSHOST (default "
         "every address): BGP sessions, this node's blocks and addresses per pool, counters.",

@@ -19,13 +19,13 @@ from tortie.core.record import field, record
 from tortie.datastore.config import DatastoreSettings, read_settings
 from tortie.errors import InvalidInput
 from tortie.model.ippool import type_name
+from tortie.node.nodename import DEFAULT_NODENAME_FILE
 
 TYPE_CHECKING = False  # typing stays unimported at run time: plugin start-up
 if TYPE_CHECKING:
     from typing import Any
 
 NETWORK_NAME = re.compile(r"[a-zA-Z0-9_.\-]+")
-DEFAULT_NODENAME_FILE = "/var/lib/calico/nodename"
 CNI_DATASTORE_TYPES = ("sqlite", "etcdv3")
 # Calico's (logrus) level names; "warn" is an alias of "warning".
 LOG_LEVELS = ("debug", "info", "warning", "warn", "error", "fatal", "panic", "none")

@@ -7,9 +7,7 @@ for pool node selectors.  Stored as Calico's whole v3 object under
 
 from __future__ import annotations
 
-import datetime
 import json
-import uuid
 from collections.abc import Callable
 
 from tortie.datastore import keys
@@ -67,6 +65,9 @@ class NodeService:
             meta = doc["metadata"]
             meta.pop("resourceVersion", None)
             if kv is None:
+                import datetime  # only when a Node is created: off the plugin's path
+                import uuid
+
                 meta.setdefault("uid", str(uuid.uuid4()))
                 meta.setdefault(
                     "creationTimestamp",

@@ -26,14 +26,10 @@ def load_pools(store: Datastore) -> list[IPPool]:
 
 
 def node_labels(store: Datastore, node: str) -> dict[str, str]:
-    kv = store.get(keys.resource_key("nodes", node))
-    if kv is None:
-        return {}
-    try:
-        labels = json.loads(kv.value).get("metadata", {}).get("labels") or {}
-    except (ValueError, AttributeError):
-        raise DatastoreError(f"{kv.key}: stored Node is not valid JSON") from None
-    return {str(k): str(v) for k, v in labels.items()}
+    """The labels of a Node resource ({} when there is none), read by the Node service."""
+    from tortie.ipam.nodes import NodeService
+
+    return NodeService(store).labels(node)
 
 
 def _label_text(labels: Mapping[str, str]) -> str:

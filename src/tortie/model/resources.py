@@ -1,5 +1,6 @@
-"""IPAMConfiguration, Node and WorkloadEndpoint in Calico's ``projectcalico.org/v3``
-format, and the registry of every resource kind tortie handles.
+"""IPAMConfiguration and Node in Calico's ``projectcalico.org/v3``
+format, and the registry of every resource kind tortie handles (WorkloadEndpoint
+lives in ``model.workloadendpoint`` and is re-exported here).
 
 Standard library only: the CNI plugins import this module.
 """
@@ -22,13 +23,19 @@ from tortie.model.ippool import (
     get_bool,
     get_int,
     get_str,
-    get_str_list,
     ippool_from_dict,
     ippool_to_dict,
     object_name,
     read_metadata,
     type_name,
     write_metadata,
+)
+from tortie.model.workloadendpoint import (
+    IPNAT,
+    WorkloadEndpoint,
+    WorkloadEndpointPort,
+    workloadendpoint_from_dict,
+    workloadendpoint_to_dict,
 )
 
 TYPE_CHECKING = False  # typing stays unimported at run time: plugin start-up
@@ -362,238 +369,6 @@ def _orch_refs(obj: str, value: object, strict: bool) -> tuple[OrchRef, ...]:
             fail(obj, f"{path}.orchestrator is missing", "name the orchestrator, e.g. k8s")
         refs.append(OrchRef(orchestrator, get_str(obj, path, data, "nodeName", "")))
     return tuple(refs)
-
-
-# --------------------------------------------------------------------------------------
-# WorkloadEndpoint
-# --------------------------------------------------------------------------------------
-
-_MAC = re.compile(r"[0-9a-fA-F]{2}(:[0-9a-fA-F]{2}){5}")
-_IFNAME = re.compile(r"[^\s/:]{1,15}")
-_PROTOCOLS = ("TCP", "UDP", "SCTP", "ICMP", "ICMPv6", "UDPLite")
-
-
-@record
-class IPNAT:
-    internal_ip: str
-    external_ip: str
-
-
-@record
-class WorkloadEndpointPort:
-    name: str
-    protocol: str
-    port: int
-    host_port: int = 0
-    host_ip: str = ""
-
-
-@record
-class WorkloadEndpoint:
-    """A pod's (or container's) interface; ``ip_networks`` are /32 and /128 CIDRs."""
-
-    name: str
-    namespace: str = "default"
-    orchestrator: str = ""
-    workload: str = ""
-    node: str = ""
-    pod: str = ""
-    endpoint: str = ""
-    container_id: str = ""
-    ip_networks: tuple[str, ...] = ()
-    profiles: tuple[str, ...] = ()
-    interface_name: str = ""
-    mac: str = ""
-    ip_nats: tuple[IPNAT, ...] = ()
-    service_account_name: str = ""
-    ports: tuple[WorkloadEndpointPort, ...] = ()
-    labels: Mapping[str, str] = field(default_factory=dict)
-    annotations: Mapping[str, str] = field(default_factory=dict)
-    uid: str | None = None
-    creation_timestamp: str | None = None
-    resource_version: str | None = None
-
-
-_WEP_STR_FIELDS = (
-    ("orchestrator", "orchestrator"),
-    ("workload", "workload"),
-    ("node", "node"),
-    ("pod", "pod"),
-    ("endpoint", "endpoint"),
-    ("containerID", "container_id"),
-    ("serviceAccountName", "service_account_name"),
-)
-_WEP_SPEC_FIELDS = (
-    *(key for key, _ in _WEP_STR_FIELDS),
-    "ipNetworks",
-    "profiles",
-    "interfaceName",
-    "mac",
-    "ipNATs",
-    "ports",
-)
-
-
-def workloadendpoint_from_dict(d: Mapping[str, Any], *, strict: bool = True) -> WorkloadEndpoint:
-    """Parse and validate a v3 WorkloadEndpoint."""
-    obj = object_name("WorkloadEndpoint", d, namespaced=True)
-    top = check_top(obj, d, ("WorkloadEndpoint",), (API_VERSION,), strict)
-    meta = read_metadata(obj, top, strict=strict, namespaced=True)
-    obj = f"WorkloadEndpoint({meta.namespace}/{meta.name})"
-    spec = as_mapping(obj, "spec", top.get("spec"))
-    check_known(obj, "spec", spec, _WEP_SPEC_FIELDS, strict)
-    strings = {attr: get_str(obj, "spec", spec, key, "") for key, attr in _WEP_STR_FIELDS}
-    interface = get_str(obj, "spec", spec, "interfaceName", "")
-    if interface and not _IFNAME.fullmatch(interface):
-        fail(
-            obj,
-            f"spec.interfaceName {interface!r} is not a Linux interface name",
-            "use at most 15 characters without spaces, '/' or ':'",
-        )
-    mac = get_str(obj, "spec", spec, "mac", "")
-    if mac and not _MAC.fullmatch(mac):
-        fail(obj, f"spec.mac {mac!r} is not a MAC address", "write it like ee:ee:ee:ee:ee:ee")
-    return WorkloadEndpoint(
-        name=meta.name,
-        namespace=meta.namespace,
-        ip_networks=tuple(
-            _host_network(obj, f"spec.ipNetworks[{i}]", text)
-            for i, text in enumerate(get_str_list(obj, "spec", spec, "ipNetworks"))
-        ),
-        profiles=get_str_list(obj, "spec", spec, "profiles"),
-        interface_name=interface,
-        mac=mac.lower(),
-        ip_nats=_ip_nats(obj, spec.get("ipNATs"), strict),
-        ports=_ports(obj, spec.get("ports"), strict),
-        labels=meta.labels,
-        annotations=meta.annotations,
-        uid=meta.uid,
-        creation_timestamp=meta.creation_timestamp,
-        resource_version=meta.resource_version,
-        **strings,
-    )
-
-
-def workloadendpoint_to_dict(w: WorkloadEndpoint) -> dict[str, Any]:
-    spec: dict[str, Any] = {}
-    for key, attr in _WEP_STR_FIELDS:
-        value = getattr(w, attr)
-        if value:
-            spec[key] = value
-    if w.ip_networks:
-        spec["ipNetworks"] = list(w.ip_networks)
-    if w.profiles:
-        spec["profiles"] = list(w.profiles)
-    if w.interface_name:
-        spec["interfaceName"] = w.interface_name
-    if w.mac:
-        spec["mac"] = w.mac
-    if w.ip_nats:
-        spec["ipNATs"] = [
-            {"internalIP": n.internal_ip, "externalIP": n.external_ip} for n in w.ip_nats
-        ]
-    if w.ports:
-        spec["ports"] = [_port_to_dict(p) for p in w.ports]
-    return {
-        "apiVersion": API_VERSION,
-        "kind": "WorkloadEndpoint",
-        "metadata": write_metadata(
-            w.name,
-            w.labels,
-            w.annotations,
-            w.uid,
-            w.creation_timestamp,
-            w.resource_version,
-            namespace=w.namespace,
-        ),
-        "spec": spec,
-    }
-
-
-def _host_network(obj: str, path: str, text: str) -> str:
-    """A /32 or /128 CIDR; a bare address gets its full-length prefix."""
-    try:
-        iface = ipaddress.ip_interface(text)
-    except ValueError:
-        fail(obj, f"{path} {text!r} is not an IP address or CIDR", "write it like 10.0.0.5/32")
-    full = iface.max_prefixlen
-    if iface.network.prefixlen != full:
-        fail(obj, f"{path} {text} is not a single address", f"use {iface.ip}/{full}")
-    return f"{iface.ip}/{full}"
-
-
-def _plain_address(obj: str, path: str, text: str) -> str:
-    try:
-        return str(ipaddress.ip_address(text))
-    except ValueError:
-        fail(obj, f"{path} {text!r} is not an IP address", "write a bare address like 10.0.0.5")
-
-
-def _ip_nats(obj: str, value: object, strict: bool) -> tuple[IPNAT, ...]:
-    if value is None:
-        return ()
-    if not isinstance(value, list):
-        fail(obj, f"spec.ipNATs must be a list, not {type_name(value)}", "write it as a list")
-    nats = []
-    for i, item in enumerate(value):
-        path = f"spec.ipNATs[{i}]"
-        data = as_mapping(obj, path, item)
-        check_known(obj, path, data, ("internalIP", "externalIP"), strict)
-        internal = get_str(obj, path, data, "internalIP", "")
-        external = get_str(obj, path, data, "externalIP", "")
-        nats.append(
-            IPNAT(
-                _plain_address(obj, f"{path}.internalIP", internal),
-                _plain_address(obj, f"{path}.externalIP", external),
-            )
-        )
-    return tuple(nats)
-
-
-def _ports(obj: str, value: object, strict: bool) -> tuple[WorkloadEndpointPort, ...]:
-    if value is None:
-        return ()
-    if not isinstance(value, list):
-        fail(obj, f"spec.ports must be a list, not {type_name(value)}", "write it as a list")
-    ports = []
-    for i, item in enumerate(value):
-        path = f"spec.ports[{i}]"
-        data = as_mapping(obj, path, item)
-        check_known(obj, path, data, ("name", "protocol", "port", "hostPort", "hostIP"), strict)
-        protocol = data.get("protocol", "TCP")
-        if isinstance(protocol, str):
-            canonical = {p.lower(): p for p in _PROTOCOLS}.get(protocol.lower())
-            if canonical is None:
-                fail(obj, f"{path}.protocol {protocol!r} is unknown", f"use one of {_PROTOCOLS}")
-            protocol = canonical
-        elif (
-            isinstance(protocol, bool) or not isinstance(protocol, int) or not 1 <= protocol <= 255
-        ):
-            fail(obj, f"{path}.protocol {protocol!r} is invalid", "use TCP, UDP, SCTP or 1-255")
-        host_ip = get_str(obj, path, data, "hostIP", "")
-        ports.append(
-            WorkloadEndpointPort(
-                name=get_str(obj, path, data, "name", ""),
-                protocol=str(protocol),
-                port=get_int(obj, path, data, "port", 0, 1, 65535),
-                host_port=get_int(obj, path, data, "hostPort", 0, 0, 65535),
-                host_ip=_plain_address(obj, f"{path}.hostIP", host_ip) if host_ip else "",
-            )
-        )
-    return tuple(ports)
-
-
-def _port_to_dict(p: WorkloadEndpointPort) -> dict[str, Any]:
-    out: dict[str, Any] = {
-        "name": p.name,
-        "protocol": int(p.protocol) if p.protocol.isdigit() else p.protocol,
-        "port": p.port,
-    }
-    if p.host_port:
-        out["hostPort"] = p.host_port
-    if p.host_ip:
-        out["hostIP"] = p.host_ip
-    return out
 
 
 # --------------------------------------------------------------------------------------

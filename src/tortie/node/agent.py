@@ -101,7 +101,7 @@ def run_agent(
         write_status(config.run_dir, result)
         log.info("agent running for node %s (backend %s)", result.node_name, result.backend)
         prefixes = watched(result.node_name)
-        last_text = ""
+        last_text = refused = ""
         applied = False
         next_poll = time.monotonic() + config.poll_interval if config.poll_interval else None
         while not stop.is_set():
@@ -135,13 +135,17 @@ def run_agent(
                         store, result, log, config.bgp_hold_time, config.bgp_connect_retry
                     )
                     text = render(view)
-                    if text != last_text and bird.apply(text):
+                    if text in (last_text, refused):
+                        pass  # a refused text is checked again only once it changes
+                    elif bird.apply(text):
                         last_text, applied = text, True
                         log.info(
                             "routing: %d peers, blocks %s",
                             len(view.peers),
                             ", ".join(view.blocks4 + view.blocks6) or "none",
                         )
+                    else:
+                        refused = text
                     bird.supervise()
                 woke = store.wait_for_change(prefixes, revision, timeout=1.0)
                 if metrics is not None:

@@ -144,6 +144,17 @@ def _int(env: Mapping[str, str], name: str, default: int, low: int, high: int) -
     return value
 
 
+def _hold_time(env: Mapping[str, str]) -> int:
+    """BGP hold time in seconds: 0 (BIRD's default) or 3 to 65535 (RFC 4271)."""
+    value = _int(env, "TORTIE_BGP_HOLD_TIME", 0, 0, 65535)
+    if 0 < value < 3:
+        raise InvalidInput(
+            f"TORTIE_BGP_HOLD_TIME={value} is too short: BGP takes 0 (BIRD's default) or "
+            "3 to 65535 seconds; set it to 3 or more, or unset it"
+        )
+    return value
+
+
 def parse_duration(name: str, text: str) -> float:
     """Go-style durations as Calico takes them (``30s``, ``5m``, ``1h``) or plain seconds."""
     text = text.strip()
@@ -248,7 +259,7 @@ def config_from_env(env: Mapping[str, str]) -> NodeConfig:
         pool4=pool4,
         pool6=pool6,
         k8s_node_file=env.get("TORTIE_K8S_NODE_FILE", "").strip(),
-        bgp_hold_time=_int(env, "TORTIE_BGP_HOLD_TIME", 0, 0, 65535),
+        bgp_hold_time=_hold_time(env),
         bgp_connect_retry=_int(env, "TORTIE_BGP_CONNECT_RETRY_TIME", 5, 1, 65535),
         metrics_enabled=parse_bool(
             "FELIX_PROMETHEUSMETRICSENABLED", env.get("FELIX_PROMETHEUSMETRICSENABLED", ""), False

@@ -6,7 +6,6 @@ Standard library only: the CNI plugins import this module.
 from __future__ import annotations
 
 import os
-import socket
 from collections.abc import Mapping
 
 DEFAULT_NODENAME_FILE = "/var/lib/calico/nodename"
@@ -36,7 +35,7 @@ def determine_node_name(env: Mapping[str, str]) -> tuple[str, str]:
         return stored.lower(), f"nodename file {path}"
     if env.get("HOSTNAME", "").strip():
         return env["HOSTNAME"].strip().lower(), "HOSTNAME"
-    return socket.gethostname().strip().lower(), "the host name"
+    return os.uname().nodename.strip().lower(), "the host name"
 
 
 def write_nodename_file(path: str, name: str) -> None:

@@ -70,9 +70,9 @@ def parse_routes(text: str) -> list[Route]:
         if not line.strip() or line.startswith(("BIRD ", "Table ")):
             continue
         if not line[0].isspace():
-            fields = line.split()
-            prefix = fields[0]
-            protocol = line.split("[", 1)[1].split()[0] if "[" in line else ""
+            prefix = line.split()[0]
+        if "[" in line:  # a route line; further paths of one prefix leave the prefix out
+            protocol = line.split("[", 1)[1].split()[0]
         elif "via" in line.split():
             words = line.split()
             routes.append(Route(prefix, words[words.index("via") + 1], protocol))

@@ -1,0 +1,1 @@
+"""OpenStack: endpoints for VMs whose addresses Neutron chose, and guest-image advice."""
