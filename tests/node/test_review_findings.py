@@ -301,6 +301,42 @@ def test_failing_redetection_does_not_stop_routing_updates(
     assert not agent.is_alive()
 
 
+# Finding 12: a second agent started with the same run directory ran a second BIRD on the
+# same socket and pid file, and removed the first agent's files when it stopped.
+def test_second_agent_on_the_same_run_dir_is_refused(tmp_path: Path) -> None:
+    import threading
+
+    from tortie.errors import Conflict
+    from tortie.node.agent import run_agent
+
+    store = MemoryDatastore()
+    run_dir = tmp_path / "run"
+    config = config_from_env(
+        _env(tmp_path, "node-a", CALICO_NETWORKING_BACKEND="none", TORTIE_RUN_DIR=str(run_dir))
+    )
+    stop = threading.Event()
+    first = threading.Thread(target=run_agent, args=(config, store, LOG, stop))
+    first.start()
+    second_stop = threading.Event()
+    try:
+        deadline = time.monotonic() + 10
+        while not (run_dir / "agent.json").exists():
+            assert time.monotonic() < deadline, "first agent did not finish startup"
+            time.sleep(0.02)
+        threading.Timer(3.0, second_stop.set).start()  # ends a second agent that ran
+        with pytest.raises(Conflict) as info:
+            run_agent(config, store, LOG, second_stop)
+        assert "TORTIE_RUN_DIR" in str(info.value) and str(os.getpid()) in str(info.value)
+        assert (run_dir / "agent.pid").read_text() == str(os.getpid())
+        assert (run_dir / "agent.json").exists()
+        assert first.is_alive()
+    finally:
+        stop.set()
+        second_stop.set()
+        first.join(timeout=10)
+    assert not (run_dir / "agent.pid").exists()
+
+
 # Finding 5: BIRD refusing the rendered configuration was re-checked (a `bird -p` process)
 # and logged again on every loop turn (each second) while nothing changed.
 def test_refused_configuration_is_not_retried_until_it_changes(

@@ -10,6 +10,7 @@ is briefly unreachable is logged and retried; routes already in the kernel stay.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import threading
@@ -17,7 +18,7 @@ import time
 
 from tortie.datastore import keys
 from tortie.datastore.base import Datastore
-from tortie.errors import TortieError, Unavailable
+from tortie.errors import Conflict, TortieError, Unavailable
 from tortie.node.bird import render
 from tortie.node.config import NodeConfig
 from tortie.node.routing import load_view, watched
@@ -26,6 +27,7 @@ from tortie.node.startup import StartupResult, redetect, startup
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     import logging
+    from typing import IO
 
     from tortie.node.hostprep import Host
 
@@ -50,6 +52,28 @@ def write_status(run_dir: str, result: StartupResult, **extra: object) -> None:
     os.replace(tmp, os.path.join(run_dir, STATUS_FILE))
 
 
+def _claim_run_dir(run_dir: str) -> IO[str]:
+    """Lock the run directory for this agent (a second agent there would start a second
+    BIRD on the same socket and delete the first one's files when it stops) and write
+    our pid.  The lock dies with the process, so a crashed agent leaves no stale claim."""
+    fh = open(os.path.join(run_dir, PID_FILE), "a+", encoding="utf-8")  # noqa: SIM115
+    try:
+        fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        fh.seek(0)
+        other = fh.read().strip()[:20] or "?"
+        fh.close()
+        raise Conflict(
+            f"another node agent (pid {other}) already runs with run directory {run_dir}; "
+            "stop it first, or give this agent its own TORTIE_RUN_DIR"
+        ) from None
+    fh.seek(0)
+    fh.truncate()
+    fh.write(str(os.getpid()))
+    fh.flush()
+    return fh
+
+
 def run_agent(
     config: NodeConfig,
     store: Datastore,
@@ -58,9 +82,7 @@ def run_agent(
     host: Host | None = None,
 ) -> int:
     os.makedirs(config.run_dir, exist_ok=True)
-    pid_path = os.path.join(config.run_dir, PID_FILE)
-    with open(pid_path, "w", encoding="utf-8") as fh:
-        fh.write(str(os.getpid()))
+    pid_file = _claim_run_dir(config.run_dir)
     bird = None
     try:
         metrics = None  # Prometheus metrics (issue 9 item 5), imported only when enabled
@@ -144,3 +166,4 @@ def run_agent(
             path = os.path.join(config.run_dir, name)
             if os.path.exists(path):
                 os.unlink(path)
+        pid_file.close()  # releases the run directory
