@@ -18,7 +18,7 @@ from tortie.cni.protocol import CniError
 from tortie.core.record import field, record
 from tortie.datastore.config import DatastoreSettings, read_settings
 from tortie.errors import InvalidInput
-from tortie.model.ippool import type_name
+from tortie.model.fields import type_name
 from tortie.node.nodename import DEFAULT_NODENAME_FILE
 
 TYPE_CHECKING = False  # typing stays unimported at run time: plugin start-up

@@ -13,7 +13,7 @@ from typing import Any, Literal
 import yaml
 
 from tortie.errors import DecodeError, InvalidInput
-from tortie.model.ippool import API_VERSION
+from tortie.model.fields import API_VERSION
 from tortie.model.resources import KINDS
 
 __all__ = ["dump", "load_documents", "parse_resource"]

@@ -14,7 +14,7 @@ import re
 from collections.abc import Mapping
 
 from tortie.core.record import field, record
-from tortie.model.ippool import (
+from tortie.model.fields import (
     API_VERSION,
     as_mapping,
     check_known,
@@ -25,7 +25,7 @@ from tortie.model.ippool import (
     get_str_list,
     object_name,
     read_metadata,
-    type_name,
+    read_objects,
     write_metadata,
 )
 
@@ -264,36 +264,19 @@ def _plain_address(obj: str, path: str, text: str) -> str:
 
 
 def _ip_nats(obj: str, value: object, strict: bool) -> tuple[IPNAT, ...]:
-    if value is None:
-        return ()
-    if not isinstance(value, list):
-        fail(obj, f"spec.ipNATs must be a list, not {type_name(value)}", "write it as a list")
-    nats = []
-    for i, item in enumerate(value):
-        path = f"spec.ipNATs[{i}]"
-        data = as_mapping(obj, path, item)
-        check_known(obj, path, data, ("internalIP", "externalIP"), strict)
+    def one(path: str, data: Mapping[str, Any]) -> IPNAT:
         internal = get_str(obj, path, data, "internalIP", "")
         external = get_str(obj, path, data, "externalIP", "")
-        nats.append(
-            IPNAT(
-                _plain_address(obj, f"{path}.internalIP", internal),
-                _plain_address(obj, f"{path}.externalIP", external),
-            )
+        return IPNAT(
+            _plain_address(obj, f"{path}.internalIP", internal),
+            _plain_address(obj, f"{path}.externalIP", external),
         )
-    return tuple(nats)
+
+    return read_objects(obj, "spec.ipNATs", value, ("internalIP", "externalIP"), strict, one)
 
 
 def _ports(obj: str, value: object, strict: bool) -> tuple[WorkloadEndpointPort, ...]:
-    if value is None:
-        return ()
-    if not isinstance(value, list):
-        fail(obj, f"spec.ports must be a list, not {type_name(value)}", "write it as a list")
-    ports = []
-    for i, item in enumerate(value):
-        path = f"spec.ports[{i}]"
-        data = as_mapping(obj, path, item)
-        check_known(obj, path, data, ("name", "protocol", "port", "hostPort", "hostIP"), strict)
+    def one(path: str, data: Mapping[str, Any]) -> WorkloadEndpointPort:
         protocol = data.get("protocol", "TCP")
         if isinstance(protocol, str):
             canonical = {p.lower(): p for p in _PROTOCOLS}.get(protocol.lower())
@@ -305,16 +288,16 @@ def _ports(obj: str, value: object, strict: bool) -> tuple[WorkloadEndpointPort,
         ):
             fail(obj, f"{path}.protocol {protocol!r} is invalid", "use TCP, UDP, SCTP or 1-255")
         host_ip = get_str(obj, path, data, "hostIP", "")
-        ports.append(
-            WorkloadEndpointPort(
-                name=get_str(obj, path, data, "name", ""),
-                protocol=str(protocol),
-                port=get_int(obj, path, data, "port", 0, 1, 65535),
-                host_port=get_int(obj, path, data, "hostPort", 0, 0, 65535),
-                host_ip=_plain_address(obj, f"{path}.hostIP", host_ip) if host_ip else "",
-            )
+        return WorkloadEndpointPort(
+            name=get_str(obj, path, data, "name", ""),
+            protocol=str(protocol),
+            port=get_int(obj, path, data, "port", 0, 1, 65535),
+            host_port=get_int(obj, path, data, "hostPort", 0, 0, 65535),
+            host_ip=_plain_address(obj, f"{path}.hostIP", host_ip) if host_ip else "",
         )
-    return tuple(ports)
+
+    known = ("name", "protocol", "port", "hostPort", "hostIP")
+    return read_objects(obj, "spec.ports", value, known, strict, one)
 
 
 def _port_to_dict(p: WorkloadEndpointPort) -> dict[str, Any]:

@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from tortie.errors import InvalidInput
-from tortie.model.ippool import is_dns_subdomain
+from tortie.model.fields import is_dns_subdomain
 from tortie.model.names import quoted
 from tortie.node.nodename import determine_node_name, nodename_file
 
