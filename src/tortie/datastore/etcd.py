@@ -31,17 +31,25 @@ from __future__ import annotations
 
 import base64
 import json
-import socket
-import sys
 import threading
 import time
 from collections.abc import Generator, Iterator
-from urllib.parse import urlsplit
 
-from tortie.core.record import record
 from tortie.datastore.base import KV
 from tortie.datastore.config import DatastoreSettings
 from tortie.datastore.etcd_http import Connection, ProtocolError, RemoteDisconnected
+from tortie.datastore.etcd_support import (
+    WatchCompacted,
+    WatchEvent,
+    _b64,
+    _describe,
+    _Endpoint,
+    _Failed,
+    _parse_endpoint,
+    _prefix_end,
+    _summary,
+    _text,
+)
 from tortie.errors import (
     AlreadyExists,
     DatastoreError,
@@ -51,11 +59,12 @@ from tortie.errors import (
     Unavailable,
 )
 
+__all__ = ["EtcdDatastore", "WatchCompacted", "WatchEvent"]
+
 TYPE_CHECKING = False  # typing stays unimported at run time: plugin start-up
 if TYPE_CHECKING:  # imported lazily: ssl for https only, http.client for watch only
-    import http.client
     import ssl
-    from typing import Any, Literal
+    from typing import Any
 
 DEFAULT_ENDPOINT = "http://127.0.0.1:2379"
 REQUEST_TIMEOUT = 2.0
@@ -68,158 +77,6 @@ _POOL_SIZE = 8
 _RETRY_CODES = frozenset({4, 8, 14})
 _UNAUTHENTICATED = 16
 _PERMISSION_DENIED = 7
-
-
-@record
-class WatchEvent:
-    """One change under a watched prefix; ``value`` is ``""`` for deletions."""
-
-    type: Literal["PUT", "DELETE"]
-    key: str
-    value: str
-    revision: int
-
-
-class WatchCompacted(DatastoreError):
-    """The watch start revision was compacted away: list again, then watch from there."""
-
-    def __init__(self, message: str, compact_revision: int) -> None:
-        super().__init__(message)
-        self.compact_revision = compact_revision
-
-
-@record
-class _Endpoint:
-    url: str
-    host: str
-    port: int
-    https: bool
-
-
-class _Failed(Exception):
-    """One attempt on one endpoint failed; ``sent`` when the request may have arrived."""
-
-    def __init__(self, reason: str, sent: bool, permanent: bool = False) -> None:
-        super().__init__(reason)
-        self.reason = reason
-        self.sent = sent
-        self.permanent = permanent
-
-
-def _b64(text: str | bytes) -> str:
-    raw = text.encode() if isinstance(text, str) else text
-    return base64.b64encode(raw).decode("ascii")
-
-
-def _text(b64: str) -> str:
-    return base64.b64decode(b64).decode("utf-8", "replace")
-
-
-def _prefix_end(prefix: bytes) -> bytes:
-    """etcd's range_end for "every key starting with prefix" (``\\0`` means no end)."""
-    stripped = prefix.rstrip(b"\xff")
-    if not stripped:
-        return b"\0"
-    return stripped[:-1] + bytes([stripped[-1] + 1])
-
-
-def _common_prefix(prefixes: tuple[str, ...]) -> str:
-    """The longest string every prefix starts with (character by character, on purpose)."""
-    if not prefixes:
-        return ""
-    first, last = min(prefixes), max(prefixes)
-    n = 0
-    while n < min(len(first), len(last)) and first[n] == last[n]:
-        n += 1
-    return first[:n]
-
-
-def _parse_endpoint(url: str) -> _Endpoint:
-    parts = urlsplit(url if "://" in url else f"http://{url}")
-    try:
-        port = parts.port
-    except ValueError:
-        port = None
-        parts = parts._replace(scheme="bad")
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise InvalidInput(
-            f"etcd endpoint {url!r} is not an http:// or https:// URL; "
-            "set ETCD_ENDPOINTS to e.g. http://127.0.0.1:2379"
-        )
-    https = parts.scheme == "https"
-    host = parts.hostname
-    if ":" in host:
-        host = f"[{host}]"
-    return _Endpoint(
-        url=f"{parts.scheme}://{host}" + (f":{port}" if port else ""),
-        host=parts.hostname,
-        port=port or 2379,
-        https=https,
-    )
-
-
-def _describe_tls(exc: BaseException, client_cert: bool) -> tuple[str, bool] | None:
-    """``_describe`` for ``ssl`` errors (only called once ``ssl`` has been imported)."""
-    import ssl
-
-    if isinstance(exc, ssl.SSLCertVerificationError):
-        why = exc.verify_message or exc.reason or "verify failed"
-        return f"TLS: server certificate not trusted ({why}); check ETCD_CA_CERT_FILE", True
-    files = "ETCD_CERT_FILE and ETCD_KEY_FILE"
-    if isinstance(exc, ssl.SSLError):
-        reason = str(exc.reason or exc).split(" (_ssl.c:")[0].lower().replace("_", " ")
-        if "certificate required" in reason or (
-            not client_cert and isinstance(exc, ssl.SSLEOFError)
-        ):
-            return f"TLS: etcd requires a client certificate ({reason}); set {files}", True
-        if any(w in reason for w in ("expired", "bad certificate", "unknown ca", "certificate")):
-            return (
-                f"TLS: etcd rejected the client certificate ({reason}: expired, or not signed "
-                f"by a CA etcd trusts); check {files}",
-                True,
-            )
-        if "wrong version number" in reason or "record layer" in reason:
-            return f"TLS handshake failed ({reason}): is this endpoint really https?", True
-        return f"TLS error ({reason})", False
-    return None
-
-
-def _remote_disconnected(exc: BaseException) -> bool:
-    """The connection ended before any answer (ours, or ``http.client``'s in ``watch``)."""
-    if isinstance(exc, RemoteDisconnected):
-        return True
-    client = sys.modules.get("http.client")
-    return client is not None and isinstance(exc, client.RemoteDisconnected)
-
-
-def _describe(
-    exc: BaseException, timeout: float, client_cert: bool, https: bool
-) -> tuple[str, bool]:
-    """A short human reason for a transport failure, and whether it is a configuration
-    problem that retrying the same endpoint cannot fix (TLS trust or certificates)."""
-    if "ssl" in sys.modules:  # no ssl imported: no ssl error to describe
-        tls = _describe_tls(exc, client_cert)
-        if tls is not None:
-            return tls
-    if isinstance(exc, TimeoutError):
-        return f"timed out after {timeout:.1f} s", False
-    if isinstance(exc, ConnectionRefusedError):
-        return "connection refused", False
-    if _remote_disconnected(exc):
-        if not https:
-            return "connection closed without an answer (is this an https endpoint?)", False
-        return "connection closed without an answer", False
-    if isinstance(exc, socket.gaierror):
-        return f"cannot resolve host ({exc.strerror})", False
-    if isinstance(exc, OSError) and exc.strerror:
-        return exc.strerror.lower(), False
-    return (f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__), False
-
-
-def _summary(reasons: dict[str, str]) -> str:
-    if not reasons:
-        return "no attempt within the time limit"
-    return "; ".join(f"{url}: {why}" for url, why in reasons.items())
 
 
 class EtcdDatastore:
@@ -367,129 +224,18 @@ class EtcdDatastore:
         return self._header_revision(reply)
 
     def watch(self, prefix: str, start_revision: int) -> Generator[WatchEvent, None, None]:
-        """Every change under ``prefix`` from ``start_revision`` (inclusive), forever.
+        """Every change under ``prefix`` from ``start_revision`` (inclusive), forever
+        (see ``etcd_watch.watch``)."""
+        from tortie.datastore import etcd_watch
 
-        Reconnects (to the next endpoint if need be) and resumes after the last event
-        delivered; raises ``Unavailable`` when no endpoint takes the watch within
-        ``total_timeout`` and ``WatchCompacted`` when ``start_revision`` is compacted.
-        Close the generator (or let it be collected) to stop watching.
-        """
-        import http.client  # the agent's long-lived stream: not worth a second client
-
-        raw = prefix.encode()
-        next_rev = max(start_revision, 1)
-        failing_since: float | None = None
-        while True:
-            if failing_since is not None:
-                if time.monotonic() - failing_since > self.total_timeout:
-                    raise Unavailable(
-                        f"etcd: watch on {prefix!r} keeps failing (endpoints "
-                        f"{', '.join(self.endpoints)}); check that etcd has quorum"
-                    )
-                time.sleep(0.2)
-            body = {
-                "create_request": {
-                    "key": _b64(raw),
-                    "range_end": _b64(_prefix_end(raw)),
-                    "start_revision": str(next_rev),
-                    "progress_notify": True,
-                }
-            }
-            conn, resp = self._open_stream("/v3/watch", body)
-            opened = time.monotonic()
-            delivered = False
-            try:
-                while True:
-                    try:
-                        line = resp.readline()
-                    except (OSError, http.client.HTTPException):
-                        break  # reconnect and resume from next_rev
-                    if not line:
-                        break
-                    if not line.strip():
-                        continue
-                    try:
-                        msg = json.loads(line)
-                    except ValueError as exc:
-                        raise DatastoreError(f"etcd watch sent unreadable data: {exc}") from exc
-                    if "error" in msg:
-                        break  # e.g. "no leader": reconnect elsewhere
-                    result = msg.get("result") or {}
-                    compacted = int(result.get("compact_revision", "0") or 0)
-                    if compacted:
-                        raise WatchCompacted(
-                            f"etcd watch on {prefix!r}: revision {next_rev} was compacted "
-                            f"(oldest kept: {compacted}); list again and watch from there",
-                            compacted,
-                        )
-                    if result.get("canceled"):
-                        break
-                    for ev in result.get("events") or []:
-                        kv = ev.get("kv") or {}
-                        rev = int(kv.get("mod_revision", "0"))
-                        deleted = ev.get("type") == "DELETE"
-                        yield WatchEvent(
-                            type="DELETE" if deleted else "PUT",
-                            key=_text(kv.get("key", "")),
-                            value="" if deleted else _text(kv.get("value", "")),
-                            revision=rev,
-                        )
-                        next_rev = max(next_rev, rev + 1)
-                        delivered = True
-            finally:
-                conn.close()
-            # A stream that worked for a while starts a fresh failure window.
-            now = time.monotonic()
-            if failing_since is None or delivered or now - opened > self.total_timeout:
-                failing_since = now
+        return etcd_watch.watch(self, prefix, start_revision)
 
     def wait_for_change(
         self, prefixes: tuple[str, ...], after_revision: int, timeout: float
     ) -> bool:
-        """One watch stream from ``after_revision + 1`` over the prefixes' common prefix;
-        True at the first event under one of ``prefixes`` (or when the stream breaks or the
-        revision was compacted: re-reading is then the safe answer), False at ``timeout``."""
-        import http.client
+        from tortie.datastore import etcd_watch
 
-        deadline = time.monotonic() + max(0.0, timeout)
-        common = _common_prefix(prefixes).encode()
-        key, end = (common, _prefix_end(common)) if common else (b"\0", b"\0")
-        body = {
-            "create_request": {
-                "key": _b64(key),
-                "range_end": _b64(end),
-                "start_revision": str(max(after_revision + 1, 1)),
-            }
-        }
-        conn, resp = self._open_stream("/v3/watch", body)
-        try:
-            while True:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    return False
-                if conn.sock is not None:
-                    conn.sock.settimeout(remaining)
-                try:
-                    line = resp.readline()
-                except TimeoutError:
-                    return False
-                except (OSError, http.client.HTTPException):
-                    return True
-                if not line:
-                    return True
-                if not line.strip():
-                    continue
-                try:
-                    result = json.loads(line).get("result") or {}
-                except ValueError:
-                    return True
-                if result.get("compact_revision") not in (None, "0", 0) or result.get("canceled"):
-                    return True
-                for ev in result.get("events") or []:
-                    if _text((ev.get("kv") or {}).get("key", "")).startswith(prefixes):
-                        return True
-        finally:
-            conn.close()
+        return etcd_watch.wait_for_change(self, prefixes, after_revision, timeout)
 
     # ------------------------------------------------------------------ decoding
 
@@ -546,15 +292,6 @@ class EtcdDatastore:
     def _new_connection(self, ep: _Endpoint, timeout: float) -> Connection:
         context = self._ssl_context() if ep.https else None
         return Connection(ep.host, ep.port, timeout, context)
-
-    def _new_stream_connection(self, ep: _Endpoint, timeout: float) -> http.client.HTTPConnection:
-        import http.client
-
-        if ep.https:
-            return http.client.HTTPSConnection(
-                ep.host, ep.port, timeout=timeout, context=self._ssl_context()
-            )
-        return http.client.HTTPConnection(ep.host, ep.port, timeout=timeout)
 
     def _checkout(self, ep: _Endpoint, timeout: float) -> tuple[Connection, bool]:
         with self._lock:
@@ -724,62 +461,4 @@ class EtcdDatastore:
         raise Unavailable(
             f"etcd: no endpoint answered (tried {', '.join(tried) or 'none'}): "
             f"{_summary(reasons)}{unknown}; check ETCD_ENDPOINTS and that etcd is running"
-        )
-
-    def _open_stream(
-        self, path: str, body: dict[str, Any]
-    ) -> tuple[http.client.HTTPConnection, http.client.HTTPResponse]:
-        """Start a streaming request (watch) on the first endpoint that takes it."""
-        import http.client
-
-        if self._closed:
-            raise DatastoreError("etcd datastore used after close()")
-        data = json.dumps(body).encode()
-        deadline = time.monotonic() + self.total_timeout
-        tried: list[str] = []
-        reasons: dict[str, str] = {}  # the latest failure of each endpoint, in try order
-        s = self._settings
-        for ep in self._attempts(deadline):
-            if ep.url not in tried:
-                tried.append(ep.url)
-            timeout = max(0.05, min(self.request_timeout, deadline - time.monotonic()))
-            try:
-                if s.etcd_username and self._token is None and not self._auth_disabled:
-                    self._authenticate(ep, deadline)
-            except _Failed as failure:
-                reasons[ep.url] = failure.reason
-                continue
-            conn = self._new_stream_connection(ep, timeout)
-            try:
-                conn.connect()
-                conn.request("POST", path, body=data, headers=self._headers())
-                resp = conn.getresponse()
-            except (OSError, http.client.HTTPException) as exc:
-                conn.close()
-                reasons[ep.url] = _describe(exc, timeout, bool(s.etcd_cert_file), ep.https)[0]
-                continue
-            if resp.status != 200:
-                payload = resp.read()
-                conn.close()
-                try:
-                    reply = json.loads(payload)
-                except ValueError:
-                    reply = {}
-                message = str(reply.get("message") or f"HTTP {resp.status}")
-                if reply.get("code") == _UNAUTHENTICATED and s.etcd_username:
-                    self._token = None
-                reasons[ep.url] = message.removeprefix("etcdserver: ")
-                continue
-            if conn.sock is not None:
-                # Wait for events forever, but notice a dead peer through TCP keepalive.
-                conn.sock.settimeout(None)
-                conn.sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
-                for opt, val in (("TCP_KEEPIDLE", 30), ("TCP_KEEPINTVL", 10), ("TCP_KEEPCNT", 3)):
-                    if hasattr(socket, opt):
-                        conn.sock.setsockopt(socket.IPPROTO_TCP, getattr(socket, opt), val)
-            self._preferred = self._endpoints.index(ep)
-            return conn, resp
-        raise Unavailable(
-            f"etcd: no endpoint answered (tried {', '.join(tried) or 'none'}): "
-            f"{_summary(reasons)}; check ETCD_ENDPOINTS and that etcd is running"
         )

@@ -1,0 +1,233 @@
+"""etcd watches: the agent's long-lived streams (``watch``) and the change notification of
+the datastore protocol (``wait_for_change``).  The only users of ``http.client`` in the
+client (imported when a watch starts), kept out of the per-call path."""
+
+from __future__ import annotations
+
+import json
+import socket
+import time
+from collections.abc import Generator
+
+from tortie.datastore.etcd_support import (
+    WatchCompacted,
+    WatchEvent,
+    _b64,
+    _common_prefix,
+    _describe,
+    _Failed,
+    _prefix_end,
+    _summary,
+    _text,
+)
+from tortie.errors import DatastoreError, Unavailable
+
+_UNAUTHENTICATED = 16  # gRPC status: the token is no longer valid
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    import http.client
+    from typing import Any
+
+    from tortie.datastore.etcd import EtcdDatastore
+    from tortie.datastore.etcd_support import _Endpoint
+
+
+def watch(
+    store: EtcdDatastore, prefix: str, start_revision: int
+) -> Generator[WatchEvent, None, None]:
+    """Every change under ``prefix`` from ``start_revision`` (inclusive), forever.
+
+    Reconnects (to the next endpoint if need be) and resumes after the last event
+    delivered; raises ``Unavailable`` when no endpoint takes the watch within
+    ``total_timeout`` and ``WatchCompacted`` when ``start_revision`` is compacted.
+    Close the generator (or let it be collected) to stop watching.
+    """
+    import http.client  # the agent's long-lived stream: not worth a second client
+
+    raw = prefix.encode()
+    next_rev = max(start_revision, 1)
+    failing_since: float | None = None
+    while True:
+        if failing_since is not None:
+            if time.monotonic() - failing_since > store.total_timeout:
+                raise Unavailable(
+                    f"etcd: watch on {prefix!r} keeps failing (endpoints "
+                    f"{', '.join(store.endpoints)}); check that etcd has quorum"
+                )
+            time.sleep(0.2)
+        body = {
+            "create_request": {
+                "key": _b64(raw),
+                "range_end": _b64(_prefix_end(raw)),
+                "start_revision": str(next_rev),
+                "progress_notify": True,
+            }
+        }
+        conn, resp = open_stream(store, "/v3/watch", body)
+        opened = time.monotonic()
+        delivered = False
+        try:
+            while True:
+                try:
+                    line = resp.readline()
+                except (OSError, http.client.HTTPException):
+                    break  # reconnect and resume from next_rev
+                if not line:
+                    break
+                if not line.strip():
+                    continue
+                try:
+                    msg = json.loads(line)
+                except ValueError as exc:
+                    raise DatastoreError(f"etcd watch sent unreadable data: {exc}") from exc
+                if "error" in msg:
+                    break  # e.g. "no leader": reconnect elsewhere
+                result = msg.get("result") or {}
+                compacted = int(result.get("compact_revision", "0") or 0)
+                if compacted:
+                    raise WatchCompacted(
+                        f"etcd watch on {prefix!r}: revision {next_rev} was compacted "
+                        f"(oldest kept: {compacted}); list again and watch from there",
+                        compacted,
+                    )
+                if result.get("canceled"):
+                    break
+                for ev in result.get("events") or []:
+                    kv = ev.get("kv") or {}
+                    rev = int(kv.get("mod_revision", "0"))
+                    deleted = ev.get("type") == "DELETE"
+                    yield WatchEvent(
+                        type="DELETE" if deleted else "PUT",
+                        key=_text(kv.get("key", "")),
+                        value="" if deleted else _text(kv.get("value", "")),
+                        revision=rev,
+                    )
+                    next_rev = max(next_rev, rev + 1)
+                    delivered = True
+        finally:
+            conn.close()
+        # A stream that worked for a while starts a fresh failure window.
+        now = time.monotonic()
+        if failing_since is None or delivered or now - opened > store.total_timeout:
+            failing_since = now
+
+
+def wait_for_change(
+    store: EtcdDatastore, prefixes: tuple[str, ...], after_revision: int, timeout: float
+) -> bool:
+    """One watch stream from ``after_revision + 1`` over the prefixes' common prefix;
+    True at the first event under one of ``prefixes`` (or when the stream breaks or the
+    revision was compacted: re-reading is then the safe answer), False at ``timeout``."""
+    import http.client
+
+    deadline = time.monotonic() + max(0.0, timeout)
+    common = _common_prefix(prefixes).encode()
+    key, end = (common, _prefix_end(common)) if common else (b"\0", b"\0")
+    body = {
+        "create_request": {
+            "key": _b64(key),
+            "range_end": _b64(end),
+            "start_revision": str(max(after_revision + 1, 1)),
+        }
+    }
+    conn, resp = open_stream(store, "/v3/watch", body)
+    try:
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return False
+            if conn.sock is not None:
+                conn.sock.settimeout(remaining)
+            try:
+                line = resp.readline()
+            except TimeoutError:
+                return False
+            except (OSError, http.client.HTTPException):
+                return True
+            if not line:
+                return True
+            if not line.strip():
+                continue
+            try:
+                result = json.loads(line).get("result") or {}
+            except ValueError:
+                return True
+            if result.get("compact_revision") not in (None, "0", 0) or result.get("canceled"):
+                return True
+            for ev in result.get("events") or []:
+                if _text((ev.get("kv") or {}).get("key", "")).startswith(prefixes):
+                    return True
+    finally:
+        conn.close()
+
+
+def new_stream_connection(
+    store: EtcdDatastore, ep: _Endpoint, timeout: float
+) -> http.client.HTTPConnection:
+    import http.client
+
+    if ep.https:
+        return http.client.HTTPSConnection(
+            ep.host, ep.port, timeout=timeout, context=store._ssl_context()
+        )
+    return http.client.HTTPConnection(ep.host, ep.port, timeout=timeout)
+
+
+def open_stream(
+    store: EtcdDatastore, path: str, body: dict[str, Any]
+) -> tuple[http.client.HTTPConnection, http.client.HTTPResponse]:
+    """Start a streaming request (watch) on the first endpoint that takes it."""
+    import http.client
+
+    if store._closed:
+        raise DatastoreError("etcd datastore used after close()")
+    data = json.dumps(body).encode()
+    deadline = time.monotonic() + store.total_timeout
+    tried: list[str] = []
+    reasons: dict[str, str] = {}  # the latest failure of each endpoint, in try order
+    s = store._settings
+    for ep in store._attempts(deadline):
+        if ep.url not in tried:
+            tried.append(ep.url)
+        timeout = max(0.05, min(store.request_timeout, deadline - time.monotonic()))
+        try:
+            if s.etcd_username and store._token is None and not store._auth_disabled:
+                store._authenticate(ep, deadline)
+        except _Failed as failure:
+            reasons[ep.url] = failure.reason
+            continue
+        conn = new_stream_connection(store, ep, timeout)
+        try:
+            conn.connect()
+            conn.request("POST", path, body=data, headers=store._headers())
+            resp = conn.getresponse()
+        except (OSError, http.client.HTTPException) as exc:
+            conn.close()
+            reasons[ep.url] = _describe(exc, timeout, bool(s.etcd_cert_file), ep.https)[0]
+            continue
+        if resp.status != 200:
+            payload = resp.read()
+            conn.close()
+            try:
+                reply = json.loads(payload)
+            except ValueError:
+                reply = {}
+            message = str(reply.get("message") or f"HTTP {resp.status}")
+            if reply.get("code") == _UNAUTHENTICATED and s.etcd_username:
+                store._token = None
+            reasons[ep.url] = message.removeprefix("etcdserver: ")
+            continue
+        if conn.sock is not None:
+            # Wait for events forever, but notice a dead peer through TCP keepalive.
+            conn.sock.settimeout(None)
+            conn.sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+            for opt, val in (("TCP_KEEPIDLE", 30), ("TCP_KEEPINTVL", 10), ("TCP_KEEPCNT", 3)):
+                if hasattr(socket, opt):
+                    conn.sock.setsockopt(socket.IPPROTO_TCP, getattr(socket, opt), val)
+        store._preferred = store._endpoints.index(ep)
+        return conn, resp
+    raise Unavailable(
+        f"etcd: no endpoint answered (tried {', '.join(tried) or 'none'}): "
+        f"{_summary(reasons)}; check ETCD_ENDPOINTS and that etcd is running"
+    )
