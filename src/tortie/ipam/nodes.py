@@ -14,7 +14,7 @@ from tortie.datastore import keys
 from tortie.datastore.base import KV, Datastore
 from tortie.errors import DatastoreError, InvalidInput
 from tortie.ipam.retry import DEFAULT_POLICY, RetryPolicy, run_cas
-from tortie.model.resources import Node, node_from_dict, node_to_dict
+from tortie.model.node import Node, node_from_dict, node_to_dict
 
 
 def _decode(kv: KV) -> Node:

@@ -11,8 +11,8 @@ from tortie.datastore.base import Datastore
 from tortie.errors import NotFound, TortieError
 from tortie.ipam import pools as poolsel
 from tortie.ipam.records import scan_blocks
+from tortie.model.ipamconfig import IPAMConfig
 from tortie.model.ippool import IPPool
-from tortie.model.resources import IPAMConfig
 
 
 def resolve_pools(

@@ -50,8 +50,8 @@ from tortie.model.ipam_records import (
     decode_handle,
     encode_block,
 )
+from tortie.model.ipamconfig import IPAMConfig, ipamconfig_from_v2, ipamconfig_to_v2
 from tortie.model.ippool import IPPool
-from tortie.model.resources import IPAMConfig, ipamconfig_from_v2, ipamconfig_to_v2
 
 DEFAULT_MAX_BLOCKS_PER_HOST = 20
 
