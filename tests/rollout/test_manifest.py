@@ -5,16 +5,14 @@ by a byte diff that touches only the intended lines; idempotent; ``--check``; ba
 from __future__ import annotations
 
 import difflib
-import io
 import json
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
+from rollout_cli import run as cli
 
-from tortie.cli.main import main
 from tortie.rollout.manifest import parse_cni, rewrite, wanted
 
 SHARED = Path(__file__).resolve().parents[2].parent / "shared" / "reference" / "calico-manifests"
@@ -27,17 +25,6 @@ def stock(name: str) -> str:
     if not path.exists():
         pytest.skip(f"the shared Calico manifests are not at {SHARED}")
     return path.read_text()
-
-
-def cli(*argv: str, stdin: str = "", capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
-    old = sys.stdin
-    sys.stdin = io.StringIO(stdin)
-    try:
-        rc = main(list(argv))
-    finally:
-        sys.stdin = old
-    out = capsys.readouterr()
-    return rc, out.out, out.err
 
 
 def changed_lines(before: str, after: str) -> list[str]:
@@ -132,54 +119,28 @@ def test_check_and_in_place(tmp_path: Path, capsys: pytest.CaptureFixture[str]) 
     f = tmp_path / "calico.yaml"
     f.write_text(stock("calico.yaml"))
     original = f.read_bytes()
-    rc, out, _ = cli(
-        "manifest",
-        "rewrite",
-        "--mode",
-        "dual",
-        "--ipv6-pool",
-        POOL6,
-        "--check",
-        str(f),
-        capsys=capsys,
-    )
+
+    def dual(*extra: str, stdin: str = "") -> tuple[int, str, str]:
+        return cli(
+            "manifest",
+            "rewrite",
+            "--mode",
+            "dual",
+            "--ipv6-pool",
+            POOL6,
+            *extra,
+            stdin=stdin,
+            capsys=capsys,
+        )
+
+    rc, out, _ = dual("--check", str(f))
     assert rc == 1 and "needed: calico-node env IP6: add autodetect" in out
     assert f.read_bytes() == original  # --check changes nothing
-    rc, out, _ = cli(
-        "manifest",
-        "rewrite",
-        "--mode",
-        "dual",
-        "--ipv6-pool",
-        POOL6,
-        "--in-place",
-        str(f),
-        capsys=capsys,
-    )
+    rc, out, _ = dual("--in-place", str(f))
     assert rc == 0 and "configured for dual (4 changes)" in out
-    rc, out, _ = cli(
-        "manifest",
-        "rewrite",
-        "--mode",
-        "dual",
-        "--ipv6-pool",
-        POOL6,
-        "--check",
-        str(f),
-        capsys=capsys,
-    )
+    rc, out, _ = dual("--check", str(f))
     assert rc == 0 and out.strip().endswith("configured for dual")
-    rc, out, err = cli(
-        "manifest",
-        "rewrite",
-        "--mode",
-        "dual",
-        "--ipv6-pool",
-        POOL6,
-        "-",
-        stdin=f.read_text(),
-        capsys=capsys,
-    )
+    rc, out, err = dual("-", stdin=f.read_text())
     assert rc == 0 and out == f.read_text() and err == ""
 
 

@@ -4,30 +4,13 @@ plan changes nothing; re-running is safe; bad input is refused with one line."""
 
 from __future__ import annotations
 
-import io
 import json
-import sys
 from pathlib import Path
 
 import pytest
-
-from tortie.cli.main import main
+from rollout_cli import run
 
 P6 = "fd00:10:244::/48"
-
-
-def run(*argv: str, capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
-    sys.stdin = io.StringIO("")
-    rc = main(list(argv))
-    out = capsys.readouterr()
-    return rc, out.out, out.err
-
-
-@pytest.fixture
-def store_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    monkeypatch.setenv("DATASTORE_TYPE", "sqlite")
-    monkeypatch.setenv("SQLITE_PATH", str(tmp_path / "t.db"))
-    return tmp_path
 
 
 def _pool(name: str, cidr: str, disabled: bool = False) -> str:

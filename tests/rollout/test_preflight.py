@@ -5,16 +5,14 @@ one flag broken), kubeadm configs and static-pod manifests as sources, the host 
 from __future__ import annotations
 
 import copy
-import io
 import ipaddress
 import json
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
+from rollout_cli import run
 
-from tortie.cli.main import main
 from tortie.rollout.kubeflags import COMPONENTS, Flags, from_kubeadm, from_manifests, parse_args
 from tortie.rollout.preflight import FAIL, PASS, WARN, check_flags
 from tortie.rollout.preflight_host import check_host
@@ -198,20 +196,6 @@ def test_static_pod_manifests(tmp_path: Path) -> None:
     assert ("kube-apiserver", "--service-cluster-ip-range") in fails(
         check_flags(flags, POOLS, {4, 6})
     )
-
-
-def run(*argv: str, capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
-    sys.stdin = io.StringIO("")
-    rc = main(list(argv))
-    out = capsys.readouterr()
-    return rc, out.out, out.err
-
-
-@pytest.fixture
-def store_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    monkeypatch.setenv("DATASTORE_TYPE", "sqlite")
-    monkeypatch.setenv("SQLITE_PATH", str(tmp_path / "t.db"))
-    return tmp_path
 
 
 def test_preflight_command(store_env: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -4,7 +4,6 @@ lines (a fake /proc), both sources at once through the command, and bad input.""
 
 from __future__ import annotations
 
-import io
 import json
 import shutil
 import subprocess
@@ -15,8 +14,8 @@ from typing import Any
 
 import pytest
 import yaml
+from rollout_cli import run
 
-from tortie.cli.main import main
 from tortie.rollout import kubeflags, preflight_host
 
 P6 = "fd00:10:244::/48"
@@ -66,13 +65,6 @@ def _static_pods(directory: Path, args: dict[str, list[str]]) -> None:
             },
         }
         (directory / f"{name}.yaml").write_text(yaml.safe_dump(pod))
-
-
-def run(*argv: str, capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
-    sys.stdin = io.StringIO("")
-    rc = main(list(argv))
-    out = capsys.readouterr()
-    return rc, out.out, out.err
 
 
 @pytest.fixture
