@@ -52,7 +52,9 @@ def install_cni(args: argparse.Namespace) -> int:
     path = os.path.join(args.conf_dir, f"10-tortie-{args.mode}.conflist")
     tmp = path + ".tmp"
     try:
-        written = write_executables(args.bin_dir)
+        written = write_executables(
+            args.bin_dir, getattr(args, "socket", "/var/run/tortie/cni.sock")
+        )
     except OSError as exc:
         raise InvalidInput(
             f"--bin-dir {args.bin_dir}: cannot write the plugins ({exc.strerror}); "

@@ -131,6 +131,12 @@ def build_parser() -> Parser:
     install.add_argument(
         "--nodename", default="", help="node name the plugins record (default: the host name)"
     )
+    install.add_argument(
+        "--socket",
+        default="/var/run/tortie/cni.sock",
+        help="the node service the plugins ask first (tortie node run's $TORTIE_RUN_DIR/"
+        "cni.sock; default %(default)s); with no service there they run in-process",
+    )
     install.set_defaults(handler=_install_cni)
     return parser
 

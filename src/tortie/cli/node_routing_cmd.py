@@ -73,7 +73,10 @@ def _run(args: argparse.Namespace) -> int:
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
-    return run_agent(config, cli_store(args.config), log, stop)
+    from tortie.cli.settings import cli_settings
+
+    settings = cli_settings(args.config)
+    return run_agent(config, cli_store(args.config), log, stop, settings=settings)
 
 
 def _status(args: argparse.Namespace) -> int:

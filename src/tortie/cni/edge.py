@@ -42,6 +42,20 @@ StoreOpener = Callable[[DatastoreSettings], Datastore]
 
 
 @record
+class Backends:
+    """What the process running the call offers the verbs.  The plugin's own process:
+    nothing (``Ipam.assign`` per call, ``ip -batch`` for pods).  The node service
+    (``tortie.cni.service``): ``assign`` through its warm blocks and group commit, and a
+    netlink ``dataplane`` module with ``setup_pod`` / ``teardown_pod``."""
+
+    assign: Callable[[Datastore, Any], list[str]] | None = None
+    dataplane: Any = None
+
+
+IN_PROCESS = Backends()
+
+
+@record
 class CniRequest:
     """One plugin call as the runtime made it."""
 
@@ -51,6 +65,7 @@ class CniRequest:
     raw_env: Mapping[str, str]
     stdin: bytes
     top: Mapping[str, Any]
+    backends: Backends = IN_PROCESS
 
 
 @record
@@ -77,11 +92,12 @@ def run_plugin(
     *,
     open_store: StoreOpener | None = None,
     stderr: TextIO | None = None,
+    backends: Backends = IN_PROCESS,
 ) -> tuple[int, str]:
     """Run one call.  Returns the exit code (0 or 1) and what goes to stdout.
 
-    ``open_store`` replaces ``open_datastore`` (tests inject a shared store; a store it
-    returns is not closed here).
+    ``open_store`` replaces ``open_datastore`` (tests and the node service pass their
+    own; a store it returns is not closed here).  ``backends``: see ``Backends``.
     """
     version = LATEST_VERSION
     log = Log(stderr=None)
@@ -100,7 +116,7 @@ def run_plugin(
             f"network {common.name} container {cenv.container_id or '-'} "
             f"netns {cenv.netns or '-'} ifname {cenv.ifname or '-'} args {dict(cenv.args)}"
         )
-        request = CniRequest(command, version, cenv, env, stdin, top)
+        request = CniRequest(command, version, cenv, env, stdin, top, backends)
         store = (open_store or open_datastore)(common.datastore)
         try:
             out = plugin.verbs[command](plugin.make(conf, request, store, log))

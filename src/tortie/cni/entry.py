@@ -16,8 +16,9 @@ if TYPE_CHECKING:
 Runner = Callable[..., tuple[int, str]]
 
 
-def serve(load_runner: Callable[[], Runner]) -> int:
-    """Run a plugin's ``run(stdin, env, stderr=...)`` as a CNI process."""
+def serve(load_runner: Callable[[], Runner], stdin: bytes | None = None) -> int:
+    """Run a plugin's ``run(stdin, env, stderr=...)`` as a CNI process (``stdin``: what
+    the thin plugin already read; None reads it here)."""
     try:
         if os.environ.get("CNI_COMMAND") == "VERSION":
             # Runtimes ask often; answer without loading the plugin.
@@ -25,10 +26,11 @@ def serve(load_runner: Callable[[], Runner]) -> int:
 
             return _emit(0, version_json())
         run = load_runner()
-        try:
-            stdin = sys.stdin.buffer.read() if sys.stdin is not None else b""
-        except (OSError, ValueError):
-            stdin = b""
+        if stdin is None:
+            try:
+                stdin = sys.stdin.buffer.read() if sys.stdin is not None else b""
+            except (OSError, ValueError):
+                stdin = b""
         env: Mapping[str, str] = os.environ
         stderr: TextIO = sys.stderr
         code, out = run(stdin, env, stderr=stderr)
@@ -57,7 +59,7 @@ def _emit(code: int, out: str) -> int:
     return code
 
 
-def serve_module(module: str) -> int:
+def serve_module(module: str, stdin: bytes | None = None) -> int:
     """``serve`` the ``run`` of a plugin module, imported only when a call needs it."""
 
     def load() -> Runner:
@@ -65,4 +67,4 @@ def serve_module(module: str) -> int:
         run: Runner = sys.modules[module].run
         return run
 
-    return serve(load)
+    return serve(load, stdin)

@@ -16,13 +16,14 @@ import tempfile
 
 from tortie.errors import InvalidInput
 
-# executable name → (module, function)
+# executable name → (which plugin it is for the node service, the in-process module)
 EXECUTABLES: dict[str, tuple[str, str]] = {
-    "tortie-ipam": ("tortie.cni.ipam_main", "main"),
-    "calico-ipam": ("tortie.cni.ipam_main", "main"),
-    "tortie-cni": ("tortie.cni.plugin_main", "main"),
-    "calico": ("tortie.cni.plugin_main", "main"),
+    "tortie-ipam": ("ipam", "tortie.cni.ipam_main"),
+    "calico-ipam": ("ipam", "tortie.cni.ipam_main"),
+    "tortie-cni": ("main", "tortie.cni.plugin_main"),
+    "calico": ("main", "tortie.cni.plugin_main"),
 }
+DEFAULT_SOCKET = "/var/run/tortie/cni.sock"  # $TORTIE_RUN_DIR/cni.sock of the default agent
 
 # Linux reads at most this many bytes of a "#!" line (BINPRM_BUF_SIZE since 5.1).
 MAX_SHEBANG = 255
@@ -49,7 +50,7 @@ def package_root() -> str:
     return os.path.dirname(os.path.dirname(os.path.realpath(tortie.__file__)))
 
 
-def launcher_text(interpreter: str, root: str, module: str, func: str) -> str:
+def launcher_text(interpreter: str, root: str, plugin: str, module: str, socket: str) -> str:
     shebang = f"#!{interpreter} -IS"
     if len(shebang) > MAX_SHEBANG or any(c.isspace() for c in interpreter):
         raise InvalidInput(
@@ -59,23 +60,25 @@ def launcher_text(interpreter: str, root: str, module: str, func: str) -> str:
     return (
         f"{shebang}\n"
         "# Written by tortie install-cni; rewritten on every install.\n"
+        "# Asks the node service on the socket below; runs the plugin here when none answers.\n"
         "import sys\n"
         f"sys.path.insert(0, {root!r})\n"
-        f"from {module} import {func}\n"
-        f"sys.exit({func}())\n"
+        "from tortie.cni.thin import main\n"
+        f"sys.exit(main({plugin!r}, {module!r}, {socket!r}))\n"
     )
 
 
-def write_executables(bin_dir: str) -> list[str]:
+def write_executables(bin_dir: str, socket: str = DEFAULT_SOCKET) -> list[str]:
     """Write ``tortie-ipam``, ``calico-ipam``, ``tortie-cni`` and ``calico`` into
-    ``bin_dir`` (each replaced atomically, mode 0755).  Returns their paths."""
+    ``bin_dir`` (each replaced atomically, mode 0755).  They try the node service at
+    ``socket`` first (see ``tortie.cni.thin``).  Returns their paths."""
     interpreter = interpreter_path()
     root = package_root()
     os.makedirs(bin_dir, exist_ok=True)
     written = []
-    for name, (module, func) in EXECUTABLES.items():
+    for name, (plugin, module) in EXECUTABLES.items():
         path = os.path.join(bin_dir, name)
-        text = launcher_text(interpreter, root, module, func)
+        text = launcher_text(interpreter, root, plugin, module, socket)
         fd, tmp = tempfile.mkstemp(prefix=f".{name}.", dir=bin_dir)
         try:
             with os.fdopen(fd, "w", encoding="utf-8") as f:

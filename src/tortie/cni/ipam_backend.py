@@ -63,7 +63,7 @@ def ipam_backend(
     conf: MainConf, request: CniRequest, store: Datastore, log: Log
 ) -> InProcessIpam | ExecIpam:
     if conf.ipam_type in IN_PROCESS_IPAM:
-        return InProcessIpam(ipam_plugin.Call(conf.ipam, request.env, store, log))
+        return InProcessIpam(ipam_plugin.Call(conf.ipam, request.env, store, log, request.backends))
     return ExecIpam(conf.ipam_type, request.env.path, dict(request.raw_env), request.stdin)
 
 

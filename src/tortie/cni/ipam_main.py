@@ -7,8 +7,8 @@ import sys
 from tortie.cni.entry import serve_module
 
 
-def main() -> int:
-    return serve_module("tortie.cni.ipam_plugin")
+def main(stdin: bytes | None = None) -> int:
+    return serve_module("tortie.cni.ipam_plugin", stdin)
 
 
 if __name__ == "__main__":

@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable, Mapping
 
 from tortie.cni import errors as codes
-from tortie.cni.edge import CniRequest, Plugin, StoreOpener, run_plugin
+from tortie.cni.edge import IN_PROCESS, Backends, CniRequest, Plugin, StoreOpener, run_plugin
 from tortie.cni.errors import cni_code
 from tortie.cni.log import Log
 from tortie.cni.netconf import (
@@ -62,6 +62,7 @@ class Call:
     env: CniEnv
     store: Datastore
     log: Log
+    backends: Backends = IN_PROCESS
 
     @property
     def handle_id(self) -> str:
@@ -147,7 +148,8 @@ def cmd_add(call: Call) -> str:
         intent=WORKLOAD,
     )
     try:
-        got = Ipam(call.store).assign(request)
+        assign = call.backends.assign
+        got = assign(call.store, request) if assign else Ipam(call.store).assign(request)
     except TortieError as exc:
         for note in getattr(exc, "__notes__", ()):
             call.log.error(note)
@@ -287,7 +289,7 @@ VERBS: Mapping[str, Callable[[Call], str]] = {
 
 
 def _call(conf: IpamNetConf, request: CniRequest, store: Datastore, log: Log) -> Call:
-    return Call(conf, request.env, store, log)
+    return Call(conf, request.env, store, log, request.backends)
 
 
 def _same(conf: IpamNetConf) -> IpamNetConf:

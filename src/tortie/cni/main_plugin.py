@@ -18,7 +18,7 @@ from collections.abc import Callable, Mapping
 
 from tortie.cni import errors as codes
 from tortie.cni import ipam_plugin
-from tortie.cni.edge import CniRequest, Plugin, StoreOpener, run_plugin
+from tortie.cni.edge import IN_PROCESS, Backends, CniRequest, Plugin, StoreOpener, run_plugin
 from tortie.cni.endpoint import (
     EndpointId,
     build_endpoint,
@@ -47,7 +47,8 @@ from tortie.cni.protocol import (
     version_tuple,
 )
 from tortie.core.record import record
-from tortie.dataplane.pod import PodNetwork, host_veth_name, setup_pod, teardown_pod
+from tortie.dataplane import pod as ip_dataplane
+from tortie.dataplane.pod import PodNetwork, host_veth_name
 from tortie.datastore.base import Datastore
 from tortie.errors import InvalidInput, NotFound, TortieError
 
@@ -68,6 +69,12 @@ class Ctx:
     store: Datastore
     log: Log
     ipam: IpamBackend
+    backends: Backends = IN_PROCESS
+
+    @property
+    def dataplane(self) -> Any:
+        """What wires pods: ``ip -batch`` here, netlink in the node service."""
+        return self.backends.dataplane or ip_dataplane
 
     def node(self, lenient: bool = False) -> str:
         """The node name.  ``lenient`` (DEL, GC) falls back to the host name when the
@@ -165,7 +172,7 @@ def cmd_add(ctx: Ctx) -> str:
         addresses = _single_addresses(result_addresses(ipam_out))
         ctx.log.info(f"IPAM gave {', '.join(addresses)}; host veth {host}")
         done = "veth"
-        interfaces = setup_pod(
+        interfaces = ctx.dataplane.setup_pod(
             PodNetwork(
                 host_ifname=host,
                 pod_ifname=ctx.env.ifname,
@@ -195,7 +202,7 @@ def _rollback(ctx: Ctx, exc: BaseException, done: str, ident: EndpointId, host: 
     if done == "wep":
         steps.append(("delete WorkloadEndpoint", lambda: delete_endpoint(ctx.store, ident)))
     if done in ("veth", "wep"):
-        steps.append(("delete pod veth", lambda: teardown_pod(host, [], None)))
+        steps.append(("delete pod veth", lambda: ctx.dataplane.teardown_pod(host, [], None)))
     steps.append(("release addresses", lambda: _release(ctx)))
     for what, step in steps:
         try:
@@ -224,7 +231,7 @@ def cmd_del(ctx: Ctx) -> str:
     if ours:
         addresses = list(wep.ip_networks) if wep is not None else []
         try:
-            teardown_pod(host, addresses, ctx.env.netns or None)
+            ctx.dataplane.teardown_pod(host, addresses, ctx.env.netns or None)
         except (TortieError, OSError) as exc:
             failures.append(exc)
         try:
@@ -329,7 +336,8 @@ VERBS: Mapping[str, Callable[[Ctx], str]] = {
 
 
 def _ctx(conf: MainConf, request: CniRequest, store: Datastore, log: Log) -> Ctx:
-    return Ctx(conf, request.env, store, log, ipam_backend(conf, request, store, log))
+    ipam = ipam_backend(conf, request, store, log)
+    return Ctx(conf, request.env, store, log, ipam, request.backends)
 
 
 def _common(conf: MainConf) -> IpamNetConf:

@@ -29,7 +29,10 @@ if TYPE_CHECKING:
     import logging
     from typing import IO
 
+    from tortie.cni.service import CniService
+    from tortie.datastore.config import DatastoreSettings
     from tortie.node.hostprep import Host
+    from tortie.node.metrics import AgentMetrics
 
 STATUS_FILE = "agent.json"
 PID_FILE = "agent.pid"
@@ -74,16 +77,45 @@ def _claim_run_dir(run_dir: str) -> IO[str]:
     return fh
 
 
+def start_cni_service(
+    config: NodeConfig,
+    store: Datastore,
+    settings: DatastoreSettings | None,
+    log: logging.Logger,
+    metrics: AgentMetrics | None,
+) -> CniService:
+    """Serve the CNI plugins on ``$TORTIE_RUN_DIR/cni.sock`` (tortie/cni/service.py)."""
+    from tortie.cni.service import SOCKET_NAME, CniService, Stores, netlink_dataplane
+
+    stores = Stores(log)
+    if settings is not None:
+        stores.add(settings, store)
+    service = CniService(
+        os.path.join(config.run_dir, SOCKET_NAME),
+        stores,
+        log=log,
+        metrics=metrics,
+        trusted_uids=config.cni_trusted_uids,
+        dataplane=netlink_dataplane(log),
+    )
+    service.start()
+    return service
+
+
 def run_agent(
     config: NodeConfig,
     store: Datastore,
     log: logging.Logger,
     stop: threading.Event,
     host: Host | None = None,
+    settings: DatastoreSettings | None = None,
 ) -> int:
+    """Run the agent until ``stop``.  ``settings``: how ``store`` was opened (CNI calls
+    naming the same datastore then share its connection)."""
     os.makedirs(config.run_dir, exist_ok=True)
     pid_file = _claim_run_dir(config.run_dir)
     bird = None
+    service = None
     try:
         metrics = None  # Prometheus metrics (issue 9 item 5), imported only when enabled
         if config.metrics_enabled:
@@ -94,6 +126,8 @@ def run_agent(
         result = startup(config, store, log, host)
         if metrics is not None:
             metrics.started(time.monotonic() - began)
+        if config.cni_service:
+            service = start_cni_service(config, store, settings, log, metrics)
         if result.backend == "bird":
             from tortie.node.birdproc import Bird
 
@@ -160,6 +194,9 @@ def run_agent(
         log.info("stopping")
         return 0
     finally:
+        if service is not None:
+            service.stop()
+            service.stores.close()
         if bird is not None:
             bird.stop()
         for name in (STATUS_FILE, PID_FILE):

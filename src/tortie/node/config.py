@@ -81,6 +81,9 @@ class NodeConfig:
     metrics_enabled: bool = False
     metrics_port: int = 9091
     metrics_host: str = ""
+    # The CNI node service (tortie/cni/service.py) on $TORTIE_RUN_DIR/cni.sock.
+    cni_service: bool = True
+    cni_trusted_uids: tuple[int, ...] = (0,)
 
 
 def parse_bool(name: str, value: str, default: bool) -> bool:
@@ -142,6 +145,23 @@ def _int(env: Mapping[str, str], name: str, default: int, low: int, high: int) -
             f"{name}={text[:40]!r} is not a number from {low} to {high}; fix or unset {name}"
         )
     return value
+
+
+def _uids(env: Mapping[str, str]) -> tuple[int, ...]:
+    """root, and the uids of ``TORTIE_CNI_TRUSTED_UIDS`` (comma-separated)."""
+    text = env.get("TORTIE_CNI_TRUSTED_UIDS", "")
+    uids = [0]
+    for part in text.split(","):
+        part = part.strip()
+        if not part:
+            continue
+        if not part.isdigit() or int(part) > 2**32 - 2:
+            raise InvalidInput(
+                f"TORTIE_CNI_TRUSTED_UIDS={text[:60]!r}: {part[:20]!r} is not a uid; give "
+                "numeric uids separated by commas, e.g. 1000,1001"
+            )
+        uids.append(int(part))
+    return tuple(dict.fromkeys(uids))
 
 
 def _hold_time(env: Mapping[str, str]) -> int:
@@ -266,4 +286,6 @@ def config_from_env(env: Mapping[str, str]) -> NodeConfig:
         ),
         metrics_port=_int(env, "FELIX_PROMETHEUSMETRICSPORT", 9091, 1, 65535),
         metrics_host=env.get("FELIX_PROMETHEUSMETRICSHOST", "").strip(),
+        cni_service=parse_bool("TORTIE_CNI_SERVICE", env.get("TORTIE_CNI_SERVICE", ""), True),
+        cni_trusted_uids=_uids(env),
     )

@@ -1,0 +1,141 @@
+"""The thin CNI plugin: hand the call to the node service, or run it here.
+
+A runtime starts one plugin process per pod and call.  This module is all that process
+loads when the node agent (``tortie node run``) serves CNI: it imports only C-level
+modules already in a ``python3 -I -S`` interpreter (``posix``, ``sys``) plus ``_socket``,
+sends stdin and the environment over ``cni.sock`` and prints the answer.
+
+Socket: ``$TORTIE_CNI_SOCKET`` if set (empty or ``none``: never use the service), else
+``$TORTIE_RUN_DIR/cni.sock``, else the path written into the launcher at install time.
+
+- No service there (no socket, nobody listening, not allowed to connect): the plugin runs
+  in this process exactly as without an agent (``fallback``).
+- Connected, but no complete answer (the service died or stalled mid-call): CNI error 11,
+  "try again later".  The runtime retries; the service rolls back a failed ADD and the
+  next ADD/DEL repairs whatever a killed one left.
+
+Wire format (one request per connection, both ways closed by EOF):
+request  ``tortie-cni/1 <plugin>\\n`` + environment as ``KEY=VALUE\\0`` entries +
+         ``\\0`` + stdin;
+answer   ``<exit code> <length>\\n`` + that many bytes of stdout.
+"""
+
+import posix
+import sys
+
+MAGIC = b"tortie-cni/1 "
+PLUGINS = (b"ipam", b"main")
+TRY_AGAIN_LATER = 11
+TIMEOUT = 300.0  # longer than any ADD; the runtime's own deadline is usually shorter
+LAUNCHER_SOCKET = "/var/run/tortie/cni.sock"
+
+
+def encode_request(plugin: bytes, env: dict[bytes, bytes], stdin: bytes) -> bytes:
+    entries = b"".join(k + b"=" + v + b"\0" for k, v in env.items())
+    return MAGIC + plugin + b"\n" + entries + b"\0" + stdin
+
+
+def encode_answer(code: int, out: bytes) -> bytes:
+    return b"%d %d\n" % (code, len(out)) + out
+
+
+def decode_answer(data: bytes) -> tuple[int, bytes] | None:
+    """(exit code, stdout) of a complete answer; None for a partial or garbled one."""
+    head, sep, body = data.partition(b"\n")
+    parts = head.split(b" ")
+    if not sep or len(parts) != 2 or not all(p.isdigit() for p in parts):
+        return None
+    if len(body) != int(parts[1]):
+        return None
+    return int(parts[0]), body
+
+
+def socket_path(env: dict[bytes, bytes], default: str) -> str | None:
+    explicit = env.get(b"TORTIE_CNI_SOCKET")
+    if explicit is not None:
+        text = explicit.decode()
+        return None if text in ("", "none") else text
+    run_dir = env.get(b"TORTIE_RUN_DIR")
+    if run_dir:
+        return run_dir.decode() + "/cni.sock"
+    return default
+
+
+def _cni_version(stdin: bytes) -> str:
+    """The request's cniVersion, read without a JSON parser (for our own error)."""
+    _, found, rest = stdin.partition(b'"cniVersion"')
+    value = rest.lstrip(b" \t\r\n:").split(b'"', 2)
+    if found and len(value) == 3 and not value[0] and value[1].replace(b".", b"").isdigit():
+        return value[1].decode()
+    return "1.1.0"
+
+
+def try_again(stdin: bytes, why: str) -> tuple[int, bytes]:
+    msg = why.replace("\\", "\\\\").replace('"', '\\"')
+    out = (
+        f'{{"cniVersion": "{_cni_version(stdin)}", "code": {TRY_AGAIN_LATER}, "msg": "{msg}", '
+        '"details": "the node service did not finish the call; it rolls back or the next '
+        'call repairs it"}'
+    )
+    return 1, out.encode()
+
+
+def call(
+    path: str, plugin: bytes, env: dict[bytes, bytes], stdin: bytes
+) -> tuple[int, bytes] | None:
+    """Send one call to the service at ``path``.  None when no service could be reached
+    (nothing was sent); otherwise its answer, or error 11 when the answer never came."""
+    import _socket
+
+    sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
+    try:
+        sock.settimeout(TIMEOUT)
+        try:
+            sock.connect(path)
+        except OSError:
+            return None  # no socket, nobody listening, or not ours to use: run here
+        chunks = []
+        try:
+            try:
+                sock.sendall(encode_request(plugin, env, stdin))
+                sock.shutdown(_socket.SHUT_WR)
+            except OSError:
+                pass  # the service may have answered already (e.g. a refused request)
+            while chunk := sock.recv(65536):
+                chunks.append(chunk)
+        except OSError as exc:
+            return try_again(stdin, f"node service at {path}: {exc.strerror or exc}")
+    finally:
+        sock.close()
+    answer = decode_answer(b"".join(chunks))
+    if answer is None:
+        return try_again(stdin, f"node service at {path} stopped before answering")
+    return answer
+
+
+def read_stdin() -> bytes:
+    chunks = []
+    try:
+        while chunk := posix.read(0, 65536):
+            chunks.append(chunk)
+    except OSError:
+        pass
+    return b"".join(chunks)
+
+
+def main(plugin: str, module: str, default_socket: str = LAUNCHER_SOCKET) -> int:
+    """The launcher's entry: ``plugin`` is ``ipam`` or ``main``; ``module`` the in-process
+    fallback (``tortie.cni.ipam_main`` / ``tortie.cni.plugin_main``)."""
+    stdin = read_stdin()
+    env = posix.environ
+    path = socket_path(env, default_socket)
+    answer = call(path, plugin.encode(), env, stdin) if path else None
+    if answer is None:
+        __import__(module)
+        code: int = sys.modules[module].main(stdin)
+        return code
+    code, out = answer
+    data = out + b"\n" if out else b""
+    while data:
+        data = data[posix.write(1, data) :]
+    return code
