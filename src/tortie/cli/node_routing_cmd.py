@@ -31,9 +31,24 @@ def register(node_sub: Any) -> None:
         "timers for labs and tests. "
         "FELIX_PROMETHEUSMETRICSENABLED=true serves Prometheus metrics on "
         "FELIX_PROMETHEUSMETRICSPORT (default 9091) of FELIX_PROMETHEUSMETRICSHOST (default "
-        "every address): BGP sessions, this node's blocks and addresses per pool, counters.",
+        "every address): BGP sessions, this node's blocks and addresses per pool, counters. "
+        "The agent also serves the CNI plugins on TORTIE_RUN_DIR/cni.sock (mode 0600; root "
+        "and the uids of TORTIE_CNI_TRUSTED_UIDS may call): the plugins hand their calls to "
+        "it and run in-process only when no agent answers. TORTIE_CNI_SERVICE=false turns "
+        "this off.",
     )
     run.set_defaults(handler=_run)
+    serve = node_sub.add_parser(
+        "serve-cni",
+        help="serve the CNI plugins on TORTIE_RUN_DIR/cni.sock, without the routing agent",
+        description="Only the CNI part of 'tortie node run': answer the thin plugins' calls "
+        "on TORTIE_RUN_DIR/cni.sock (or --socket) with the datastore kept open, warm "
+        "blocks, group commit and the netlink dataplane, until SIGTERM or SIGINT. For "
+        "nodes whose routes are made elsewhere, and for measuring. Datastore from the "
+        "environment or --config, as every command; TORTIE_CNI_TRUSTED_UIDS as for 'run'.",
+    )
+    serve.add_argument("--socket", default="", help="socket path (default TORTIE_RUN_DIR/cni.sock)")
+    serve.set_defaults(handler=_serve_cni)
     status = node_sub.add_parser(
         "status",
         help="BGP sessions and learned routes of the agent on this host",
@@ -77,6 +92,40 @@ def _run(args: argparse.Namespace) -> int:
 
     settings = cli_settings(args.config)
     return run_agent(config, cli_store(args.config), log, stop, settings=settings)
+
+
+def _serve_cni(args: argparse.Namespace) -> int:
+    import signal
+    import threading
+
+    from tortie.cli.node_cmd import setup_logging
+    from tortie.cli.settings import cli_settings
+    from tortie.cni.service import SOCKET_NAME, CniService, Stores, netlink_dataplane
+    from tortie.node.config import parse_trusted_uids
+
+    log = setup_logging()
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    settings = cli_settings(args.config)
+    stores = Stores(log)
+    stores.add(settings, cli_store(args.config))
+    path = args.socket or os.path.join(_run_dir(), SOCKET_NAME)
+    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+    service = CniService(
+        path,
+        stores,
+        log=log,
+        trusted_uids=parse_trusted_uids(os.environ),
+        dataplane=netlink_dataplane(log),
+    )
+    service.start()
+    try:
+        stop.wait()
+    finally:
+        service.stop()
+        stores.close()
+    return 0
 
 
 def _status(args: argparse.Namespace) -> int:

@@ -147,7 +147,7 @@ def _int(env: Mapping[str, str], name: str, default: int, low: int, high: int) -
     return value
 
 
-def _uids(env: Mapping[str, str]) -> tuple[int, ...]:
+def parse_trusted_uids(env: Mapping[str, str]) -> tuple[int, ...]:
     """root, and the uids of ``TORTIE_CNI_TRUSTED_UIDS`` (comma-separated)."""
     text = env.get("TORTIE_CNI_TRUSTED_UIDS", "")
     uids = [0]
@@ -287,5 +287,5 @@ def config_from_env(env: Mapping[str, str]) -> NodeConfig:
         metrics_port=_int(env, "FELIX_PROMETHEUSMETRICSPORT", 9091, 1, 65535),
         metrics_host=env.get("FELIX_PROMETHEUSMETRICSHOST", "").strip(),
         cni_service=parse_bool("TORTIE_CNI_SERVICE", env.get("TORTIE_CNI_SERVICE", ""), True),
-        cni_trusted_uids=_uids(env),
+        cni_trusted_uids=parse_trusted_uids(env),
     )
