@@ -13,6 +13,28 @@ from tortie.datastore.config import DatastoreSettings
 
 NODE = "node-1"
 
+# How ``call`` reaches the plugin: "in-process" (``run`` with the test's store) or
+# "service" (a CniService on a socket, the thin client's wire format, the same store).
+ROUTE = {"via": "in-process"}
+_services: dict[int, Any] = {}
+
+
+def _service(store: Datastore, tmp: str) -> Any:
+    from tortie.cni.service import CniService, Stores
+
+    svc = _services.get(id(store))
+    if svc is None:
+        svc = CniService(f"{tmp}/cni-{len(_services)}.sock", Stores(None), open_store=lambda _s: store)
+        svc.start()
+        _services[id(store)] = svc
+    return svc
+
+
+def stop_services() -> None:
+    while _services:
+        _, svc = _services.popitem()
+        svc.stop()
+
 
 def add_pool(store: Datastore, name: str, cidr: str, **spec: Any) -> None:
     body = {
@@ -56,6 +78,16 @@ def call(
     """Run the plugin in-process against ``store``; returns (exit code, decoded stdout)."""
     stdin = conf if isinstance(conf, bytes) else json.dumps(conf).encode()
     full = cni_env(command, **env)
+
+    if ROUTE["via"] == "service":
+        from tortie.cni import thin
+
+        svc = _service(store, ROUTE["tmp"])
+        env_b = {k.encode(): v.encode() for k, v in full.items()}
+        answer = thin.call(svc.path, b"ipam", env_b, stdin)
+        assert answer is not None, "the service did not answer"
+        code, raw = answer
+        return code, (json.loads(raw) if raw else None)
 
     def opener(_settings: DatastoreSettings) -> Datastore:
         return store

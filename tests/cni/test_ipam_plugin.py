@@ -15,6 +15,7 @@ from tortie.datastore.memory import MemoryDatastore
 from tortie.model.ipam_records import decode_block
 
 DUAL = {"assign_ipv6": "true"}
+pytestmark = pytest.mark.usefixtures("route")  # every test in-process and via the service
 
 
 @pytest.fixture

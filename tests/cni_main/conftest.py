@@ -41,18 +41,33 @@ def make_host(namespaces: NetnsPool) -> Netns:
     return host
 
 
-@pytest.fixture
-def world(namespaces: NetnsPool, tmp_path: Path) -> Env:
+ROUTES = ["in-process", "service"]
+
+
+def _routed(env: Env, route: str) -> Iterator[Env]:
+    """The plugins run in-process, or hand every call to ``tortie node serve-cni``."""
+    if route == "service":
+        env.start_service()
+    try:
+        yield env
+    finally:
+        if route == "service":
+            log = env.stop_service()
+            assert "Traceback" not in log, log
+
+
+@pytest.fixture(params=ROUTES)
+def world(namespaces: NetnsPool, tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Env]:
     """Launchers, a store with an IPv4 and an IPv6 pool, and a host namespace."""
     env = Env(tmp_path, make_host(namespaces))
     env.add_pools("v4", "v6")
-    return env
+    yield from _routed(env, request.param)
 
 
-@pytest.fixture
-def offline(tmp_path: Path) -> Env:
+@pytest.fixture(params=ROUTES)
+def offline(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Env]:
     """Launchers and a store with pools, no namespaces (tests that fail before any
     network change; safe without root)."""
     env = Env(tmp_path, None)
     env.add_pools("v4", "v6")
-    return env
+    yield from _routed(env, request.param)

@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -35,6 +36,35 @@ class Env:
         self.db = str(tmp / "store.sqlite")
         self.host = host
         self.cni_path = f"{self.bin}:{REF_CNI}"
+        self.socket = "none"  # TORTIE_CNI_SOCKET: "none" runs the plugins in-process
+        self.service: subprocess.Popen[bytes] | None = None
+
+    def start_service(self) -> None:
+        """``tortie node serve-cni`` in the host namespace; the plugins then call it."""
+        self.socket = str(self.tmp / "cni.sock")
+        argv = [TORTIE_CLI, "node", "serve-cni", "--socket", self.socket]
+        if self.host is not None:
+            argv = ["nsenter", f"--net={self.host.path}", *argv]
+        env = {**os.environ, "SQLITE_PATH": self.db, "DATASTORE_TYPE": "sqlite"}
+        with open(self.tmp / "service.log", "wb") as log:
+            self.service = subprocess.Popen(argv, env=env, stdout=log, stderr=log)
+        deadline = time.monotonic() + 20
+        while not os.path.exists(self.socket):
+            assert self.service.poll() is None, self.service_log()
+            assert time.monotonic() < deadline, "serve-cni did not create its socket"
+            time.sleep(0.02)
+
+    def stop_service(self) -> str:
+        """Stop the service (SIGTERM, by pid); its log."""
+        if self.service is not None:
+            self.service.terminate()
+            self.service.wait(timeout=30)
+            self.service = None
+        return self.service_log()
+
+    def service_log(self) -> str:
+        path = self.tmp / "service.log"
+        return path.read_text(errors="replace") if path.exists() else ""
 
     def add_pools(self, *families: str) -> None:
         store = SqliteDatastore(self.db)
@@ -79,6 +109,7 @@ class Env:
             "CNI_NETNS": netns,
             "CNI_IFNAME": ifname,
             "CNI_PATH": self.cni_path,
+            "TORTIE_CNI_SOCKET": self.socket,
         }
         if args:
             env["CNI_ARGS"] = args

@@ -61,7 +61,11 @@ class Podman:
         plugin["log_file_path"] = str(base / "cni.log")
         conflist = {"cniVersion": "1.0.0", "name": NETWORK, "plugins": [plugin]}
         (conf_dir / f"{NETWORK}.conflist").write_text(json.dumps(conflist))
-        self.env = {**os.environ, "CONTAINERS_CONF": str(containers_conf)}
+        self.env = {
+            **os.environ,
+            "CONTAINERS_CONF": str(containers_conf),
+            "TORTIE_CNI_SOCKET": world.socket,  # podman's plugins inherit its environment
+        }
         self.argv = [
             "nsenter",
             f"--net={self.host.path}",
@@ -122,6 +126,11 @@ def test_podman_dual_stack_ping(world: Env, namespaces: NetnsPool) -> None:
         podman("rm", "-f", "-t", "0", "sleeper")
         assert world.weps() == []
         assert world.allocations() == {}
+        if world.service is not None:  # every call went through the node service
+            log = world.stop_service()
+            served = int(log.rsplit("served ", 1)[1].split()[0])
+            assert served >= 4, log  # ADD + DEL of two containers at least
+            assert "in-process" not in log
     finally:
         podman("rm", "-a", "-f", "-t", "0", check=False)
         podman("rmi", "-a", "-f", check=False)

@@ -246,6 +246,8 @@ class CniService:
         with self._idle:
             while self._active and time.monotonic() < deadline:
                 self._idle.wait(0.1)
+        if self.log is not None:
+            self.log.info("CNI service stopped: served %d calls", self.served)
 
     def _accept_loop(self) -> None:
         assert self._listener is not None

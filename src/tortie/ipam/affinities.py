@@ -229,3 +229,12 @@ class BlockAffinities(HandleCounts):
 def in_any(cidr: str, nets: list[Network]) -> bool:
     net = parse_network(cidr)
     return any(network_in(net, n) for n in nets)
+
+
+def in_pool_order(owned: list[str], pools: list[IPPool]) -> list[str]:
+    """The blocks of ``owned`` inside ``pools``, the first pool's blocks first (the order
+    a request names its pools in is the order they are used)."""
+    out: list[str] = []
+    for pool in pools:
+        out += [c for c in owned if c not in out and in_any(c, [pool.network])]
+    return out

@@ -25,7 +25,7 @@ from tortie.core import block as blk
 from tortie.core.block import Attribute
 from tortie.datastore import keys
 from tortie.errors import Conflict, NotFound
-from tortie.ipam.affinities import in_any
+from tortie.ipam.affinities import in_pool_order
 from tortie.ipam.records import FULL_BLOCK_MARK, atomic
 from tortie.ipam.requests import AssignRequest
 from tortie.ipam.retry import run_cas
@@ -150,10 +150,9 @@ class GroupCommit:
                 owned = ipam._confirmed_affinities(first.node, version)
                 if not named[version]:
                     owned = ipam._release_unselected(first.node, version, pools, owned)
-                nets = [p.network for p in pools]
                 need = [(i, num) for i in fresh]
                 left: int | None = 0
-                for cidr in [c for c in owned if in_any(c, nets)]:
+                for cidr in in_pool_order(owned, pools):
                     if not need:
                         left = None  # blocks not read: plenty, as far as we know
                         break

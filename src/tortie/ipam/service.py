@@ -34,7 +34,7 @@ from tortie.errors import (
     RevisionConflict,
 )
 from tortie.ipam import pools as poolsel
-from tortie.ipam.affinities import BlockAffinities, Family, in_any
+from tortie.ipam.affinities import BlockAffinities, Family, in_any, in_pool_order
 from tortie.ipam.records import FULL_BLOCK_MARK, list_blocks
 from tortie.ipam.requests import (
     AssignRequest,
@@ -159,8 +159,7 @@ class Ipam(BlockAffinities):
         by borrowing."""
         got: list[str] = []
         messages: list[str] = []
-        nets = [p.network for p in fam.pools]
-        for cidr in [c for c in owned if in_any(c, nets)]:
+        for cidr in in_pool_order(owned, fam.pools):
             if len(got) >= num:
                 break
             got += self._assign_from_block(cidr, fam.version, num - len(got), attr, node)
