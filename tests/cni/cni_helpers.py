@@ -24,7 +24,9 @@ def _service(store: Datastore, tmp: str) -> Any:
 
     svc = _services.get(id(store))
     if svc is None:
-        svc = CniService(f"{tmp}/cni-{len(_services)}.sock", Stores(None), open_store=lambda _s: store)
+        svc = CniService(
+            f"{tmp}/cni-{len(_services)}.sock", Stores(None), open_store=lambda _s: store
+        )
         svc.start()
         _services[id(store)] = svc
     return svc

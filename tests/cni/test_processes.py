@@ -77,7 +77,8 @@ def test_write_executables(bin_dir: Path) -> None:
         assert first.endswith(" -IS")  # = -I -S; a #! line allows one argument
         assert os.path.realpath(interp) == interp and "shims" not in interp
     text = (bin_dir / "calico").read_text()
-    assert "from tortie.cni.plugin_main import main" in text
+    assert "from tortie.cni.thin import main" in text  # the thin plugin first
+    assert "'tortie.cni.plugin_main'" in text  # its in-process fallback
     # rewriting is fine (atomic replace)
     assert write_executables(str(bin_dir)) == [str(bin_dir / n) for n in EXECUTABLES]
 

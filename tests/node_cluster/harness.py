@@ -193,6 +193,7 @@ class Cluster:
             **os.environ,
             **self.store_env,
             "CNI_COMMAND": "ADD",
+            "TORTIE_RUN_DIR": str(host.run_dir),  # the node agent's CNI service
             "CNI_CONTAINERID": name,
             "CNI_NETNS": pod.path,
             "CNI_IFNAME": "eth0",

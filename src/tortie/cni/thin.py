@@ -139,3 +139,13 @@ def main(plugin: str, module: str, default_socket: str = LAUNCHER_SOCKET) -> int
     while data:
         data = data[posix.write(1, data) :]
     return code
+
+
+def ipam_plugin() -> int:
+    """Console-script entry of ``calico-ipam`` / ``tortie-ipam`` (pip's wrappers)."""
+    return main("ipam", "tortie.cni.ipam_main")
+
+
+def main_plugin() -> int:
+    """Console-script entry of ``calico`` / ``tortie-cni`` (pip's wrappers)."""
+    return main("main", "tortie.cni.plugin_main")

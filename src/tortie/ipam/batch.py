@@ -172,8 +172,9 @@ class GroupCommit:
                 if got[id(item)]:
                     with contextlib.suppress(NotFound):
                         ipam.release_by_handle(item.request.handle_id or "")
-        self.batches += 1
-        self.batched += len(filled)
+        if filled:
+            self.batches += 1
+            self.batched += len(filled)
         for item, addrs in filled:
             item.result = sorted(addrs, key=lambda a: ":" in a)
             item.done.set()

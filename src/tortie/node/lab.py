@@ -212,6 +212,7 @@ class Lab:
             **os.environ,
             **self.store_env,
             "CNI_COMMAND": "ADD",
+            "TORTIE_RUN_DIR": str(host.run_dir),  # the node agent's CNI service
             "CNI_CONTAINERID": name,
             "CNI_NETNS": f"/run/netns/{pod.netns}",
             "CNI_IFNAME": "eth0",

@@ -1,0 +1,178 @@
+"""The node service and the thin plugin: wire format, socket choice, metrics, ordering of
+calls for one container, the launcher's use of the service and its fallback."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from prometheus_client import generate_latest
+from prometheus_client.parser import text_string_to_metric_families
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "cni"))
+from cni_helpers import add_pool, cni_env, netconf
+
+from tortie.cni import thin
+from tortie.cni.install import write_executables
+from tortie.cni.service import BadRequest, CniService, ContainerLocks, Stores, parse_request
+from tortie.datastore.sqlite import SqliteDatastore
+from tortie.node.metrics import AgentMetrics
+
+
+@pytest.fixture
+def db(tmp_path: Path) -> str:
+    path = str(tmp_path / "store.db")
+    store = SqliteDatastore(path)
+    add_pool(store, "v4", "10.90.0.0/16")
+    add_pool(store, "v6", "fd00:90::/48")
+    store.close()
+    return path
+
+
+@pytest.fixture
+def service(tmp_path: Path, db: str) -> Iterator[CniService]:
+    svc = CniService(str(tmp_path / "cni.sock"), Stores(None), metrics=AgentMetrics())
+    svc.start()
+    yield svc
+    svc.stop()
+    svc.stores.close()
+
+
+def send(svc: CniService, command: str, container: str, conf: dict[str, Any]) -> tuple[int, Any]:
+    env = {k.encode(): v.encode() for k, v in cni_env(command, container=container).items()}
+    answer = thin.call(svc.path, b"ipam", env, json.dumps(conf).encode())
+    assert answer is not None
+    code, out = answer
+    return code, json.loads(out) if out else None
+
+
+def test_wire_format_round_trip() -> None:
+    env = {b"CNI_COMMAND": b"ADD", b"WEIRD": b"a=b=c", b"EMPTY": b""}
+    data = thin.encode_request(b"main", env, b'{"x": "\x00"}')
+    plugin, got_env, stdin = parse_request(data)
+    assert plugin.tag == "calico" and stdin == b'{"x": "\x00"}'
+    assert got_env == {"CNI_COMMAND": "ADD", "WEIRD": "a=b=c", "EMPTY": ""}
+    assert thin.decode_answer(thin.encode_answer(1, b"out\nput")) == (1, b"out\nput")
+    assert thin.decode_answer(thin.encode_answer(0, b"abc")[:-1]) is None  # cut short
+    assert thin.decode_answer(b"") is None and thin.decode_answer(b"garbage") is None
+    for bad in (b"GET / HTTP/1.0\r\n", thin.MAGIC + b"nope\n\0", thin.MAGIC + b"ipam\nNOEQ\0\0"):
+        with pytest.raises(BadRequest):
+            parse_request(bad)
+    with pytest.raises(BadRequest, match="cut short"):
+        parse_request(thin.MAGIC + b"ipam\nA=1\0")
+
+
+def test_socket_choice() -> None:
+    assert thin.socket_path({}, "/d.sock") == "/d.sock"
+    assert thin.socket_path({b"TORTIE_RUN_DIR": b"/run/x"}, "/d.sock") == "/run/x/cni.sock"
+    explicit = {b"TORTIE_RUN_DIR": b"/run/x", b"TORTIE_CNI_SOCKET": b"/s"}
+    assert thin.socket_path(explicit, "/d.sock") == "/s"
+    assert thin.socket_path({b"TORTIE_CNI_SOCKET": b"none"}, "/d.sock") is None
+    assert thin.socket_path({b"TORTIE_CNI_SOCKET": b""}, "/d.sock") is None
+
+
+def test_try_again_is_valid_cni_error_json() -> None:
+    code, out = thin.try_again(b'{"cniVersion" : "0.4.0", "name": "n"}', 'died "badly"')
+    doc = json.loads(out)
+    assert code == 1 and doc["code"] == 11 and doc["cniVersion"] == "0.4.0"
+    assert doc["msg"] == 'died "badly"'
+    assert json.loads(thin.try_again(b"garbage", "x")[1])["cniVersion"] == "1.1.0"
+
+
+def test_no_service_means_none() -> None:
+    assert thin.call("/nonexistent/cni.sock", b"ipam", {}, b"") is None
+
+
+def test_calls_are_counted_by_verb_and_result_and_timed(service: CniService, db: str) -> None:
+    conf = netconf(sqlite_path=db, ipam={"assign_ipv6": "true"})
+    for i in range(3):
+        code, out = send(service, "ADD", f"c{i}", conf)
+        assert code == 0 and len(out["ips"]) == 2
+    code, _ = send(service, "DEL", "c0", conf)
+    assert code == 0
+    code, out = send(service, "ADD", "c9", {**conf, "cniVersion": "9.9.9"})
+    assert code == 1 and out["code"] == 1  # incompatible version
+    assert service.metrics is not None
+    text = generate_latest(service.metrics.registry).decode()
+    got = {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for fam in text_string_to_metric_families(text)
+        for s in fam.samples
+    }
+    assert got[("tortie_cni_requests_total", (("result", "ok"), ("verb", "ADD")))] == 3
+    assert got[("tortie_cni_requests_total", (("result", "ok"), ("verb", "DEL")))] == 1
+    assert got[("tortie_cni_requests_total", (("result", "error"), ("verb", "ADD")))] == 1
+    assert got[("tortie_cni_request_duration_seconds_count", (("verb", "ADD"),))] == 4
+    assert got[("tortie_cni_request_duration_seconds_sum", (("verb", "ADD"),))] > 0
+
+
+def test_calls_for_one_container_run_in_order() -> None:
+    locks = ContainerLocks()
+    order: list[str] = []
+    first = locks.acquire("c1")
+    started = threading.Event()
+
+    def second() -> None:
+        started.set()
+        lock = locks.acquire("c1")
+        order.append("second")
+        locks.release("c1", lock)
+
+    other = locks.acquire("c2")  # another container is not held up
+    locks.release("c2", other)
+    t = threading.Thread(target=second)
+    t.start()
+    started.wait()
+    time.sleep(0.05)
+    order.append("first")
+    locks.release("c1", first)
+    t.join()
+    assert order == ["first", "second"]
+    assert not locks._held  # nothing kept once the calls are done
+
+
+def test_launcher_uses_the_service_and_falls_back_without_it(
+    tmp_path: Path, db: str, service: CniService
+) -> None:
+    bin_dir = tmp_path / "bin"
+    write_executables(str(bin_dir), service.path)
+    conf = json.dumps(netconf(sqlite_path=db)).encode()
+
+    def run(container: str, **extra: str) -> subprocess.CompletedProcess[bytes]:
+        env = {**cni_env("ADD", container=container), **extra}
+        return subprocess.run(
+            [bin_dir / "calico-ipam"], input=conf, env=env, capture_output=True, timeout=60
+        )
+
+    before = service.served
+    proc = run("via-service")
+    assert proc.returncode == 0, proc
+    assert service.served == before + 1
+    proc = run("forced-local", TORTIE_CNI_SOCKET="none")
+    assert proc.returncode == 0, proc
+    assert service.served == before + 1  # ran in the plugin's own process
+    proc = run("no-service", TORTIE_CNI_SOCKET=str(tmp_path / "absent.sock"))
+    assert proc.returncode == 0, proc
+    addrs = {json.loads(p.stdout)["ips"][0]["address"] for p in (run("a"), run("b"), run("c"))}
+    assert len(addrs) == 3
+
+
+def test_socket_is_private_and_removed_on_stop(tmp_path: Path) -> None:
+    svc = CniService(str(tmp_path / "s.sock"), Stores(None))
+    svc.start()
+    try:
+        assert os.stat(svc.path).st_mode & 0o777 == 0o600
+        second = CniService(svc.path, Stores(None))
+        with pytest.raises(Exception, match="already answers"):
+            second.start()
+    finally:
+        svc.stop()
+    assert not os.path.exists(svc.path)
