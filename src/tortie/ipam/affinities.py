@@ -226,8 +226,20 @@ class BlockAffinities(HandleCounts):
         return released
 
 
+_BLOCK_NETS: dict[str, Network] = {}  # block CIDR → parsed (a resident service asks often)
+
+
+def block_network(cidr: str) -> Network:
+    net = _BLOCK_NETS.get(cidr)
+    if net is None:
+        if len(_BLOCK_NETS) >= 4096:
+            _BLOCK_NETS.clear()
+        net = _BLOCK_NETS[cidr] = parse_network(cidr)
+    return net
+
+
 def in_any(cidr: str, nets: list[Network]) -> bool:
-    net = parse_network(cidr)
+    net = block_network(cidr)
     return any(network_in(net, n) for n in nets)
 
 
@@ -235,6 +247,9 @@ def in_pool_order(owned: list[str], pools: list[IPPool]) -> list[str]:
     """The blocks of ``owned`` inside ``pools``, the first pool's blocks first (the order
     a request names its pools in is the order they are used)."""
     out: list[str] = []
+    left = [(c, block_network(c)) for c in owned]
     for pool in pools:
-        out += [c for c in owned if c not in out and in_any(c, [pool.network])]
+        mine = [c for c, net in left if network_in(net, pool.network)]
+        out += mine
+        left = [(c, net) for c, net in left if c not in mine]
     return out

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import threading
+import time
 from collections.abc import Callable
 
 from tortie.core import block as blk
@@ -36,6 +37,9 @@ from tortie.model.ippool import IPPool
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from tortie.datastore.base import Datastore
+
+
+FULL_RECHECK = 1.0  # seconds
 
 
 def batch_key(req: AssignRequest) -> tuple[object, ...]:
@@ -72,6 +76,10 @@ class GroupCommit:
         self._lock = threading.Lock()
         self._pending: list[_Item] = []
         self._busy = False
+        # Free addresses of each block when this service last read it, and when: a
+        # block seen full is not read again for FULL_RECHECK seconds (a node's old blocks
+        # fill up; reading each one per ADD would cost a round trip apiece).
+        self._free: dict[str, tuple[int, float]] = {}
         self.notes: list[tuple[str, dict[int, tuple[list[IPPool], int | None]]]] = []
         self.batches = 0  # statistics: batches written, requests they carried
         self.batched = 0
@@ -151,18 +159,20 @@ class GroupCommit:
                 if not named[version]:
                     owned = ipam._release_unselected(first.node, version, pools, owned)
                 need = [(i, num) for i in fresh]
-                left: int | None = 0
-                for cidr in in_pool_order(owned, pools):
+                candidates = in_pool_order(owned, pools)
+                for cidr in candidates:
                     if not need:
-                        left = None  # blocks not read: plenty, as far as we know
                         break
-                    taken, free = self._fill_block(ipam, cidr, version, first.node, need)
+                    if self._known_full(cidr):
+                        continue
+                    taken, _ = self._fill_block(ipam, cidr, version, first.node, need)
                     for item, addrs in taken:
                         got[id(item)].append(addrs)
                     served = {id(i) for i, _ in taken}
                     need = [(i, n) for i, n in need if id(i) not in served]
-                    left = (left or 0) + free
-                free_after[version] = (pools, left)
+                known = [self._free.get(c) for c in candidates]
+                spare = sum(k[0] for k in known if k) if all(known) else None
+                free_after[version] = (pools, spare)
             for item in fresh:
                 addrs = [a for part in got[id(item)] for a in part]
                 if len(addrs) == sum(wanted.values()):
@@ -181,6 +191,10 @@ class GroupCommit:
         self.notes.append((first.node, free_after))
         return [i for i in items if not i.done.is_set()]
 
+    def _known_full(self, cidr: str) -> bool:
+        seen = self._free.get(cidr)
+        return seen is not None and seen[0] == 0 and time.monotonic() - seen[1] < FULL_RECHECK
+
     def _fill_block(
         self,
         ipam: Ipam,
@@ -196,10 +210,12 @@ class GroupCommit:
 
         def attempt() -> tuple[list[tuple[_Item, list[str]]], int]:
             kv = self.store.get(key)
-            if kv is None or FULL_BLOCK_MARK in kv.value or not need:
+            if kv is None or FULL_BLOCK_MARK in kv.value:
+                self._free[cidr] = (0, time.monotonic())
                 return [], 0
             block = decode_block(key, kv.value)
             if block.host() != node:
+                self._free[cidr] = (0, time.monotonic())
                 return [], 0
             taken: list[tuple[_Item, list[str]]] = []
             new = block
@@ -210,6 +226,7 @@ class GroupCommit:
                 attrs.setdefault("node", node)
                 new, ordinals = blk.assign(new, count, Attribute(item.request.handle_id, attrs))
                 taken.append((item, [f"{new.address(o)}/{prefix}" for o in ordinals]))
+            self._free[cidr] = (new.free, time.monotonic())
             if not taken:
                 return [], new.free
             for item, addrs in taken:
