@@ -68,17 +68,36 @@ class CniRequest:
     backends: Backends = IN_PROCESS
 
 
+@record(frozen=False)
+class Call:
+    """Everything one verb handler gets, for both plugins: the plugin's configuration
+    (``IpamNetConf`` for the IPAM plugin, ``MainConf`` for the main one), the request,
+    the open store and the log."""
+
+    conf: Any
+    request: CniRequest
+    store: Datastore
+    log: Log
+
+    @property
+    def env(self) -> CniEnv:
+        return self.request.env
+
+    @property
+    def backends(self) -> Backends:
+        return self.request.backends
+
+
 @record
 class Plugin:
     """A plugin: its log tag, how its configuration is read (``parse`` returns the
-    configuration; ``common`` the part every plugin shares: datastore, logging) and
-    how a handler's argument is made from the request."""
+    configuration; ``common`` the part every plugin shares: datastore, logging) and its
+    verb handlers."""
 
     tag: str
     parse: Callable[[Mapping[str, Any], Mapping[str, str], str], Any]
     common: Callable[[Any], IpamNetConf]
-    make: Callable[[Any, CniRequest, Datastore, Log], Any]
-    verbs: Mapping[str, Callable[[Any], str]]
+    verbs: Mapping[str, Callable[[Call], str]]
 
 
 def one_line(text: str) -> str:
@@ -119,7 +138,7 @@ def run_plugin(
         request = CniRequest(command, version, cenv, env, stdin, top, backends)
         store = (open_store or open_datastore)(common.datastore)
         try:
-            out = plugin.verbs[command](plugin.make(conf, request, store, log))
+            out = plugin.verbs[command](Call(conf, request, store, log))
         finally:
             if open_store is None:
                 store.close()

@@ -14,16 +14,13 @@ import os
 
 from tortie.cni import errors as codes
 from tortie.cni import ipam_plugin
-from tortie.cni.log import Log
+from tortie.cni.edge import Call
 from tortie.cni.netconf import MainConf
 from tortie.cni.protocol import CniError
-from tortie.datastore.base import Datastore
 
 TYPE_CHECKING = False  # typing stays unimported at run time: plugin start-up
 if TYPE_CHECKING:
     from typing import Any, Protocol
-
-    from tortie.cni.edge import CniRequest
 
     class IpamBackend(Protocol):
         def run(self, command: str) -> dict[str, Any] | None: ...
@@ -37,7 +34,7 @@ DELEGATE_TIMEOUT = 120.0
 class InProcessIpam:
     """tortie's own IPAM plugin, called as a function on the already open store."""
 
-    def __init__(self, call: ipam_plugin.Call) -> None:
+    def __init__(self, call: Call) -> None:
         self.call = call
 
     def run(self, command: str) -> dict[str, Any] | None:
@@ -59,11 +56,12 @@ class ExecIpam:
         return exec_delegate(self.name, self.path, self.env, self.stdin, command)
 
 
-def ipam_backend(
-    conf: MainConf, request: CniRequest, store: Datastore, log: Log
-) -> InProcessIpam | ExecIpam:
+def ipam_backend(call: Call) -> InProcessIpam | ExecIpam:
+    """The main plugin's IPAM back end for ``call`` (its ``conf`` is a ``MainConf``)."""
+    conf: MainConf = call.conf
+    request = call.request
     if conf.ipam_type in IN_PROCESS_IPAM:
-        return InProcessIpam(ipam_plugin.Call(conf.ipam, request.env, store, log, request.backends))
+        return InProcessIpam(Call(conf.ipam, request, call.store, call.log))
     return ExecIpam(conf.ipam_type, request.env.path, dict(request.raw_env), request.stdin)
 
 

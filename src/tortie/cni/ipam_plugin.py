@@ -15,11 +15,11 @@ import ipaddress
 import json
 import time
 from collections.abc import Callable, Mapping
+from functools import partial
 
 from tortie.cni import errors as codes
-from tortie.cni.edge import IN_PROCESS, Backends, CniRequest, Plugin, StoreOpener, run_plugin
+from tortie.cni.edge import Call, Plugin, run_plugin
 from tortie.cni.errors import cni_code
-from tortie.cni.log import Log
 from tortie.cni.netconf import (
     IpamNetConf,
     determine_nodename,
@@ -27,23 +27,20 @@ from tortie.cni.netconf import (
     valid_attachments,
 )
 from tortie.cni.protocol import (
-    CniEnv,
     CniError,
     check_known_args,
     format_ipam_result,
     result_addresses,
     version_json,
 )
-from tortie.core.record import record
 from tortie.datastore import keys
-from tortie.datastore.base import Datastore
 from tortie.errors import NotFound, TortieError
 from tortie.ipam.requests import WORKLOAD, AssignRequest
 from tortie.ipam.service import Ipam
 
 TYPE_CHECKING = False  # typing stays unimported at run time: plugin start-up
 if TYPE_CHECKING:
-    from typing import TextIO
+    pass
 
 KNOWN_ARGS = (
     "IP",
@@ -54,30 +51,9 @@ KNOWN_ARGS = (
 )
 
 
-@record(frozen=False)
-class Call:
-    """Everything one verb needs."""
-
-    conf: IpamNetConf
-    env: CniEnv
-    store: Datastore
-    log: Log
-    backends: Backends = IN_PROCESS
-
-    @property
-    def handle_id(self) -> str:
-        return f"{self.conf.name}.{self.env.container_id}"
-
-
-def run(
-    stdin: bytes,
-    env: Mapping[str, str],
-    *,
-    open_store: StoreOpener | None = None,
-    stderr: TextIO | None = None,
-) -> tuple[int, str]:
-    """Run one plugin call (see ``tortie.cni.edge.run_plugin``)."""
-    return run_plugin(PLUGIN, stdin, env, open_store=open_store, stderr=stderr)
+def handle_of(call: Call) -> str:
+    """The IPAM handle of the call's attachment: ``<network>.<container id>``."""
+    return f"{call.conf.name}.{call.env.container_id}"
 
 
 # ------------------------------------------------------------------------------- ADD
@@ -138,7 +114,7 @@ def cmd_add(call: Call) -> str:
         attrs["namespace"] = call.env.args.get("K8S_POD_NAMESPACE", "")
     request = AssignRequest(
         node=node,
-        handle_id=call.handle_id,
+        handle_id=handle_of(call),
         addresses=tuple(requested),
         num4=0 if requested else int(conf.assign_ipv4),
         num6=0 if requested else int(conf.assign_ipv6),
@@ -155,7 +131,7 @@ def cmd_add(call: Call) -> str:
             call.log.error(note)
         version = exc.ip_version or (4 if conf.assign_ipv4 or requested else 6)
         raise CniError(cni_code(exc), f"failed to request IPv{version} addresses: {exc}") from None
-    call.log.info(f"assigned {', '.join(got)} to handle {call.handle_id} on node {node}")
+    call.log.info(f"assigned {', '.join(got)} to handle {handle_of(call)} on node {node}")
     return json.dumps(format_ipam_result(conf.cni_version, got))
 
 
@@ -164,11 +140,11 @@ def cmd_add(call: Call) -> str:
 
 def cmd_del(call: Call) -> str:
     try:
-        released = Ipam(call.store).release_by_handle(call.handle_id)
+        released = Ipam(call.store).release_by_handle(handle_of(call))
     except NotFound:
-        call.log.info(f"handle {call.handle_id} holds no addresses: nothing to release")
+        call.log.info(f"handle {handle_of(call)} holds no addresses: nothing to release")
         return ""
-    call.log.info(f"released {', '.join(released) or 'nothing'} of handle {call.handle_id}")
+    call.log.info(f"released {', '.join(released) or 'nothing'} of handle {handle_of(call)}")
     return ""
 
 
@@ -195,15 +171,15 @@ def cmd_check(call: Call) -> str:
         if found is None:
             raise CniError(
                 codes.CHECK_FAILED,
-                f"address {text} of prevResult is not allocated (expected handle {call.handle_id})",
+                f"address {text} of prevResult is not allocated (expected handle {handle_of(call)})",
             )
         block, ordinal = found
         owner = block.owner(ordinal)
-        if owner is None or owner.handle_id != call.handle_id:
+        if owner is None or owner.handle_id != handle_of(call):
             raise CniError(
                 codes.CHECK_FAILED,
                 f"address {text} of prevResult is allocated to handle "
-                f"{owner.handle_id if owner else None}, not {call.handle_id}",
+                f"{owner.handle_id if owner else None}, not {handle_of(call)}",
             )
     return ""
 
@@ -288,14 +264,11 @@ VERBS: Mapping[str, Callable[[Call], str]] = {
 }
 
 
-def _call(conf: IpamNetConf, request: CniRequest, store: Datastore, log: Log) -> Call:
-    return Call(conf, request.env, store, log, request.backends)
-
-
 def _same(conf: IpamNetConf) -> IpamNetConf:
     return conf
 
 
-PLUGIN = Plugin("calico-ipam", parse_netconf, _same, _call, VERBS)
+PLUGIN = Plugin("calico-ipam", parse_netconf, _same, VERBS)
+run = partial(run_plugin, PLUGIN)  # run(stdin, env, *, open_store=, stderr=, backends=)
 
-__all__ = ["KNOWN_ARGS", "PLUGIN", "VERBS", "Call", "run"]
+__all__ = ["KNOWN_ARGS", "PLUGIN", "VERBS", "handle_of", "run"]

@@ -15,10 +15,11 @@ from __future__ import annotations
 import ipaddress
 import json
 from collections.abc import Callable, Mapping
+from functools import partial
 
 from tortie.cni import errors as codes
 from tortie.cni import ipam_plugin
-from tortie.cni.edge import IN_PROCESS, Backends, CniRequest, Plugin, StoreOpener, run_plugin
+from tortie.cni.edge import Call, Plugin, run_plugin
 from tortie.cni.endpoint import (
     EndpointId,
     build_endpoint,
@@ -29,7 +30,6 @@ from tortie.cni.endpoint import (
     write_endpoint,
 )
 from tortie.cni.ipam_backend import IpamBackend, ipam_backend
-from tortie.cni.log import Log
 from tortie.cni.netconf import (
     IpamNetConf,
     MainConf,
@@ -38,7 +38,6 @@ from tortie.cni.netconf import (
     valid_attachments,
 )
 from tortie.cni.protocol import (
-    CniEnv,
     CniError,
     check_known_args,
     format_ipam_result,
@@ -46,67 +45,49 @@ from tortie.cni.protocol import (
     version_json,
     version_tuple,
 )
-from tortie.core.record import record
 from tortie.dataplane import pod as ip_dataplane
 from tortie.dataplane.pod import PodNetwork, host_veth_name
-from tortie.datastore.base import Datastore
 from tortie.errors import InvalidInput, NotFound, TortieError
 
 TYPE_CHECKING = False  # typing stays unimported at run time: plugin start-up
 if TYPE_CHECKING:
-    from typing import Any, TextIO
+    from typing import Any
 
 HOST_MAC = "ee:ee:ee:ee:ee:ee"
 
 
-@record(frozen=False)
-class Ctx:
-    """Everything one verb needs; ``ipam`` is the IPAM back end (in-process or an
-    executed plugin) every verb goes through."""
-
-    conf: MainConf
-    env: CniEnv
-    store: Datastore
-    log: Log
-    ipam: IpamBackend
-    backends: Backends = IN_PROCESS
-
-    @property
-    def dataplane(self) -> Any:
-        """What wires pods: ``ip -batch`` here, netlink in the node service."""
-        return self.backends.dataplane or ip_dataplane
-
-    def node(self, lenient: bool = False) -> str:
-        """The node name.  ``lenient`` (DEL, GC) falls back to the host name when the
-        nodename file has gone: cleaning up must not depend on it."""
-        ipam = self.conf.ipam
-        return determine_nodename(ipam, require_file=not (lenient or ipam.nodename_file_optional))
-
-    def endpoint_id(self, node: str) -> EndpointId:
-        args = self.env.args
-        pod, ns = args.get("K8S_POD_NAME", ""), args.get("K8S_POD_NAMESPACE", "")
-        if not (pod and ns):
-            pod = ns = ""
-        return EndpointId(node, self.env.container_id, self.env.ifname, pod, ns)
-
-    def host_ifname(self) -> str:
-        args = self.env.args
-        return host_veth_name(
-            self.env.container_id,
-            args.get("K8S_POD_NAMESPACE") or None,
-            args.get("K8S_POD_NAME") or None,
-        )
+def ipam_of(call: Call) -> IpamBackend:
+    """The IPAM back end every verb goes through (in-process or an executed plugin)."""
+    return ipam_backend(call)
 
 
-def run(
-    stdin: bytes,
-    env: Mapping[str, str],
-    *,
-    open_store: StoreOpener | None = None,
-    stderr: TextIO | None = None,
-) -> tuple[int, str]:
-    """Run one plugin call (see ``tortie.cni.edge.run_plugin``)."""
-    return run_plugin(PLUGIN, stdin, env, open_store=open_store, stderr=stderr)
+def dataplane_of(call: Call) -> Any:
+    """What wires pods: ``ip -batch`` in the plugin's process, netlink in the service."""
+    return call.backends.dataplane or ip_dataplane
+
+
+def node_of(call: Call, lenient: bool = False) -> str:
+    """The node name.  ``lenient`` (DEL, GC) falls back to the host name when the
+    nodename file has gone: cleaning up must not depend on it."""
+    ipam = call.conf.ipam
+    return determine_nodename(ipam, require_file=not (lenient or ipam.nodename_file_optional))
+
+
+def endpoint_of(call: Call, node: str) -> EndpointId:
+    args = call.env.args
+    pod, ns = args.get("K8S_POD_NAME", ""), args.get("K8S_POD_NAMESPACE", "")
+    if not (pod and ns):
+        pod = ns = ""
+    return EndpointId(node, call.env.container_id, call.env.ifname, pod, ns)
+
+
+def host_ifname_of(call: Call) -> str:
+    args = call.env.args
+    return host_veth_name(
+        call.env.container_id,
+        args.get("K8S_POD_NAMESPACE") or None,
+        args.get("K8S_POD_NAME") or None,
+    )
 
 
 # ------------------------------------------------------------------------------- ADD
@@ -153,98 +134,98 @@ def format_result(
     }
 
 
-def _release(ctx: Ctx) -> None:
-    ctx.ipam.run("DEL")
+def _release(call: Call) -> None:
+    ipam_of(call).run("DEL")
 
 
-def cmd_add(ctx: Ctx) -> str:
-    check_known_args(ctx.env.args, ipam_plugin.KNOWN_ARGS)
-    node = ctx.node()
-    ident = ctx.endpoint_id(node)
-    host = ctx.host_ifname()
-    netns = ctx.env.netns
+def cmd_add(call: Call) -> str:
+    check_known_args(call.env.args, ipam_plugin.KNOWN_ARGS)
+    node = node_of(call)
+    ident = endpoint_of(call, node)
+    host = host_ifname_of(call)
+    netns = call.env.netns
     from tortie.cni.sandbox import check_netns_path  # ADD only
 
     check_netns_path(netns)
-    ipam_out = ctx.ipam.run("ADD") or {}
+    ipam_out = ipam_of(call).run("ADD") or {}
     done = "ipam"
     try:
         addresses = _single_addresses(result_addresses(ipam_out))
-        ctx.log.info(f"IPAM gave {', '.join(addresses)}; host veth {host}")
+        call.log.info(f"IPAM gave {', '.join(addresses)}; host veth {host}")
         done = "veth"
-        interfaces = ctx.dataplane.setup_pod(
+        interfaces = dataplane_of(call).setup_pod(
             PodNetwork(
                 host_ifname=host,
-                pod_ifname=ctx.env.ifname,
+                pod_ifname=call.env.ifname,
                 netns=netns,
                 addresses=addresses,
-                mtu=ctx.conf.mtu,
-                allow_ip_forwarding=ctx.conf.allow_ip_forwarding,
+                mtu=call.conf.mtu,
+                allow_ip_forwarding=call.conf.allow_ip_forwarding,
             )
         )
         done = "wep"
-        wep = build_endpoint(ident, ctx.conf.ipam.name, addresses, host, interfaces.pod_mac)
-        write_endpoint(ctx.store, wep)
+        wep = build_endpoint(ident, call.conf.ipam.name, addresses, host, interfaces.pod_mac)
+        write_endpoint(call.store, wep)
         result = format_result(
-            ctx.conf.ipam.cni_version, addresses, host, ctx.env.ifname, interfaces.pod_mac, netns
+            call.conf.ipam.cni_version, addresses, host, call.env.ifname, interfaces.pod_mac, netns
         )
     except BaseException as exc:
-        _rollback(ctx, exc, done, ident, host)
+        _rollback(call, exc, done, ident, host)
         raise
-    ctx.log.info(f"pod {ident.wep_namespace}/{ident.name} is up")
+    call.log.info(f"pod {ident.wep_namespace}/{ident.name} is up")
     return json.dumps(result)
 
 
-def _rollback(ctx: Ctx, exc: BaseException, done: str, ident: EndpointId, host: str) -> None:
+def _rollback(call: Call, exc: BaseException, done: str, ident: EndpointId, host: str) -> None:
     """Undo an ADD that failed after IPAM ran; each step's own failure becomes a note."""
-    ctx.log.error(f"ADD failed ({exc}); rolling back")
+    call.log.error(f"ADD failed ({exc}); rolling back")
     steps: list[tuple[str, Callable[[], object]]] = []
     if done == "wep":
-        steps.append(("delete WorkloadEndpoint", lambda: delete_endpoint(ctx.store, ident)))
+        steps.append(("delete WorkloadEndpoint", lambda: delete_endpoint(call.store, ident)))
     if done in ("veth", "wep"):
-        steps.append(("delete pod veth", lambda: ctx.dataplane.teardown_pod(host, [], None)))
-    steps.append(("release addresses", lambda: _release(ctx)))
+        steps.append(("delete pod veth", lambda: dataplane_of(call).teardown_pod(host, [], None)))
+    steps.append(("release addresses", lambda: _release(call)))
     for what, step in steps:
         try:
             step()
         except Exception as undo:
-            ctx.log.error(f"rollback: {what} failed: {undo}")
+            call.log.error(f"rollback: {what} failed: {undo}")
             exc.add_note(f"rollback: {what} failed: {undo}")
 
 
 # ------------------------------------------------------------------------------- DEL
 
 
-def cmd_del(ctx: Ctx) -> str:
+def cmd_del(call: Call) -> str:
     """Tear down, delete the endpoint, release.  Every step runs; the first failure is
     reported at the end.  Missing pieces are success."""
-    node = ctx.node(lenient=True)
-    ident = ctx.endpoint_id(node)
-    host = ctx.host_ifname()
+    node = node_of(call, lenient=True)
+    ident = endpoint_of(call, node)
+    host = host_ifname_of(call)
     failures: list[BaseException] = []
     try:
-        wep = read_endpoint(ctx.store, ident)
+        wep = read_endpoint(call.store, ident)
     except (TortieError, ValueError) as exc:
-        ctx.log.warning(f"cannot read WorkloadEndpoint {ident.name}: {exc}")
+        call.log.warning(f"cannot read WorkloadEndpoint {ident.name}: {exc}")
         wep = None
-    ours = wep is None or not wep.container_id or wep.container_id == ctx.env.container_id
+    ours = wep is None or not wep.container_id or wep.container_id == call.env.container_id
     if ours:
         addresses = list(wep.ip_networks) if wep is not None else []
         try:
-            ctx.dataplane.teardown_pod(host, addresses, ctx.env.netns or None)
+            dataplane_of(call).teardown_pod(host, addresses, call.env.netns or None)
         except (TortieError, OSError) as exc:
             failures.append(exc)
         try:
-            delete_endpoint(ctx.store, ident)
+            delete_endpoint(call.store, ident)
         except TortieError as exc:
             failures.append(exc)
     else:
-        ctx.log.info(
+        call.log.info(
             f"WorkloadEndpoint {ident.name} belongs to container {wep.container_id if wep else ''}"
             f"; leaving it and {host} alone"
         )
     try:
-        _release(ctx)
+        _release(call)
     except (TortieError, CniError) as exc:
         failures.append(exc)
     if failures:
@@ -265,40 +246,40 @@ def _prev_interfaces(prev: Mapping[str, Any]) -> tuple[str | None, str | None]:
     return (host if isinstance(host, str) else None, mac if isinstance(mac, str) else None)
 
 
-def cmd_check(ctx: Ctx) -> str:
-    prev = ctx.conf.ipam.raw.get("prevResult")
+def cmd_check(call: Call) -> str:
+    prev = call.conf.ipam.raw.get("prevResult")
     if not isinstance(prev, dict):
         raise CniError(
             codes.INVALID_NETWORK_CONFIG,
             'CHECK needs "prevResult" (the result of ADD) in the network configuration',
         )
     addresses = _single_addresses(result_addresses(prev))
-    node = ctx.node()
-    ident = ctx.endpoint_id(node)
-    host = ctx.host_ifname()
+    node = node_of(call)
+    ident = endpoint_of(call, node)
+    host = host_ifname_of(call)
     prev_host, prev_mac = _prev_interfaces(prev)
     if prev_host is not None and prev_host != host:
         raise CniError(
             codes.CHECK_FAILED,
             f"prevResult names host interface {prev_host}, but this pod's is {host}",
         )
-    ctx.ipam.run("CHECK")
+    ipam_of(call).run("CHECK")
     from tortie.dataplane.pod import check_pod
 
     try:
         check_pod(
             PodNetwork(
                 host_ifname=host,
-                pod_ifname=ctx.env.ifname,
-                netns=ctx.env.netns,
+                pod_ifname=call.env.ifname,
+                netns=call.env.netns,
                 addresses=addresses,
-                mtu=ctx.conf.mtu,
-                allow_ip_forwarding=ctx.conf.allow_ip_forwarding,
+                mtu=call.conf.mtu,
+                allow_ip_forwarding=call.conf.allow_ip_forwarding,
             )
         )
     except (NotFound, InvalidInput) as exc:
         raise CniError(codes.CHECK_FAILED, f"CHECK failed: {exc}") from None
-    problems = check_endpoint(ctx.store, ident, addresses, host, prev_mac)
+    problems = check_endpoint(call.store, ident, addresses, host, prev_mac)
     if problems:
         raise CniError(codes.CHECK_FAILED, "CHECK failed: " + "; ".join(problems))
     return ""
@@ -307,25 +288,25 @@ def cmd_check(ctx: Ctx) -> str:
 # ------------------------------------------------------------------- GC and STATUS
 
 
-def cmd_gc(ctx: Ctx) -> str:
-    valid = {cid for cid, _ in valid_attachments(ctx.conf.ipam)}
-    ctx.ipam.run("GC")
-    removed = gc_endpoints(ctx.store, ctx.node(lenient=True), ctx.conf.ipam.name, valid)
+def cmd_gc(call: Call) -> str:
+    valid = {cid for cid, _ in valid_attachments(call.conf.ipam)}
+    ipam_of(call).run("GC")
+    removed = gc_endpoints(call.store, node_of(call, lenient=True), call.conf.ipam.name, valid)
     if removed:
-        ctx.log.info(f"GC: deleted stale WorkloadEndpoints {', '.join(removed)}")
+        call.log.info(f"GC: deleted stale WorkloadEndpoints {', '.join(removed)}")
     return ""
 
 
-def cmd_status(ctx: Ctx) -> str:
-    ctx.ipam.run("STATUS")
+def cmd_status(call: Call) -> str:
+    ipam_of(call).run("STATUS")
     return ""
 
 
-def cmd_version(ctx: Ctx) -> str:  # pragma: no cover - answered before the store opens
+def cmd_version(call: Call) -> str:  # pragma: no cover - answered before the store opens
     return version_json()
 
 
-VERBS: Mapping[str, Callable[[Ctx], str]] = {
+VERBS: Mapping[str, Callable[[Call], str]] = {
     "ADD": cmd_add,
     "DEL": cmd_del,
     "CHECK": cmd_check,
@@ -335,15 +316,11 @@ VERBS: Mapping[str, Callable[[Ctx], str]] = {
 }
 
 
-def _ctx(conf: MainConf, request: CniRequest, store: Datastore, log: Log) -> Ctx:
-    ipam = ipam_backend(conf, request, store, log)
-    return Ctx(conf, request.env, store, log, ipam, request.backends)
-
-
 def _common(conf: MainConf) -> IpamNetConf:
     return conf.ipam
 
 
-PLUGIN = Plugin("calico", parse_main_conf, _common, _ctx, VERBS)
+PLUGIN = Plugin("calico", parse_main_conf, _common, VERBS)
+run = partial(run_plugin, PLUGIN)  # run(stdin, env, *, open_store=, stderr=, backends=)
 
-__all__ = ["PLUGIN", "VERBS", "Ctx", "MainConf", "parse_main_conf", "run"]
+__all__ = ["PLUGIN", "VERBS", "MainConf", "parse_main_conf", "run"]
