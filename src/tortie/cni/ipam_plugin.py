@@ -31,7 +31,6 @@ from tortie.cni.protocol import (
     check_known_args,
     format_ipam_result,
     result_addresses,
-    version_json,
 )
 from tortie.datastore import keys
 from tortie.errors import NotFound, TortieError
@@ -250,18 +249,13 @@ def cmd_status(call: Call) -> str:
     return ""
 
 
-def cmd_version(call: Call) -> str:  # pragma: no cover - answered before the store opens
-    return version_json()
-
-
 VERBS: Mapping[str, Callable[[Call], str]] = {
     "ADD": cmd_add,
     "DEL": cmd_del,
     "CHECK": cmd_check,
     "GC": cmd_gc,
     "STATUS": cmd_status,
-    "VERSION": cmd_version,
-}
+}  # VERSION is answered by the edge before any configuration is read
 
 
 def _same(conf: IpamNetConf) -> IpamNetConf:

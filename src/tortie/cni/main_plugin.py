@@ -42,7 +42,6 @@ from tortie.cni.protocol import (
     check_known_args,
     format_ipam_result,
     result_addresses,
-    version_json,
     version_tuple,
 )
 from tortie.dataplane import pod as ip_dataplane
@@ -302,18 +301,13 @@ def cmd_status(call: Call) -> str:
     return ""
 
 
-def cmd_version(call: Call) -> str:  # pragma: no cover - answered before the store opens
-    return version_json()
-
-
 VERBS: Mapping[str, Callable[[Call], str]] = {
     "ADD": cmd_add,
     "DEL": cmd_del,
     "CHECK": cmd_check,
     "GC": cmd_gc,
     "STATUS": cmd_status,
-    "VERSION": cmd_version,
-}
+}  # VERSION is answered by the edge before any configuration is read
 
 
 def _common(conf: MainConf) -> IpamNetConf:
