@@ -147,18 +147,22 @@ def test_other_writers_at_the_same_time_never_collide(store: Datastore) -> None:
     assert not check(store).problems
 
 
-def test_existing_handle_and_specific_addresses_take_the_ordinary_path(store: Datastore) -> None:
+def test_existing_handle_adds_and_specific_addresses_take_the_ordinary_path(
+    store: Datastore,
+) -> None:
     Ipam(store).assign(request(0))  # the node's blocks exist
     commit = GroupCommit(store)
     first = commit.assign(request(1))
     assert commit.batches == 1
     again = commit.assign(request(1))  # same handle: adds, as Ipam.assign does
-    assert set(first).isdisjoint(again)
+    assert set(first).isdisjoint(again) and commit.batches == 2
+    kv = store.get(keys.handle_key("net.c1"))
+    assert kv is not None and sum(decode_handle(kv.key, kv.value).block.values()) == 4
     specific = commit.assign(
         AssignRequest(node=NODE, handle_id="net.fixed", addresses=("10.80.200.7",))
     )
     assert specific == ["10.80.200.7/32"]
-    assert commit.batches == 1  # only the fresh automatic request was batched
+    assert commit.batches == 2  # the specific address went the ordinary way
 
 
 def test_shortfall_is_all_or_nothing_with_the_ordinary_message(tmp_path: Path) -> None:
@@ -197,3 +201,37 @@ def test_warm_block_is_claimed_ahead_once_and_within_limits() -> None:
     assert warm.claim_if_low(NODE, 4, Ipam(s).resolve_pools(NODE, {4: ()}, "Workload")[4]) is None
     Ipam(s).set_config(IPAMConfig(auto_allocate_blocks=False))
     assert warm.claim_if_low(NODE, 4, Ipam(s).resolve_pools(NODE, {4: ()}, "Workload")[4]) is None
+
+
+class RacingStore(MemoryDatastore):
+    """Another writer takes an address in a block between the batch's read and its
+    write, once: the batch's compare-and-swap must lose and nothing may be lost."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.raced = False
+
+    def update(self, key: str, value: str, revision: int):  # type: ignore[no-untyped-def]
+        if key.startswith("/calico/ipam/v2/assignment/ipv4/") and not self.raced:
+            self.raced = True
+            block = decode_block(key, super().get(key).value)  # type: ignore[union-attr]
+            free = next(o for o in range(block.size) if block.owner(o) is None)
+            Ipam(self).assign_ip(str(block.address(free)), "other.writer", {}, NODE)
+        return super().update(key, value, revision)
+
+
+def test_a_lost_block_race_sends_the_batch_down_the_ordinary_path() -> None:
+    s = RacingStore()
+    add_pool(s, "v4", "10.83.0.0/16", 26)
+    add_pool(s, "v6", "fd00:83::/48", 122)
+    Ipam(s).assign(request(0))
+    s.raced = False
+    commit = GroupCommit(s)
+    got = commit.assign(request(1))
+    assert s.raced and len(got) == 2
+    owners = allocations(s)
+    assert owners[got[0].split("/")[0]] == "net.c1" and owners[got[1].split("/")[0]] == "net.c1"
+    assert "other.writer" in owners.values()
+    kv = s.get(keys.handle_key("net.c1"))
+    assert kv is not None and sum(decode_handle(kv.key, kv.value).block.values()) == 2
+    assert not check(s).problems

@@ -106,7 +106,11 @@ def test_metrics_scraped_from_a_running_agent(pool: NetnsPool, tmp_path: Path) -
             timeout=15,
             detail=lambda: str(scrape(h1, host_addr(1, 4))),
         )
-        assert scrape(h1, host_addr(1, 4))[("tortie_datastore_wakeups_total", ())] >= 1
+        after = scrape(h1, host_addr(1, 4))
+        assert after[("tortie_datastore_wakeups_total", ())] >= 1
+        # The pods' ADDs went through the agent's CNI service: counted and timed.
+        assert after[("tortie_cni_requests_total", (("result", "ok"), ("verb", "ADD")))] == 2
+        assert after[("tortie_cni_request_duration_seconds_count", (("verb", "ADD"),))] == 2
         assert scrape(h2, host_addr(2, 4)) == {}  # metrics are off by default
     finally:
         cluster.close()

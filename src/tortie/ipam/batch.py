@@ -1,37 +1,35 @@
 """Group commit: many concurrent automatic assigns of one node in few block writes.
 
-The node service runs this for ADDs that ask only for automatic addresses (no ``IP=``)
-with a handle that holds nothing yet.  Requests that arrive while a batch is being
+The node service runs this for ADDs that ask only for automatic addresses (no ``IP=``).  Requests that arrive while a batch is being
 written wait and form the next batch (the classic group commit: no added latency for a
 lone request, and under a burst one write serves many pods).
 
-A batch takes addresses from the node's affine blocks only: per block, one read, every
-request's ordinals assigned in memory (``tortie.core.block.assign``, pure), each handle
-counted, then one compare-and-swap write of the block.  On SQLite the whole batch is also
-one transaction (one commit for N pods).  A request the node's blocks cannot fill gives
-back what the batch took for it and runs the ordinary all-or-nothing ``Ipam.assign``
-(which claims blocks, borrows and explains shortfalls), so the rules and errors stay
-those of ``tortie.ipam.assign``.  Another writer may change the store at any time: the
-block write is compare-and-swap and is retried on a conflict.
+A batch takes addresses from the node's affine blocks only: each block read once, every
+request's addresses planned in memory (``tortie.core.block.assign``, pure), each
+request's handle written once, then each block written once (compare-and-swap).  On
+SQLite the whole batch is also one transaction (one commit for N pods).  A request the
+node's blocks cannot fill completely is not written at all and runs the ordinary
+all-or-nothing ``Ipam.assign`` (which claims blocks, borrows and explains shortfalls), so
+the rules and errors stay those of ``tortie.ipam.assign``.  Another writer may change the
+store at any time: a block write that loses the race gives back what the batch wrote for
+its requests, and they take the ordinary path.
 """
 
 from __future__ import annotations
 
-import contextlib
 import threading
 import time
 from collections.abc import Callable
 
 from tortie.core import block as blk
-from tortie.core.block import Attribute
+from tortie.core.block import Attribute, Block
 from tortie.datastore import keys
-from tortie.errors import Conflict, NotFound
+from tortie.errors import Conflict
 from tortie.ipam.affinities import in_pool_order
-from tortie.ipam.records import FULL_BLOCK_MARK, atomic
-from tortie.ipam.requests import AssignRequest
-from tortie.ipam.retry import run_cas
+from tortie.ipam.records import FULL_BLOCK_MARK, StoredBlock, atomic, write_block
+from tortie.ipam.requests import AssignRequest, ReleaseOptions
 from tortie.ipam.service import Ipam
-from tortie.model.ipam_records import decode_block, encode_block
+from tortie.model.ipam_records import decode_block
 from tortie.model.ippool import IPPool
 
 TYPE_CHECKING = False
@@ -141,105 +139,136 @@ class GroupCommit:
                     self.after_commit(node, version, pools, spare)
 
     def _commit_group(self, items: list[_Item]) -> list[_Item]:
-        """Fill what the node's blocks can in one write per block; returns the items
-        left for the ordinary path.  Items filled here are answered after the commit."""
+        """Fill what the node's blocks can: read each block once, plan every request's
+        addresses in memory, write each request's handle once (before any block, so a
+        crash leaves a count too high, never an address its handle does not know), then
+        each block once.  Returns the items left for the ordinary path (nothing was
+        written for them); items filled here are answered."""
         ipam = Ipam(self.store)
         first = items[0].request
         wanted = {v: n for v, n in ((4, first.num4), (6, first.num6)) if n}
         named = {4: first.ipv4_pools, 6: first.ipv6_pools}
-        filled: list[tuple[_Item, list[str]]] = []
+        filled: list[_Item] = []
         free_after: dict[int, tuple[list[IPPool], int | None]] = {}
         with atomic(self.store):
-            fresh = [i for i in items if ipam.get_handle(i.request.handle_id or "") is None]
             chosen = ipam.resolve_pools(first.node, {v: named[v] for v in wanted}, first.intent)
-            got: dict[int, list[list[str]]] = {id(i): [] for i in fresh}
+            plans: list[_Plan] = []
+            candidates: dict[int, list[str]] = {}
             for version, num in wanted.items():
                 pools = chosen.get(version, [])
                 owned = ipam._confirmed_affinities(first.node, version)
                 if not named[version]:
                     owned = ipam._release_unselected(first.node, version, pools, owned)
-                need = [(i, num) for i in fresh]
-                candidates = in_pool_order(owned, pools)
-                for cidr in candidates:
+                candidates[version] = in_pool_order(owned, pools)
+                need = list(items)
+                for cidr in candidates[version]:
                     if not need:
                         break
                     if self._known_full(cidr):
                         continue
-                    taken, _ = self._fill_block(ipam, cidr, version, first.node, need)
-                    for item, addrs in taken:
-                        got[id(item)].append(addrs)
-                    served = {id(i) for i, _ in taken}
-                    need = [(i, n) for i, n in need if id(i) not in served]
-                known = [self._free.get(c) for c in candidates]
+                    stored = self._read_own(cidr, version, first.node)
+                    if stored is None:
+                        continue
+                    fit = stored.block.free // num
+                    if fit:
+                        plans.append(_Plan(stored, num, need[:fit]))
+                        need = need[fit:]
+            planned = {id(i) for p in plans for i in p.items}
+            per_item = {id(i): sum(id(i) in p.ids() for p in plans) for i in items}
+            complete = [i for i in items if per_item[id(i)] == len(wanted) and id(i) in planned]
+            done = {id(i) for i in complete}
+            for plan in plans:
+                plan.assign([i for i in plan.items if id(i) in done])
+            plans = [p for p in plans if p.items]
+            for item in complete:
+                counts = {p.stored.cidr: p.num for p in plans if id(item) in p.ids()}
+                ipam.add_counts(item.request.handle_id or "", counts)
+            failed: set[int] = set()
+            for plan in plans:
+                try:
+                    write_block(self.store, plan.stored, plan.new)
+                    plan.written = True
+                    self._free[plan.stored.cidr] = (plan.new.free, time.monotonic())
+                except Conflict:  # another writer: these requests take the ordinary path
+                    failed |= plan.ids()
+                    self._free.pop(plan.stored.cidr, None)
+            for item in complete:
+                if id(item) in failed:
+                    self._undo(ipam, item, plans)
+                else:
+                    filled.append(item)
+            for version in wanted:
+                known = [self._free.get(c) for c in candidates[version]]
                 spare = sum(k[0] for k in known if k) if all(known) else None
-                free_after[version] = (pools, spare)
-            for item in fresh:
-                addrs = [a for part in got[id(item)] for a in part]
-                if len(addrs) == sum(wanted.values()):
-                    filled.append((item, addrs))
-            unfilled = [i for i in fresh if all(i is not f for f, _ in filled)]
-            for item in unfilled:  # give back partial takes inside the same transaction
-                if got[id(item)]:
-                    with contextlib.suppress(NotFound):
-                        ipam.release_by_handle(item.request.handle_id or "")
+                free_after[version] = (chosen.get(version, []), spare)
         if filled:
             self.batches += 1
             self.batched += len(filled)
-        for item, addrs in filled:
+        for item in filled:
+            addrs = [a for p in plans for a in p.addresses.get(id(item), [])]
             item.result = sorted(addrs, key=lambda a: ":" in a)
             item.done.set()
         self.notes.append((first.node, free_after))
         return [i for i in items if not i.done.is_set()]
 
+    def _undo(self, ipam: Ipam, item: _Item, plans: list[_Plan]) -> None:
+        """A block write of this request lost a race: give back what was written."""
+        handle = item.request.handle_id
+        for plan in plans:
+            addrs = plan.addresses.get(id(item), [])
+            if not addrs:
+                continue
+            if plan.written:
+                ipam.release_ips(ReleaseOptions(a.split("/")[0], handle) for a in addrs)
+            else:
+                ipam._remove_from_handle(handle, plan.stored.cidr, len(addrs))
+
     def _known_full(self, cidr: str) -> bool:
         seen = self._free.get(cidr)
         return seen is not None and seen[0] == 0 and time.monotonic() - seen[1] < FULL_RECHECK
 
-    def _fill_block(
-        self,
-        ipam: Ipam,
-        cidr: str,
-        version: int,
-        node: str,
-        need: list[tuple[_Item, int]],
-    ) -> tuple[list[tuple[_Item, list[str]]], int]:
-        """One block, one write: as many of ``need`` as it holds.  Returns what each item
-        got and how many addresses the block still has free."""
-        key = keys.block_key(cidr, version)
-        prefix = cidr.rsplit("/", 1)[1]
+    def _read_own(self, cidr: str, version: int, node: str) -> StoredBlock | None:
+        """The block if it is still this node's and has room (noting what it has free)."""
+        kv = self.store.get(keys.block_key(cidr, version))
+        if kv is None or FULL_BLOCK_MARK in kv.value:
+            self._free[cidr] = (0, time.monotonic())
+            return None
+        block = decode_block(kv.key, kv.value)
+        if block.host() != node or block.free == 0:
+            self._free[cidr] = (0, time.monotonic())
+            return None
+        self._free[cidr] = (block.free, time.monotonic())
+        return StoredBlock(cidr, block, kv.revision)
 
-        def attempt() -> tuple[list[tuple[_Item, list[str]]], int]:
-            kv = self.store.get(key)
-            if kv is None or FULL_BLOCK_MARK in kv.value:
-                self._free[cidr] = (0, time.monotonic())
-                return [], 0
-            block = decode_block(key, kv.value)
-            if block.host() != node:
-                self._free[cidr] = (0, time.monotonic())
-                return [], 0
-            taken: list[tuple[_Item, list[str]]] = []
-            new = block
-            for item, count in need:
-                if new.free < count:
-                    break  # all-or-nothing per item and family: no partial fills
-                attrs = dict(item.request.attrs)
-                attrs.setdefault("node", node)
-                new, ordinals = blk.assign(new, count, Attribute(item.request.handle_id, attrs))
-                taken.append((item, [f"{new.address(o)}/{prefix}" for o in ordinals]))
-            self._free[cidr] = (new.free, time.monotonic())
-            if not taken:
-                return [], new.free
-            for item, addrs in taken:
-                ipam._add_to_handle(item.request.handle_id, cidr, len(addrs))
-            try:
-                self.store.update(key, encode_block(new), kv.revision)
-            except Conflict:
-                for item, addrs in taken:
-                    ipam._remove_from_handle(item.request.handle_id, cidr, len(addrs))
-                raise
-            return taken, new.free
 
-        return run_cas(attempt, f"assign from block {cidr}", ipam.policy)
+class _Plan:
+    """The requests one block serves in a batch, and (after ``assign``) the block as it
+    will be written."""
+
+    __slots__ = ("addresses", "items", "new", "num", "stored", "written")
+
+    def __init__(self, stored: StoredBlock, num: int, items: list[_Item]) -> None:
+        self.stored = stored
+        self.num = num
+        self.items = items
+        self.new: Block = stored.block
+        self.addresses: dict[int, list[str]] = {}
+        self.written = False
+
+    def ids(self) -> set[int]:
+        return {id(i) for i in self.items}
+
+    def assign(self, items: list[_Item]) -> None:
+        """Give each of ``items`` its addresses in this block (in memory; pure)."""
+        self.items = items
+        new = self.stored.block
+        prefix = self.stored.cidr.rsplit("/", 1)[1]
+        for item in items:
+            attrs = dict(item.request.attrs)
+            attrs.setdefault("node", item.request.node)
+            new, ordinals = blk.assign(new, self.num, Attribute(item.request.handle_id, attrs))
+            self.addresses[id(item)] = [f"{new.address(o)}/{prefix}" for o in ordinals]
+        self.new = new
 
 
 __all__ = ["GroupCommit", "batch_key"]

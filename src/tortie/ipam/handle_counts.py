@@ -10,6 +10,7 @@ from __future__ import annotations
 from tortie.core import block as blk
 from tortie.datastore import keys
 from tortie.datastore.base import Datastore
+from tortie.errors import AlreadyExists
 from tortie.ipam.retry import DEFAULT_POLICY, RetryPolicy, run_cas
 from tortie.model.ipam_records import (
     Handle,
@@ -59,6 +60,29 @@ class HandleCounts:
                 self.store.update(key, value, kv.revision)
             else:
                 self.store.delete(key, kv.revision)
+
+        run_cas(write, f"update handle {handle_id}", self.policy)
+
+    def add_counts(self, handle_id: str, counts: dict[str, int]) -> None:
+        """Add addresses in several blocks to a handle in one write; a new handle is
+        created straight away (one round trip), an existing one updated."""
+        key = keys.handle_key(handle_id)
+        try:
+            self.store.create(key, encode_handle(Handle(handle_id, dict(counts))))
+            return
+        except AlreadyExists:
+            pass
+
+        def write() -> None:
+            kv = self.store.get(key)
+            merged = {} if kv is None else dict(decode_handle(key, kv.value).block)
+            for cidr, n in counts.items():
+                merged[cidr] = merged.get(cidr, 0) + n
+            value = encode_handle(Handle(handle_id, merged))
+            if kv is None:
+                self.store.create(key, value)
+            else:
+                self.store.update(key, value, kv.revision)
 
         run_cas(write, f"update handle {handle_id}", self.policy)
 

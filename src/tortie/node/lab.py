@@ -257,6 +257,17 @@ class Lab:
                 continue
             address = next(x for x in b.addresses if (":" in x) == (version == 6))
             out[(a.name, b.name)] = self.ping(a, address)
+        # Routes just learned can miss a first ping for a few hundred ms: a pair that
+        # did not answer gets 3 s more before it counts as unreachable.
+        deadline = time.monotonic() + 3
+        while not all(out.values()) and time.monotonic() < deadline:
+            time.sleep(0.25)
+            for (a_name, b_name), ok in out.items():
+                if not ok:
+                    a = next(p for p in self.pods if p.name == a_name)
+                    b = next(p for p in self.pods if p.name == b_name)
+                    address = next(x for x in b.addresses if (":" in x) == (version == 6))
+                    out[(a_name, b_name)] = self.ping(a, address)
         return out
 
     # ------------------------------------------------------------------ removing
