@@ -15,6 +15,7 @@ import json
 import os
 import statistics
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -148,14 +149,17 @@ def cni_env(command: str, container: str) -> dict[str, str]:
     }
 
 
-def run_cni(plugin: str, command: str, node: str, pod: int, conf: bytes) -> Outcome:
-    """One real plugin process (stdin: ``conf``); never raises for a plugin failure."""
+def run_cni(
+    plugin: str, command: str, node: str, pod: int, conf: bytes, socket: str = "none"
+) -> Outcome:
+    """One real plugin process (stdin: ``conf``; ``socket``: the node service it asks,
+    "none" = in-process); never raises for a plugin failure."""
     container = container_id(node, pod)
     t0 = time.perf_counter()
     proc = subprocess.run(
         [plugin],
         input=conf,
-        env=cni_env(command, container),
+        env={**cni_env(command, container), "TORTIE_CNI_SOCKET": socket},
         capture_output=True,
         timeout=PROCESS_TIMEOUT,
     )
@@ -211,11 +215,13 @@ def run_nodes(
     pods: int | Mapping[str, Sequence[int]],
     command: str = "ADD",
     after_each: Callable[[Outcome], None] | None = None,
+    sockets: Mapping[str, str] | None = None,
 ) -> NodesRun:
     """Every node (one thread each, all at once) runs its pods' processes one after another.
 
     ``pods`` is a count (pods 0..n-1 on every node) or the pod numbers per node.
     ``after_each`` is called (under a lock) after every process, e.g. to inject a fault.
+    ``sockets``: each node's CNI service (default: none, the plugins run in-process).
     """
     lock = threading.Lock()
 
@@ -223,7 +229,8 @@ def run_nodes(
         numbers = range(pods) if isinstance(pods, int) else pods[node]
         outs = []
         for pod in numbers:
-            out = run_cni(plugin, command, node, pod, confs[node])
+            socket = (sockets or {}).get(node, "none")
+            out = run_cni(plugin, command, node, pod, confs[node], socket)
             outs.append(out)
             if after_each is not None:
                 with lock:
@@ -235,6 +242,40 @@ def run_nodes(
         futures = {node: pool.submit(node_work, node) for node in confs}
         outcomes = {node: fut.result() for node, fut in futures.items()}
     return NodesRun(command, time.perf_counter() - t0, outcomes)
+
+
+class NodeServices:
+    """One ``tortie node serve-cni`` per node on an etcd cluster (as each node's agent
+    would run), stopped by pid."""
+
+    def __init__(self, tmp: Path, endpoints: Mapping[str, Sequence[str]]) -> None:
+        tortie = str(Path(sys.executable).with_name("tortie"))
+        self.sockets: dict[str, str] = {}
+        self.procs: list[subprocess.Popen[bytes]] = []
+        for node, eps in endpoints.items():
+            sock = str(tmp / f"{node}.sock")
+            env = {**os.environ, "DATASTORE_TYPE": "etcdv3", "ETCD_ENDPOINTS": ",".join(eps)}
+            with open(tmp / f"{node}.log", "wb") as log:
+                self.procs.append(
+                    subprocess.Popen(
+                        [tortie, "node", "serve-cni", "--socket", sock],
+                        env=env,
+                        stdout=log,
+                        stderr=log,
+                    )
+                )
+            self.sockets[node] = sock
+        deadline = time.monotonic() + 30
+        while not all(os.path.exists(s) for s in self.sockets.values()):
+            assert all(p.poll() is None for p in self.procs), "a serve-cni exited"
+            assert time.monotonic() < deadline, "serve-cni did not start"
+            time.sleep(0.05)
+
+    def close(self) -> None:
+        for proc in self.procs:
+            proc.terminate()
+        for proc in self.procs:
+            proc.wait(timeout=30)
 
 
 # ------------------------------------------------------------------------- inspection

@@ -3,8 +3,12 @@ dual-stack ``calico-ipam`` ADD process, the nodes running concurrently; then DEL
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from cluster_harness import (
+    NodeServices,
+    NodesRun,
     add_pools,
     allocation_count,
     block_of,
@@ -27,16 +31,37 @@ PODS = 100
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("route", ["in-process", "service"])
 def test_ten_nodes_hundred_pods(
     cluster3: EtcdCluster,
     store3: EtcdDatastore,
     plugin: str,
     capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+    route: str,
 ) -> None:
     add_pools(store3)
-    confs = {node: etcd_conf(node, rotated(cluster3.endpoints, i)) for i, node in enumerate(NODES)}
+    endpoints = {node: rotated(cluster3.endpoints, i) for i, node in enumerate(NODES)}
+    confs = {node: etcd_conf(node, eps) for node, eps in endpoints.items()}
+    services = NodeServices(tmp_path, endpoints) if route == "service" else None
+    try:
+        adds, dels = ten_nodes(store3, plugin, confs, services)
+    finally:
+        if services is not None:
+            services.close()
+    with capsys.disabled():
+        print(f"\n10x100 dual-stack on 3-member etcd, {route}: ADD {adds.summary()}")
+        print(f"                                  DEL {dels.summary()}")
 
-    adds = run_nodes(plugin, confs, PODS, "ADD")
+
+def ten_nodes(
+    store3: EtcdDatastore,
+    plugin: str,
+    confs: dict[str, bytes],
+    services: NodeServices | None,
+) -> tuple[NodesRun, NodesRun]:
+    sockets = services.sockets if services is not None else None
+    adds = run_nodes(plugin, confs, PODS, "ADD", sockets=sockets)
     failed = adds.failures()
     assert not failed, "\n".join(o.describe() for o in failed[:5])
 
@@ -70,9 +95,9 @@ def test_ten_nodes_hundred_pods(
     assert report.problem_count == 0, [p.line() for p in report.problems]
     assert report.allocations == 2 * len(NODES) * PODS
     assert sum(p.in_use for p in usage(store3)) == 2 * len(NODES) * PODS
-    before = blocks_per_node(blocks)
+    assert all(len(c) <= 2 for c in blocks_per_node(blocks).values())
 
-    dels = run_nodes(plugin, confs, PODS, "DEL")
+    dels = run_nodes(plugin, confs, PODS, "DEL", sockets=sockets)
     failed = dels.failures()
     assert not failed, "\n".join(o.describe() for o in failed[:5])
     assert all(o.result is None for o in dels.all())  # DEL prints nothing on success
@@ -83,14 +108,7 @@ def test_ten_nodes_hundred_pods(
     assert report.problem_count == 0, [p.line() for p in report.problems]
 
     after = blocks_per_node(load_blocks(store3).values())
-    with capsys.disabled():
-        print(f"\n10x100 dual-stack on 3-member etcd: ADD {adds.summary()}")
-        print(f"                                  DEL {dels.summary()}")
-        print(
-            f"blocks before DEL {sum(map(len, before.values()))}, after DEL "
-            f"{sum(map(len, after.values()))}: "
-            + ", ".join(f"{n}/v{v}: {len(c)}" for (n, v), c in sorted(after.items(), key=str))
-        )
     assert None not in {n for n, _ in after}, "a block without affinity survived its last DEL"
     too_many = {k: v for k, v in after.items() if len(v) > 1}
     assert not too_many, f"more than one emptied block kept per node and family: {too_many}"
+    return adds, dels
