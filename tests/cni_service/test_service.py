@@ -176,3 +176,38 @@ def test_socket_is_private_and_removed_on_stop(tmp_path: Path) -> None:
     finally:
         svc.stop()
     assert not os.path.exists(svc.path)
+
+
+def test_thin_plugin_imports_only_what_it_needs(
+    tmp_path: Path, db: str, service: CniService
+) -> None:
+    """With a service answering, the plugin process loads tortie.cni.thin and _socket and
+    nothing else beyond the interpreter's own start-up (-X importtime lists every import)."""
+    bin_dir = tmp_path / "bin"
+    write_executables(str(bin_dir), service.path)
+    launcher = bin_dir / "calico-ipam"
+    interpreter = launcher.read_text().splitlines()[0][2:].split()[0]
+    env = {**cni_env("ADD", container="imports")}
+    proc = subprocess.run(
+        [interpreter, "-IS", "-X", "importtime", str(launcher)],
+        input=json.dumps(netconf(sqlite_path=db)).encode(),
+        env=env,
+        capture_output=True,
+        timeout=60,
+    )
+    assert proc.returncode == 0, proc
+    imported = {
+        line.split("|")[-1].strip()
+        for line in proc.stderr.decode().splitlines()
+        if line.startswith("import time:") and "|" in line and "imported package" not in line
+    }
+    bare = subprocess.run(
+        [interpreter, "-IS", "-X", "importtime", "-c", "pass"], capture_output=True, timeout=60
+    )
+    baseline = {
+        line.split("|")[-1].strip()
+        for line in bare.stderr.decode().splitlines()
+        if line.startswith("import time:") and "|" in line
+    }
+    extra = {m.strip() for m in imported - baseline}
+    assert extra == {"tortie", "tortie.cni", "tortie.cni.thin", "_socket"}, extra
