@@ -34,6 +34,18 @@ def namespaces() -> Iterator[NetnsPool]:
     assert not leftovers
 
 
+IMPL = {"name": "ip"}
+
+
+@pytest.fixture(autouse=True, params=["ip", "netlink"])
+def impl(request: pytest.FixtureRequest) -> Iterator[str]:
+    """Every test against both dataplanes: ``ip -batch`` (the plugin process) and
+    netlink (the node service)."""
+    IMPL["name"] = request.param
+    yield request.param
+    IMPL["name"] = "ip"
+
+
 @pytest.fixture
 def host(namespaces: NetnsPool) -> Netns:
     return namespaces.new()
@@ -41,7 +53,8 @@ def host(namespaces: NetnsPool) -> Netns:
 
 def call(host: Netns, op: str, **req: Any) -> dict[str, Any]:
     """Run one dataplane call in a fresh interpreter inside ``host``."""
-    proc = host.run(sys.executable, RUNNER, input=json.dumps({"op": op, **req}), check=False)
+    request = {"op": op, "impl": IMPL["name"], **req}
+    proc = host.run(sys.executable, RUNNER, input=json.dumps(request), check=False)
     assert proc.returncode == 0, proc.stderr
     answer: dict[str, Any] = json.loads(proc.stdout)
     return answer
