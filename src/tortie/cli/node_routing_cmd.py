@@ -45,7 +45,8 @@ def register(node_sub: Any) -> None:
         "on TORTIE_RUN_DIR/cni.sock (or --socket) with the datastore kept open, warm "
         "blocks, group commit and the netlink dataplane, until SIGTERM or SIGINT. For "
         "nodes whose routes are made elsewhere, and for measuring. Datastore from the "
-        "environment or --config, as every command; TORTIE_CNI_TRUSTED_UIDS as for 'run'.",
+        "environment or --config, as every command; TORTIE_CNI_TRUSTED_UIDS as for 'run' "
+        "(a trusted uid is as good as root: its calls run as root).",
     )
     serve.add_argument("--socket", default="", help="socket path (default TORTIE_RUN_DIR/cni.sock)")
     serve.set_defaults(handler=_serve_cni)
