@@ -39,6 +39,7 @@ def test_cluster_demo_as_root() -> None:
     assert "IPv4 ping matrix (30 of 30 pings answered)" in out
     assert "IPv6 ping matrix (30 of 30 pings answered)" in out
     assert "All pods reach each other over both families." in out
+    assert "each CNI ADD handed to each node's agent over cni.sock" in out
     assert out.count(" proto bird") >= 4  # node-1 learned both peers' blocks per family
     assert not {n for n in _namespaces() - before if n.startswith("tortie-lab-")}
     assert not [p for p in _processes("tortie-demo-") if "bird" in p or "node run" in p]
