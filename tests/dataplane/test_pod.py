@@ -2,6 +2,9 @@
 
 Each test makes a "host" namespace and pod namespaces; setup/teardown/check run in a
 fresh Python process inside the host namespace (like the CNI plugin), never in pytest's.
+Every test runs against both dataplanes: ``ip`` (tortie.dataplane.pod, ``ip -batch``
+processes, the CNI plugin's) and ``netlink`` (tortie.dataplane.netlink_pod, the node
+service's).
 """
 
 from __future__ import annotations
@@ -11,18 +14,44 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from netns import Netns, NetnsPool, list_netns, require_root
-from tortie.dataplane.pod import PodNetwork, host_veth_name, setup_pod, teardown_pod
+from tortie.dataplane import pod as ip_pod
+from tortie.dataplane.pod import PodNetwork
 from tortie.errors import InvalidInput
 
 RUNNER = str(Path(__file__).with_name("pod_runner.py"))
 HOST_LL = "fe80::ecee:eeff:feee:eeee"
 V4, V6 = "10.65.0.5", "fd00:65::5"
+IMPLS = ("ip", "netlink")
+
+
+class Host(Netns):
+    """The test's host namespace and the dataplane that the runner uses inside it."""
+
+    def __init__(self, ns: Netns, impl: str) -> None:
+        super().__init__(ns.name)
+        self.impl = impl
+
+
+@pytest.fixture(params=IMPLS)
+def impl(request: pytest.FixtureRequest) -> str:
+    name: str = request.param
+    return name
+
+
+def dataplane(impl: str) -> ModuleType:
+    """The module of ``impl`` (for calls in pytest's own process: validation only)."""
+    if impl == "netlink":
+        from tortie.dataplane import netlink_pod
+
+        return netlink_pod
+    return ip_pod
 
 
 @pytest.fixture
@@ -34,27 +63,15 @@ def namespaces() -> Iterator[NetnsPool]:
     assert not leftovers
 
 
-IMPL = {"name": "ip"}
-
-
-@pytest.fixture(autouse=True, params=["ip", "netlink"])
-def impl(request: pytest.FixtureRequest) -> Iterator[str]:
-    """Every test against both dataplanes: ``ip -batch`` (the plugin process) and
-    netlink (the node service)."""
-    IMPL["name"] = request.param
-    yield request.param
-    IMPL["name"] = "ip"
-
-
 @pytest.fixture
-def host(namespaces: NetnsPool) -> Netns:
-    return namespaces.new()
+def host(namespaces: NetnsPool, impl: str) -> Host:
+    return Host(namespaces.new(), impl)
 
 
-def call(host: Netns, op: str, **req: Any) -> dict[str, Any]:
-    """Run one dataplane call in a fresh interpreter inside ``host``."""
-    request = {"op": op, "impl": IMPL["name"], **req}
-    proc = host.run(sys.executable, RUNNER, input=json.dumps(request), check=False)
+def call(host: Host, op: str, **req: Any) -> dict[str, Any]:
+    """Run one call of ``host.impl`` in a fresh interpreter inside ``host``."""
+    request = json.dumps({"op": op, "impl": host.impl, **req})
+    proc = host.run(sys.executable, RUNNER, input=request, check=False)
     assert proc.returncode == 0, proc.stderr
     answer: dict[str, Any] = json.loads(proc.stdout)
     return answer
@@ -70,7 +87,7 @@ def net(pod: Netns, *addrs: str, name: str = "calitest0", **kw: Any) -> dict[str
     }
 
 
-def setup_ok(host: Netns, spec: dict[str, Any]) -> dict[str, Any]:
+def setup_ok(host: Host, spec: dict[str, Any]) -> dict[str, Any]:
     answer = call(host, "setup", net=spec)
     assert "ok" in answer, answer
     result: dict[str, Any] = answer["ok"]
@@ -88,7 +105,8 @@ def assert_clean(host: Netns, *pods: Netns, hostname: str = "calitest0") -> None
 # --- without root: naming and validation ------------------------------------------------
 
 
-def test_host_veth_name_matches_calico() -> None:
+def test_host_veth_name_matches_calico(impl: str) -> None:
+    host_veth_name = dataplane(impl).host_veth_name
     assert host_veth_name("ignored", "default", "nginx") == "calic440f455693"
     assert host_veth_name("0123456789abcdef", None, None) == "cali0123456789a"
     assert len(host_veth_name("x", "a-very-long-namespace", "a-very-long-pod")) == 15
@@ -106,7 +124,9 @@ def test_host_veth_name_matches_calico() -> None:
         ("mtu", 20, "out of range"),
     ],
 )
-def test_bad_input_rejected_before_any_change(field: str, value: Any, words: str) -> None:
+def test_bad_input_rejected_before_any_change(
+    impl: str, field: str, value: Any, words: str
+) -> None:
     fields: dict[str, Any] = {
         "host_ifname": "calitest0",
         "pod_ifname": "eth0",
@@ -114,12 +134,12 @@ def test_bad_input_rejected_before_any_change(field: str, value: Any, words: str
         "addresses": ("10.0.0.5/32",),
     }
     with pytest.raises(InvalidInput, match=words):
-        setup_pod(PodNetwork(**{**fields, field: value}))
+        dataplane(impl).setup_pod(PodNetwork(**{**fields, field: value}))
 
 
-def test_teardown_rejects_long_name() -> None:
+def test_teardown_rejects_long_name(impl: str) -> None:
     with pytest.raises(InvalidInput, match="15"):
-        teardown_pod("cali0123456789abcdef", [], None)
+        dataplane(impl).teardown_pod("cali0123456789abcdef", [], None)
 
 
 # --- with namespaces -------------------------------------------------------------------
@@ -130,7 +150,7 @@ FAMILIES = {"v4": (f"{V4}/32",), "v6": (f"{V6}/128",), "dual": (f"{V4}/32", f"{V
 
 @pytest.mark.root
 @pytest.mark.parametrize("family", FAMILIES)
-def test_setup_builds_calico_dataplane(namespaces: NetnsPool, host: Netns, family: str) -> None:
+def test_setup_builds_calico_dataplane(namespaces: NetnsPool, host: Host, family: str) -> None:
     pod = namespaces.new()
     addrs = FAMILIES[family]
     has4, has6 = family != "v6", family != "v4"
@@ -198,7 +218,7 @@ def test_setup_builds_calico_dataplane(namespaces: NetnsPool, host: Netns, famil
 
 
 @pytest.mark.root
-def test_two_pods_ping_each_other(namespaces: NetnsPool, host: Netns) -> None:
+def test_two_pods_ping_each_other(namespaces: NetnsPool, host: Host) -> None:
     host.set_sysctl("net/ipv4/ip_forward", "1")  # inside the test's host namespace only
     host.set_sysctl("net/ipv6/conf/all/forwarding", "1")
     # Like a real node: an uplink with an address and a default route.  Proxy ARP answers
@@ -217,7 +237,7 @@ def test_two_pods_ping_each_other(namespaces: NetnsPool, host: Netns) -> None:
 
 
 @pytest.mark.root
-def test_allow_ip_forwarding(namespaces: NetnsPool, host: Netns) -> None:
+def test_allow_ip_forwarding(namespaces: NetnsPool, host: Host) -> None:
     pod = namespaces.new()
     setup_ok(host, net(pod, f"{V4}/32", f"{V6}/128", allow_ip_forwarding=True))
     assert pod.sysctl("net/ipv4/ip_forward") == "1"
@@ -228,7 +248,7 @@ def test_allow_ip_forwarding(namespaces: NetnsPool, host: Netns) -> None:
 
 
 @pytest.mark.root
-def test_proc_pid_netns_path(namespaces: NetnsPool, host: Netns) -> None:
+def test_proc_pid_netns_path(namespaces: NetnsPool, host: Host) -> None:
     pod = namespaces.new()
     holder = subprocess.Popen(["ip", "netns", "exec", pod.name, "sleep", "60"])
     try:
@@ -242,7 +262,7 @@ def test_proc_pid_netns_path(namespaces: NetnsPool, host: Netns) -> None:
 
 
 @pytest.mark.root
-def test_teardown_is_idempotent(namespaces: NetnsPool, host: Netns) -> None:
+def test_teardown_is_idempotent(namespaces: NetnsPool, host: Host) -> None:
     pod = namespaces.new()
     addrs = [f"{V4}/32", f"{V6}/128"]
     setup_ok(host, net(pod, *addrs))
@@ -253,7 +273,7 @@ def test_teardown_is_idempotent(namespaces: NetnsPool, host: Netns) -> None:
 
 
 @pytest.mark.root
-def test_teardown_when_netns_already_gone(namespaces: NetnsPool, host: Netns) -> None:
+def test_teardown_when_netns_already_gone(namespaces: NetnsPool, host: Host) -> None:
     pod = namespaces.new()
     addrs = [f"{V4}/32", f"{V6}/128"]
     setup_ok(host, net(pod, *addrs))
@@ -265,7 +285,7 @@ def test_teardown_when_netns_already_gone(namespaces: NetnsPool, host: Netns) ->
 
 
 @pytest.mark.root
-def test_teardown_refuses_non_veth(host: Netns) -> None:
+def test_teardown_refuses_non_veth(host: Host) -> None:
     host.ip("link", "add", "calitest0", "type", "bridge")
     answer = call(host, "teardown", host_ifname="calitest0", addresses=[], netns=None)
     assert answer["error"] == "InvalidInput" and "bridge, not a pod veth" in answer["message"]
@@ -273,7 +293,7 @@ def test_teardown_refuses_non_veth(host: Netns) -> None:
 
 
 @pytest.mark.root
-def test_check_detects_breakage(namespaces: NetnsPool, host: Netns) -> None:
+def test_check_detects_breakage(namespaces: NetnsPool, host: Host) -> None:
     pod = namespaces.new()
     spec = net(pod, f"{V4}/32", f"{V6}/128")
     setup_ok(host, spec)
@@ -300,7 +320,7 @@ def test_check_detects_breakage(namespaces: NetnsPool, host: Netns) -> None:
 @pytest.mark.root
 @pytest.mark.parametrize("conflict", [f"{V4}/32", f"{V6}/128"])
 def test_conflicting_host_route_rolls_back(
-    namespaces: NetnsPool, host: Netns, conflict: str
+    namespaces: NetnsPool, host: Host, conflict: str
 ) -> None:
     pod = namespaces.new()
     host.ip("link", "add", "other0", "up", "type", "bridge")
@@ -316,7 +336,7 @@ def test_conflicting_host_route_rolls_back(
 
 
 @pytest.mark.root
-def test_host_link_local_timeout_rolls_back(namespaces: NetnsPool, host: Netns) -> None:
+def test_host_link_local_timeout_rolls_back(namespaces: NetnsPool, host: Host) -> None:
     # Force DAD on the host side (all.accept_dad=1 wins) and make it long.
     host.set_sysctl("net/ipv6/conf/all/accept_dad", "1")
     host.set_sysctl("net/ipv6/conf/default/dad_transmits", "50")
@@ -328,7 +348,7 @@ def test_host_link_local_timeout_rolls_back(namespaces: NetnsPool, host: Netns) 
 
 
 @pytest.mark.root
-def test_pod_ifname_taken_leaves_nothing(namespaces: NetnsPool, host: Netns) -> None:
+def test_pod_ifname_taken_leaves_nothing(namespaces: NetnsPool, host: Host) -> None:
     pod = namespaces.new()
     pod.ip("link", "add", "eth0", "type", "bridge")
     answer = call(host, "setup", net=net(pod, f"{V4}/32"))
@@ -337,7 +357,7 @@ def test_pod_ifname_taken_leaves_nothing(namespaces: NetnsPool, host: Netns) -> 
 
 
 @pytest.mark.root
-def test_stale_host_veth_is_replaced(namespaces: NetnsPool, host: Netns) -> None:
+def test_stale_host_veth_is_replaced(namespaces: NetnsPool, host: Host) -> None:
     old, new = namespaces.new(), namespaces.new()
     setup_ok(host, net(old, f"{V4}/32"))
     setup_ok(host, net(new, f"{V4}/32"))
@@ -347,14 +367,14 @@ def test_stale_host_veth_is_replaced(namespaces: NetnsPool, host: Netns) -> None
 
 
 @pytest.mark.root
-def test_missing_netns_is_not_found(host: Netns) -> None:
+def test_missing_netns_is_not_found(host: Host) -> None:
     answer = call(host, "setup", net={**net(host, f"{V4}/32"), "netns": "/run/netns/tt-none"})
     assert answer["error"] == "NotFound" and "/run/netns/tt-none" in answer["message"]
     assert "calitest0" not in host.link_names()
 
 
 @pytest.mark.root
-def test_teardown_finds_pod_veth_when_host_end_renamed(namespaces: NetnsPool, host: Netns) -> None:
+def test_teardown_finds_pod_veth_when_host_end_renamed(namespaces: NetnsPool, host: Host) -> None:
     pod = namespaces.new()
     addrs = [f"{V4}/32", f"{V6}/128"]
     setup_ok(host, net(pod, *addrs))
@@ -365,7 +385,7 @@ def test_teardown_finds_pod_veth_when_host_end_renamed(namespaces: NetnsPool, ho
 
 
 @pytest.mark.root
-def test_host_namespace_as_pod_rejected(host: Netns) -> None:
+def test_host_namespace_as_pod_rejected(host: Host) -> None:
     answer = call(host, "setup", net=net(host, f"{V4}/32"))
     assert answer["error"] == "InvalidInput" and "own namespace" in answer["message"]
     assert host.link_names() == {"lo"}

@@ -1,26 +1,35 @@
 """A pod's network over netlink (pyroute2): what ``tortie.dataplane.pod`` does with
-``ip -batch`` processes, for the resident node service, where no process may be spawned
-per pod and pyroute2 is already loaded.
+``ip -batch`` processes, for the resident node service, which must not spawn processes per
+pod.  Same functions, results, errors and rollback as ``pod.py`` (calico-behaviour.md §4);
+``check_pod`` is ``pod.py``'s.
 
-Same functions, same result, same errors as ``pod.py`` (calico-behaviour.md §4).  Safe in
-a multi-threaded server: ``setns(2)`` moves only the calling thread, and a netlink socket
-belongs to the namespace its thread was in when it was created, so the pod's socket is
-opened inside ``entered(pod)`` and then used from the host side.  Sysctls are written as in
-``pod.py`` (``/proc/sys/net`` of the calling thread's namespace).
+Threads: the service wires several pods at once, one per thread.  ``setns(2)``
+(``tortie.dataplane.netns.entered``) moves only the calling thread, and a netlink socket
+belongs for life to the namespace its creating thread was in.  pyroute2 0.9's ``IPRoute``
+creates its socket (and its asyncio loop) in the constructing thread, synchronously, when
+given no ``netns`` argument (``IPRoute(netns=...)`` forks a helper process instead, not
+wanted in a threaded server); every socket and loop is thread-local, so an ``IPRoute`` used
+from another thread would silently open a second socket in that thread's namespace.  Hence
+the rules here: each ``IPRoute`` is opened, used and closed by one call in one thread; the
+host's is opened in the caller's namespace, the pod's inside ``entered(pod)``.  Sysctls
+are written as ``pod.py`` writes them: ``/proc/sys/net`` of the calling thread's namespace.
+Do not call these functions from a thread running an asyncio loop (pyroute2's sync API
+runs its own loop in the calling thread).
 """
 
 from __future__ import annotations
 
+import asyncio
 import errno
 import os
 import socket
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
 from typing import Any
 
 from pyroute2 import IPRoute  # type: ignore[import-untyped]
-from pyroute2.netlink.exceptions import NetlinkError  # type: ignore[import-untyped]
-from pyroute2.netlink.rtnl.ifaddrmsg import IFA_F_NODAD  # type: ignore[import-untyped]
+from pyroute2.netlink.exceptions import (  # type: ignore[import-untyped]
+    NetlinkDumpInterrupted,
+    NetlinkError,
+)
 
 from tortie.dataplane import sysctl
 from tortie.dataplane.netns import entered, open_netns
@@ -43,6 +52,10 @@ from tortie.dataplane.spec import (
 )
 from tortie.errors import InvalidInput, NotFound, TortieError
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable, Sequence
+
 __all__ = [
     "PodInterfaces",
     "PodNetwork",
@@ -53,39 +66,63 @@ __all__ = [
     "teardown_pod",
 ]
 
-NUD_PERMANENT = 0x80
-RT_SCOPE_LINK = 253
-RTPROT_BOOT = 3  # what `ip route add` records (pyroute2 would say "static")
+# What `ip` puts in the messages it sends, so both dataplanes leave identical state.
+_RT_TABLE_MAIN = 254
+_RTPROT_BOOT = 3  # `ip route add`'s protocol
+_RT_SCOPE_UNIVERSE = 0
+_RT_SCOPE_LINK = 253
+_RTN_UNICAST = 1
+_NUD_PERMANENT = 0x80
+_IFA_F_NODAD = 0x02
+_LOOPBACK = "lo"
 
 
-class _Failed(Exception):
-    """A netlink request failed: what was asked and the kernel's answer."""
+class _Failure(Exception):
+    """A netlink request was refused: ``command`` is the ``ip`` command it stands for (so
+    messages read as ``pod.py``'s), ``code`` the errno.  Internal, like ``IpCommandError``:
+    the public functions turn it into the ``tortie.errors`` tree."""
 
-    def __init__(self, what: str, exc: NetlinkError) -> None:
-        self.code = exc.code
-        self.message = f"{what} failed: {os.strerror(exc.code) if exc.code else exc}"
+    def __init__(self, command: str, code: int, reason: str, interrupted: bool = False) -> None:
+        self.command = command
+        self.code = code
+        self.interrupted = interrupted  # a dump raced with a change: ask again
+        self.message = f"`ip {command}` failed: {reason}"
         super().__init__(self.message)
 
 
-@contextmanager
-def _netlink() -> Iterator[IPRoute]:
-    ipr = IPRoute()
+def _open() -> Any:
+    """An ``IPRoute`` whose socket belongs to the calling thread's current namespace.
+    Close it in the same thread (``with``)."""
     try:
-        yield ipr
-    finally:
-        ipr.close()
+        asyncio.get_running_loop()
+    except RuntimeError:  # the normal case: no loop in this thread
+        return IPRoute(ext_ack=True)
+    raise TortieError(
+        "the netlink pod dataplane was called from a thread running an asyncio event loop: "
+        "call it from a worker thread (asyncio.to_thread)"
+    )
 
 
-def _ask(what: str, call: Any, *args: Any, **kwargs: Any) -> Any:
+def _do(command: str, method: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    """Run one pyroute2 request; a refusal becomes ``_Failure`` naming ``command``."""
     try:
-        return call(*args, **kwargs)
+        return method(*args, **kwargs)
     except NetlinkError as exc:
-        raise _Failed(what, exc) from None
+        reason = str(exc.args[1]) if len(exc.args) > 1 and exc.args[1] else ""
+        interrupted = isinstance(exc, NetlinkDumpInterrupted)
+        raise _Failure(command, exc.code, reason or os.strerror(exc.code), interrupted) from None
 
 
-def _index(ipr: IPRoute, name: str) -> int | None:
-    found = ipr.link_lookup(ifname=name)
-    return found[0] if found else None
+def _dump(command: str, method: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    """A dump request; one that raced with a change (NLM_F_DUMP_INTR, likely on a busy
+    node) is asked again, up to five times."""
+    for attempt in range(1, 6):
+        try:
+            return _do(command, method, "dump", *args, **kwargs)
+        except _Failure as exc:
+            if not exc.interrupted or attempt == 5:
+                raise
+    raise AssertionError("unreachable")  # pragma: no cover
 
 
 def setup_pod(net: PodNetwork) -> PodInterfaces:
@@ -98,28 +135,22 @@ def setup_pod(net: PodNetwork) -> PodInterfaces:
                 f"pod network namespace {net.netns} is this host's own namespace: pass the "
                 "pod's namespace (CNI_NETNS)"
             )
-        with _netlink() as host:
-            with entered(pod_fd, net.netns):
-                pod = IPRoute()  # its socket lives in the pod's namespace
+        with _open() as host:
+            _create_veth(host, net, pod_fd)
             try:
-                _create_veth(host, pod, net, pod_fd)
+                _configure_host_link(net.host_ifname, addrs)
+                with entered(pod_fd, net.netns):
+                    pod_mac, host_index = _configure_pod(net, addrs)
+                _add_host_routes(host, net.host_ifname, host_index, addrs)
+                if addrs.v6:
+                    _wait_host_link_local(net.host_ifname)
+            except BaseException as exc:
                 try:
-                    _configure_host_link(net.host_ifname, addrs)
-                    with entered(pod_fd, net.netns):
-                        _pod_sysctls(net, addrs)
-                    pod_mac = _configure_pod(pod, net, addrs)
-                    _add_host_routes(host, net.host_ifname, addrs)
-                    if addrs.v6:
-                        _wait_host_link_local(net.host_ifname)
-                except BaseException as exc:
-                    try:
-                        _delete_link(host, net.host_ifname)
-                    except (_Failed, OSError) as undo:
-                        exc.add_note(f"rollback failed: {undo}; delete interface {net.host_ifname}")
-                    raise
-            finally:
-                pod.close()
-    except _Failed as exc:
+                    _delete_link(host, net.host_ifname)
+                except (TortieError, _Failure, OSError) as undo:
+                    exc.add_note(f"rollback failed: {undo}; delete interface {net.host_ifname}")
+                raise
+    except _Failure as exc:
         raise TortieError(f"pod interface {net.pod_ifname} in {net.netns}: {exc.message}") from None
     finally:
         os.close(pod_fd)
@@ -133,8 +164,8 @@ def teardown_pod(host_ifname: str, addresses: Sequence[str], netns: str | None) 
     check_ifname(host_ifname, "host interface name")
     addrs = parse_addresses(addresses)
     try:
-        with _netlink() as host:
-            kind = _kind(host, host_ifname)
+        with _open() as host:
+            kind = _link_kind(host, host_ifname)
             if kind is not None:
                 if kind != "veth":
                     raise InvalidInput(
@@ -142,50 +173,58 @@ def teardown_pod(host_ifname: str, addresses: Sequence[str], netns: str | None) 
                         "to delete it; check the interface name passed to DEL"
                     )
                 _delete_link(host, host_ifname)
-            elif netns:
-                _delete_orphan_pod_veths(netns, addrs)
-    except _Failed as exc:
+        if kind is None and netns:
+            _delete_orphan_pod_veths(netns, addrs)
+    except _Failure as exc:
         raise TortieError(f"tearing down pod interface {host_ifname}: {exc.message}") from None
 
 
 def link_kind(name: str) -> str | None:
     """``veth``, ``dummy``... of a link in the current namespace; ``device`` for hardware;
     ``None`` if there is no such link."""
-    with _netlink() as ipr:
-        return _kind(ipr, name)
+    try:
+        with _open() as ipr:
+            return _link_kind(ipr, name)
+    except _Failure as exc:
+        raise TortieError(f"interface {name}: {exc.message}") from None
 
 
-def _kind(ipr: IPRoute, name: str) -> str | None:
-    index = _index(ipr, name)
-    if index is None:
-        return None
-    (link,) = _ask(f"link show dev {name}", ipr.get_links, index)
-    info = link.get_attr("IFLA_LINKINFO")
-    kind = info.get_attr("IFLA_INFO_KIND") if info is not None else None
+def _link_kind(ipr: Any, name: str) -> str | None:
+    try:
+        (link,) = _do(f"link show dev {name}", ipr.link, "get", ifname=name)
+    except _Failure as exc:
+        if exc.code == errno.ENODEV:
+            return None
+        raise
+    kind = link.get_nested("IFLA_LINKINFO", "IFLA_INFO_KIND")
     return str(kind) if kind else "device"
 
 
-def _create_veth(host: IPRoute, pod: IPRoute, net: PodNetwork, pod_fd: int) -> None:
-    """Host end here (MAC ee:ee:.., up), pod end created straight inside the pod netns.
+def _create_veth(host: Any, net: PodNetwork, pod_fd: int) -> None:
+    """Host end here (up, MAC ee:ee:..), pod end created straight inside the pod netns.
     A stale host veth of the same name (an earlier sandbox) is replaced, as Calico does."""
-    what = f"link add {net.host_ifname} type veth peer name {net.pod_ifname}"
+    command = (
+        f"link add {net.host_ifname} mtu {net.mtu} address {HOST_MAC} up type veth "
+        f"peer name {net.pod_ifname} mtu {net.mtu} netns {net.netns}"
+    )
     for attempt in (1, 2):
         try:
-            _ask(
-                what,
+            _do(
+                command,
                 host.link,
                 "add",
                 ifname=net.host_ifname,
                 kind="veth",
-                address=HOST_MAC,
                 mtu=net.mtu,
+                address=HOST_MAC,
+                state="up",
                 peer={"ifname": net.pod_ifname, "mtu": net.mtu, "net_ns_fd": pod_fd},
             )
-            break
-        except _Failed as exc:
+            return
+        except _Failure as exc:
             if exc.code != errno.EEXIST or attempt == 2:
                 raise
-        kind = _kind(host, net.host_ifname)
+        kind = _link_kind(host, net.host_ifname)
         if kind is None:
             raise InvalidInput(
                 f"interface {net.pod_ifname} already exists in pod network namespace "
@@ -197,146 +236,156 @@ def _create_veth(host: IPRoute, pod: IPRoute, net: PodNetwork, pod_fd: int) -> N
                 "veth: remove it or choose another interface prefix"
             )
         _delete_link(host, net.host_ifname)
-    index = _index(host, net.host_ifname)
-    _ask(f"link set {net.host_ifname} up", host.link, "set", index=index, state="up")
 
 
-def _pod_sysctls(net: PodNetwork, addrs: Addresses) -> None:
-    """Inside the pod's namespace, before its link comes up (as pod.py)."""
+def _configure_pod(net: PodNetwork, addrs: Addresses) -> tuple[str, int]:
+    """Inside the pod netns (the calling thread is there): sysctls, link up, addresses,
+    routes, gateway neighbours.  Returns the pod MAC and the host end's interface index
+    (the pod end's IFLA_LINK: a veth names its peer's index in the peer's namespace)."""
+    pod = net.pod_ifname
     if addrs.v6:
-        for dev in ("all", "default", "lo", net.pod_ifname):
+        for dev in ("all", "default", "lo", pod):
             sysctl.write(f"ipv6/conf/{dev}/disable_ipv6", "0")
-        sysctl.write(f"ipv6/conf/{net.pod_ifname}/accept_dad", "0")
+        sysctl.write(f"ipv6/conf/{pod}/accept_dad", "0")  # before link up
     if net.allow_ip_forwarding:
         sysctl.write("ipv4/ip_forward", "1")
         if addrs.v6:
             sysctl.write("ipv6/conf/all/forwarding", "1")
+    with _open() as ipr:  # opened here: its socket belongs to the pod's namespace
+        (link,) = _do(f"link show dev {pod}", ipr.link, "get", ifname=pod)
+        index = int(link["index"])
+        mac = link.get_attr("IFLA_ADDRESS")
+        peer = link.get_attr("IFLA_LINK")
+        if not mac or not peer:
+            raise TortieError(
+                f"pod interface {pod} has no MAC address or no peer in its netlink answer"
+            )
+        _do("link set lo up", ipr.link, "set", ifname=_LOOPBACK, state="up")
+        _do(f"link set {pod} up", ipr.link, "set", index=index, state="up")
+        for a in addrs.v4:
+            _do(
+                f"addr add {a}/32 dev {pod}",
+                ipr.addr,
+                "add",
+                index=index,
+                family=socket.AF_INET,
+                address=a,
+                prefixlen=32,
+            )
+        for a in addrs.v6:
+            _do(
+                f"addr add {a}/128 dev {pod} nodad",
+                ipr.addr,
+                "add",
+                index=index,
+                family=socket.AF_INET6,
+                address=a,
+                prefixlen=128,
+                flags=_IFA_F_NODAD,
+            )
+        # Permanent neighbour entries for the gateways: the host side's MAC is fixed, so
+        # the pod never needs proxy ARP / proxy NDP answers (see pod.py, calico#3270).
+        if addrs.v4:
+            _route(ipr, f"route add {IPV4_GATEWAY} dev {pod} scope link", index, IPV4_GATEWAY)
+            _route(
+                ipr,
+                f"route add default via {IPV4_GATEWAY} dev {pod}",
+                index,
+                None,
+                gateway=IPV4_GATEWAY,
+            )
+            _neighbour(ipr, pod, index, socket.AF_INET, IPV4_GATEWAY)
+        if addrs.v6:  # the gateway is waited for (host side) before setup_pod returns
+            _route(
+                ipr,
+                f"route add default via {HOST_LINK_LOCAL} dev {pod}",
+                index,
+                None,
+                gateway=HOST_LINK_LOCAL,
+                family=socket.AF_INET6,
+            )
+            _neighbour(ipr, pod, index, socket.AF_INET6, HOST_LINK_LOCAL)
+    return str(mac), int(peer)
 
 
-def _configure_pod(pod: IPRoute, net: PodNetwork, addrs: Addresses) -> str:
-    """Link up, addresses, routes and the gateways' permanent neighbour entries inside
-    the pod (see pod.py for why).  Returns the pod MAC."""
-    name = net.pod_ifname
-    index = _index(pod, name)
-    if index is None:
-        raise TortieError(f"pod interface {name} vanished from {net.netns} while being set up")
-    lo = _index(pod, "lo")
-    if lo is not None:
-        _ask("link set lo up", pod.link, "set", index=lo, state="up")
-    _ask(f"link set {name} up", pod.link, "set", index=index, state="up")
-    for a in addrs.v4:
-        _ask(f"addr add {a}/32 dev {name}", pod.addr, "add", index=index, address=a, prefixlen=32)
-    for a in addrs.v6:
-        _ask(
-            f"addr add {a}/128 dev {name} nodad",
-            pod.addr,
-            "add",
-            index=index,
-            address=a,
-            prefixlen=128,
-            flags=IFA_F_NODAD,
-        )
-    if addrs.v4:
-        _ask(
-            f"route add {IPV4_GATEWAY} dev {name} scope link",
-            pod.route,
-            "add",
-            dst=IPV4_GATEWAY,
-            dst_len=32,
-            oif=index,
-            scope=RT_SCOPE_LINK,
-            proto=RTPROT_BOOT,
-        )
-        _ask(
-            f"route add default via {IPV4_GATEWAY} dev {name}",
-            pod.route,
-            "add",
-            dst="0.0.0.0",
-            dst_len=0,
-            gateway=IPV4_GATEWAY,
-            oif=index,
-            proto=RTPROT_BOOT,
-        )
-        _neigh(pod, index, name, IPV4_GATEWAY, socket.AF_INET)
-    if addrs.v6:
-        _ask(
-            f"route add default via {HOST_LINK_LOCAL} dev {name}",
-            pod.route,
-            "add",
-            family=socket.AF_INET6,
-            dst="::",
-            dst_len=0,
-            gateway=HOST_LINK_LOCAL,
-            oif=index,
-            proto=RTPROT_BOOT,
-        )
-        _neigh(pod, index, name, HOST_LINK_LOCAL, socket.AF_INET6)
-    (link,) = _ask(f"link show dev {name}", pod.get_links, index)
-    mac = link.get_attr("IFLA_ADDRESS")
-    if not mac:
-        raise TortieError(f"pod interface {name} has no MAC address")
-    return str(mac)
+def _route(
+    ipr: Any,
+    command: str,
+    oif: int,
+    dst: str | None,
+    *,
+    gateway: str | None = None,
+    family: int = socket.AF_INET,
+) -> None:
+    """``ip route add``: a host route to ``dst`` (scope link) or a default via ``gateway``."""
+    spec: dict[str, Any] = {
+        "family": family,
+        "oif": oif,
+        "table": _RT_TABLE_MAIN,
+        "proto": _RTPROT_BOOT,
+        "type": _RTN_UNICAST,
+    }
+    if dst is None:
+        spec.update(dst_len=0, gateway=gateway, scope=_RT_SCOPE_UNIVERSE)
+    else:
+        spec.update(dst=dst, dst_len=32 if family == socket.AF_INET else 128)
+        spec["scope"] = _RT_SCOPE_LINK
+    _do(command, ipr.route, "add", **spec)
 
 
-def _neigh(pod: IPRoute, index: int, name: str, address: str, family: int) -> None:
-    _ask(
-        f"neigh replace {address} lladdr {HOST_MAC} dev {name} nud permanent",
-        pod.neigh,
+def _neighbour(ipr: Any, pod: str, index: int, family: int, address: str) -> None:
+    _do(
+        f"neigh replace {address} lladdr {HOST_MAC} dev {pod} nud permanent",
+        ipr.neigh,
         "replace",
         family=family,
+        ifindex=index,
         dst=address,
         lladdr=HOST_MAC,
-        ifindex=index,
-        state=NUD_PERMANENT,
+        state=_NUD_PERMANENT,
     )
 
 
-def _add_host_routes(host: IPRoute, name: str, addrs: Addresses) -> None:
-    index = _index(host, name)
-    for route in addrs.host_routes():
-        dst, prefix = route.split("/")
-        family = socket.AF_INET6 if ":" in dst else socket.AF_INET
+def _add_host_routes(host: Any, name: str, index: int, addrs: Addresses) -> None:
+    routes = [(a, socket.AF_INET) for a in addrs.v4] + [(a, socket.AF_INET6) for a in addrs.v6]
+    for dst, family in routes:
+        full = 32 if family == socket.AF_INET else 128
         try:
-            host.route(
-                "add",
-                family=family,
-                dst=dst,
-                dst_len=int(prefix),
-                oif=index,
-                scope=RT_SCOPE_LINK,
-                proto=RTPROT_BOOT,
-            )
-        except NetlinkError as exc:
+            _route(host, f"route add {dst}/{full} dev {name} scope link", index, dst, family=family)
+        except _Failure as exc:
             if exc.code != errno.EEXIST:
-                raise _Failed(f"route add {route} dev {name} scope link", exc) from None
+                raise
             raise InvalidInput(
-                f"pod address {dst} is already routed via {_route_owner(host, dst, family)} on "
-                "this host: another workload or the host uses it; release the address or "
+                f"pod address {dst} is already routed via {_route_owner(host, dst, family)} "
+                "on this host: another workload or the host uses it; release the address or "
                 "remove that route"
             ) from None
 
 
-def _route_owner(host: IPRoute, dst: str, family: int) -> str:
+def _route_owner(ipr: Any, dst: str, family: int) -> str:
     """Name the interface holding the main-table route to ``dst`` (for error messages)."""
+    full = 32 if family == socket.AF_INET else 128
     try:
-        for r in host.get_routes(family=family, dst=dst):
-            if r.get_attr("RTA_DST") == dst and r.get_attr("RTA_OIF"):
-                (link,) = host.get_links(r.get_attr("RTA_OIF"))
+        for r in _dump("route show table all", ipr.route, family=family):
+            if (
+                r.get_attr("RTA_TABLE", r["table"]) == _RT_TABLE_MAIN
+                and r["dst_len"] == full
+                and r.get_attr("RTA_DST") == dst
+                and r.get_attr("RTA_OIF")
+            ):
+                (link,) = ipr.link("get", index=r.get_attr("RTA_OIF"))
                 return f"interface {link.get_attr('IFLA_IFNAME')}"
-    except NetlinkError:
+    except (_Failure, NetlinkError, OSError, ValueError):
         pass
     return "another interface"
 
 
-def _delete_link(host: IPRoute, name: str) -> None:
-    index = _index(host, name)
-    if index is None:
-        return
+def _delete_link(ipr: Any, name: str) -> None:
     try:
-        host.link("del", index=index)
-    except NetlinkError as exc:
+        _do(f"link del {name}", ipr.link, "del", ifname=name)
+    except _Failure as exc:
         if exc.code != errno.ENODEV:
-            raise _Failed(f"link del {name}", exc) from None
+            raise
 
 
 def _delete_orphan_pod_veths(netns: str, addrs: Addresses) -> None:
@@ -347,16 +396,18 @@ def _delete_orphan_pod_veths(netns: str, addrs: Addresses) -> None:
         return
     wanted = set(addrs.v4) | set(addrs.v6)
     try:
-        with entered(fd, netns):
-            pod = IPRoute()
-        try:
-            carrying = {a["index"] for a in pod.get_addr() if a.get_attr("IFA_ADDRESS") in wanted}
-            for link in pod.get_links():
-                info = link.get_attr("IFLA_LINKINFO")
-                kind = info.get_attr("IFLA_INFO_KIND") if info is not None else None
-                if kind == "veth" and link["index"] in carrying:
-                    _delete_link(pod, link.get_attr("IFLA_IFNAME"))
-        finally:
-            pod.close()
+        with entered(fd, netns), _open() as ipr:
+            carrying = set()
+            for a in _dump("addr show", ipr.addr):
+                local = a.get_attr("IFA_LOCAL") or a.get_attr("IFA_ADDRESS")
+                if local in wanted:
+                    carrying.add(int(a["index"]))
+            for link in _dump("link show", ipr.link):
+                index = int(link["index"])
+                if (
+                    index in carrying
+                    and link.get_nested("IFLA_LINKINFO", "IFLA_INFO_KIND") == "veth"
+                ):
+                    _delete_link(ipr, link.get_attr("IFLA_IFNAME"))
     finally:
         os.close(fd)
