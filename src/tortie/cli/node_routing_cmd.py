@@ -121,7 +121,10 @@ def _serve_cni(args: argparse.Namespace) -> int:
     )
     service.start()
     try:
-        stop.wait()
+        # Timed: the kernel may hand SIGTERM to any thread, and Python runs the handler
+        # only when the main thread next runs bytecode; an untimed wait never does.
+        while not stop.wait(0.5):
+            pass
     finally:
         service.stop()
         stores.close()
