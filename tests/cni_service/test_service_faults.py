@@ -68,7 +68,11 @@ from tortie.cni.errors import DECODE_FAILURE, TRY_AGAIN_LATER
 from tortie.cni.install import EXECUTABLES, write_executables
 from tortie.cni.service import MAX_REQUEST, READ_TIMEOUT
 from tortie.datastore.backends import open_datastore
+from tortie.datastore.base import KV
 from tortie.datastore.config import DatastoreSettings
+from tortie.datastore.memory import MemoryDatastore
+from tortie.ipam.batch import GroupCommit
+from tortie.ipam.requests import AssignRequest
 
 NOBODY = 65534
 
@@ -685,3 +689,41 @@ def test_sigterm_stops_the_service_whichever_thread_receives_it(world: World) ->
         assert not os.path.exists(svc.path)
     finally:
         svc.kill()
+
+
+# ----------------------------------------------------------------------- found by 6
+
+
+class SlowStore(MemoryDatastore):
+    """Each read takes a round trip's time, so a second assign arrives mid-batch."""
+
+    def get(self, key: str) -> KV | None:
+        time.sleep(0.005)
+        return super().get(key)
+
+
+def test_group_commit_answers_the_request_it_hands_the_lead_to() -> None:
+    """The burst of test 6 once got "internal error: AssertionError" for one ADD: the
+    request that takes over the lead of the group commit had its own result dropped
+    whenever the node's blocks could not fill it (it went to no path at all).  One
+    address per block makes that certain: the first assign fills the only block."""
+    store = SlowStore()
+    add_pool(store, "tiny", "10.92.0.0/24", blockSize=32)
+    commit = GroupCommit(store, max_batch=1)
+    got: dict[int, object] = {}
+
+    def assign(i: int) -> None:
+        try:
+            got[i] = commit.assign(AssignRequest(node="n1", handle_id=f"h{i}", num4=1))
+        except Exception as exc:  # recorded, asserted below
+            got[i] = exc
+
+    first = threading.Thread(target=assign, args=(0,))
+    first.start()
+    time.sleep(0.01)  # the first batch is being written
+    second = threading.Thread(target=assign, args=(1,))
+    second.start()
+    first.join()
+    second.join()
+    assert all(isinstance(v, list) and len(v) == 1 for v in got.values()), got
+    assert len({str(v) for v in got.values()}) == 2

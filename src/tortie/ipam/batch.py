@@ -95,6 +95,7 @@ class GroupCommit:
         if not lead:
             item.done.wait()
             if item.lead:  # handed the lead: our item is in the batch we now write
+                item.done.clear()  # it woke us to lead; from here it means "answered"
                 self._lead()
                 item.done.wait()
         else:
