@@ -8,7 +8,8 @@ commit per datastore with warm blocks (``tortie.ipam.batch``, ``tortie.ipam.warm
 the netlink dataplane.
 
 - Only callers with uid 0 (or one the agent was told to trust) are served; others get a
-  CNI error and a log line naming their pid and uid.
+  CNI error and a log line naming their pid and uid.  The socket is mode 0600, or 0666
+  when other uids are trusted (they must be able to connect; peer credentials decide).
 - Calls for one container run one after another, in arrival order; calls for different
   containers run at once.
 - A request is read with a deadline and a size limit: garbage, a huge payload or a
@@ -223,7 +224,11 @@ class CniService:
                 probe.close()
         listener = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
         listener.bind(self.path)
-        os.chmod(self.path, 0o600)
+        # 0600 keeps everyone but root (and this uid) from connecting at all.  A trusted
+        # uid must be able to connect, so then anyone may, and the peer credentials
+        # checked on every call are what refuses the others.
+        opened = set(self.trusted_uids) - {0, os.geteuid()}
+        os.chmod(self.path, 0o666 if opened else 0o600)
         listener.listen(256)
         listener.settimeout(0.2)
         self._listener = listener
