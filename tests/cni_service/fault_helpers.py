@@ -86,7 +86,7 @@ class Service:
         """Start the process; do not wait for it (see ``ready``)."""
         self._log_start = self.log_path.stat().st_size if self.log_path.exists() else 0
         argv = [PYTHON, "-m", "tortie.cli.main", "node", "serve-cni", "--socket", self.path]
-        env = {**base_env(), **store_env(self.settings), **self.env}
+        env = {**base_env(), **store_env(self.settings), "PYTHONFAULTHANDLER": "1", **self.env}
         with open(self.log_path, "ab") as log:
             self.proc = subprocess.Popen(
                 argv, env=env, stdout=log, stderr=log, stdin=subprocess.DEVNULL

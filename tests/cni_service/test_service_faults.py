@@ -66,7 +66,7 @@ from etcd_cluster import EtcdCluster, require_etcd
 from tortie.cni import thin
 from tortie.cni.errors import DECODE_FAILURE, TRY_AGAIN_LATER
 from tortie.cni.install import EXECUTABLES, write_executables
-from tortie.cni.service import MAX_REQUEST, READ_TIMEOUT
+from tortie.cni.service import MAX_REQUEST, READ_TIMEOUT, Stores
 from tortie.datastore.backends import open_datastore
 from tortie.datastore.base import KV
 from tortie.datastore.config import DatastoreSettings
@@ -113,10 +113,10 @@ def short_dir() -> Path:
     return path
 
 
-def make_world(directory: Path, settings: DatastoreSettings) -> World:
+def make_world(directory: Path, settings: DatastoreSettings, v4_block: int = 26) -> World:
     store = open_datastore(settings)
     try:
-        add_pool(store, "v4", "10.91.0.0/16", blockSize=26)
+        add_pool(store, "v4", "10.91.0.0/16", blockSize=v4_block)
         add_pool(store, "v6", "fd00:91::/48", blockSize=122)
     finally:
         store.close()
@@ -466,7 +466,9 @@ def test_service_killed_mid_call_gives_error_11_and_leaves_nothing_half_done(
 PODS = 200
 AT_ONCE = 16
 RESTART_AFTER = (50, 120)  # ADDs launched
-GATE = 40  # launches allowed while a restart is under way
+# Launches allowed while a restart is under way: while the old service drains, and
+# once it is gone (no socket) while the new one starts.
+GATE = {"stopping": 15, "starting": 40}
 MAX_ATTEMPTS = 6
 
 
@@ -501,49 +503,58 @@ def test_restarts_during_a_burst_leave_no_duplicate_and_gc_frees_every_leak(
     phase = "serving"
     stop_began = 0.0
     began = time.monotonic()
-    while queue or running or phase != "serving" or restarts < len(RESTART_AFTER):
-        assert time.monotonic() - began < 120, "the burst did not finish"
-        # SIGTERM, wait for the exit, start again (the socket is gone meanwhile).
-        if phase == "serving" and restarts < len(RESTART_AFTER):
-            if launched >= RESTART_AFTER[restarts]:
+    try:
+        while queue or running or phase != "serving" or restarts < len(RESTART_AFTER):
+            assert time.monotonic() - began < 120, "the burst did not finish"
+            # SIGTERM, wait for the exit, start again (the socket is gone meanwhile).
+            if phase == "serving" and restarts < len(RESTART_AFTER):
+                if launched >= RESTART_AFTER[restarts]:
+                    assert svc.proc is not None
+                    svc.proc.send_signal(signal.SIGTERM)
+                    phase, stop_began = "stopping", time.monotonic()
+            elif phase == "stopping":
                 assert svc.proc is not None
-                svc.proc.send_signal(signal.SIGTERM)
-                phase, stop_began = "stopping", time.monotonic()
-        elif phase == "stopping":
-            assert svc.proc is not None
-            if svc.proc.poll() is not None:
-                assert svc.proc.returncode == 0, svc.log()
-                svc.spawn()
-                phase = "starting"
-            else:
-                assert time.monotonic() - stop_began < 30, "serve-cni ignored SIGTERM"
-        elif phase == "starting" and svc.ready():
-            phase = "serving"
-            restarts += 1
-        limit = RESTART_AFTER[restarts] + GATE if phase != "serving" else PODS * MAX_ATTEMPTS
-        while queue and len(running) < AT_ONCE and launched < limit:
-            pod, attempt = queue.popleft()
-            cid = pod if attempt == 0 else f"{pod}-r{attempt}"
-            proc = launch(w.plugin(), w.stdin, cni_env("ADD", cid, w.sock))
-            running.append((pod, attempt, cid, proc))
-            launched += 1
-        time.sleep(0.002)
-        for item in list(running):
-            pod, attempt, cid, proc = item
+                if svc.proc.poll() is not None:
+                    if svc.proc.returncode != 0:
+                        pytest.fail(
+                            f"serve-cni exited {svc.proc.returncode} on SIGTERM:\n{svc.log()}"
+                        )
+                    svc.spawn()
+                    phase = "starting"
+                else:
+                    assert time.monotonic() - stop_began < 30, "serve-cni ignored SIGTERM"
+            elif phase == "starting" and svc.ready():
+                phase = "serving"
+                restarts += 1
+            limit = RESTART_AFTER[restarts] + GATE[phase] if phase != "serving" else sys.maxsize
+            while queue and len(running) < AT_ONCE and launched < limit:
+                pod, attempt = queue.popleft()
+                cid = pod if attempt == 0 else f"{pod}-r{attempt}"
+                proc = launch(w.plugin(), w.stdin, cni_env("ADD", cid, w.sock))
+                running.append((pod, attempt, cid, proc))
+                launched += 1
+            time.sleep(0.002)
+            for item in list(running):
+                pod, attempt, cid, proc = item
+                if proc.poll() is None:
+                    continue
+                running.remove(item)
+                code, out, err = finish(proc)
+                if code == 0:
+                    answered[cid] = ips_of(out)
+                    continue
+                # Error 11 is "try again": like a runtime, give up this sandbox and start
+                # the pod again under a new container id (the old one never gets its DEL).
+                doc = one_line_error(out)
+                assert doc["code"] == TRY_AGAIN_LATER, (cid, doc, err)
+                assert attempt + 1 < MAX_ATTEMPTS, f"{pod}: {doc}"
+                failed.append(cid)
+                queue.appendleft((pod, attempt + 1))
+    finally:  # a failed burst leaves no launcher behind (stopped by PID)
+        for _, _, _, proc in running:
             if proc.poll() is None:
-                continue
-            running.remove(item)
-            code, out, err = finish(proc)
-            if code == 0:
-                answered[cid] = ips_of(out)
-                continue
-            # Error 11 is "try again": like a runtime, give up this sandbox and start
-            # the pod again under a new container id (the old one never gets its DEL).
-            doc = one_line_error(out)
-            assert doc["code"] == TRY_AGAIN_LATER, (cid, doc, err)
-            assert attempt + 1 < MAX_ATTEMPTS, f"{pod}: {doc}"
-            failed.append(cid)
-            queue.appendleft((pod, attempt + 1))
+                proc.kill()
+            proc.communicate()
     elapsed = time.monotonic() - began
     assert svc.terminate() == 0
     served = svc.served()
@@ -566,6 +577,7 @@ def test_restarts_during_a_burst_leave_no_duplicate_and_gc_frees_every_leak(
         assert len(ips) == 2 and by_handle[f"{NETWORK}.{cid}"] == set(ips), cid
     live_handles = {f"{NETWORK}.{c}" for c in answered}
     leaks = {a for a, h in pairs if h not in live_handles}
+    print(f"{len(leaks)} addresses leaked by the {len(failed)} abandoned container ids")
     assert {h for a, h in pairs if a in leaks} <= {f"{NETWORK}.{c}" for c in failed}
     # The check finds exactly the leaks ...
     live = sorted(answered)
@@ -692,6 +704,80 @@ def test_sigterm_stops_the_service_whichever_thread_receives_it(world: World) ->
 
 
 # ----------------------------------------------------------------------- found by 6
+
+
+def test_stopping_waits_for_the_warm_block_claims_under_way() -> None:
+    """The restart burst once saw serve-cni die of SIGSEGV on SIGTERM: a warm-block
+    claim was writing through the SQLite store while the shutdown closed it.  Here the
+    last call before the stop leaves the node low (blocks of four addresses), so its
+    claim starts as the service drains: held on SQLite's write lock, the ADD finishes
+    only after SIGTERM, and the shutdown follows its answer at once."""
+    directory = short_dir()
+    w = make_world(directory, sqlite_settings(directory), v4_block=30)
+    try:
+        for i in range(3):
+            w.service.start()
+            lock = sqlite3.connect(w.settings.sqlite_path, isolation_level=None, timeout=0)
+            try:
+                lock.execute("BEGIN IMMEDIATE")
+                proc = launch(w.plugin(), w.stdin, cni_env("ADD", f"warm{i}", w.sock))
+                time.sleep(0.3)  # the ADD waits for the lock
+                assert w.service.proc is not None
+                w.service.proc.send_signal(signal.SIGTERM)
+                time.sleep(0.3)  # the service drains: it waits for the ADD
+            finally:
+                lock.execute("ROLLBACK")
+                lock.close()
+            code, out, err = finish(proc)
+            assert code == 0, (out, err)
+            assert w.service.proc.wait(30) == 0, w.service.log()
+        assert "claimed block" in w.service.log()
+        assert "Traceback" not in w.service.log(), w.service.log()
+    finally:
+        w.service.kill()
+        remove_tree(directory)
+
+
+class GatedStore(MemoryDatastore):
+    """Writes of warm-block claims wait for ``gate``; ``events`` records the order."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.gate = threading.Event()
+        self.claiming = threading.Event()
+        self.events: list[str] = []
+
+    def create(self, key: str, value: str) -> KV:
+        if threading.current_thread().name == "warm-block":
+            self.claiming.set()
+            self.gate.wait(10)
+            self.events.append("claim write")
+        return super().create(key, value)
+
+
+def test_closing_the_stores_waits_for_a_warm_block_claim_under_way() -> None:
+    """The same fault made certain: a claim is writing when the service's stores are
+    closed; ``Stores.close`` must return only once it is done (the caller closes the
+    store next)."""
+    store = GatedStore()
+    add_pool(store, "tiny", "10.93.0.0/24", blockSize=30)
+    stores = Stores(None)
+    commit = stores.group_commit(store)
+    assert len(commit.assign(AssignRequest(node="n1", handle_id="h0", num4=1))) == 1
+    assert store.claiming.wait(5), "four addresses per block: a warm claim was due"
+
+    def close() -> None:
+        stores.close()
+        store.events.append("closed")
+
+    closer = threading.Thread(target=close)
+    closer.start()
+    closer.join(0.3)
+    still_closing = closer.is_alive()
+    store.gate.set()
+    closer.join(10)
+    assert still_closing, "Stores.close() returned while a warm-block claim was writing"
+    assert store.events[0] == "claim write" and store.events[-1] == "closed", store.events
 
 
 class SlowStore(MemoryDatastore):

@@ -81,6 +81,7 @@ class Stores:
         self._stores: dict[tuple[object, ...], Datastore] = {}
         self._owned: list[Datastore] = []
         self._commits: dict[int, GroupCommit] = {}
+        self._warm: list[WarmBlocks] = []
 
     def add(self, settings: DatastoreSettings, store: Datastore) -> None:
         with self._lock:
@@ -101,6 +102,8 @@ class Stores:
             commit = self._commits.get(id(store))
             if commit is None:
                 warm = WarmBlocks(store, self.log) if self.warm else None
+                if warm is not None:
+                    self._warm.append(warm)
                 commit = GroupCommit(store, warm.note if warm else None)
                 commit.warm = warm  # type: ignore[attr-defined]
                 self._commits[id(store)] = commit
@@ -110,9 +113,14 @@ class Stores:
         return self.group_commit(store).assign(request)
 
     def close(self) -> None:
+        """Wait for the warm-block claims under way, then close the stores opened here
+        (the caller closes the ones it added, after this)."""
         with self._lock:
             owned, self._owned = self._owned, []
+            warm, self._warm = self._warm, []
             self._stores.clear()
+        for keeper in warm:
+            keeper.close()
         for store in owned:
             store.close()
 
