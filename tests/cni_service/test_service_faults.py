@@ -16,6 +16,10 @@ would.  Only the IPAM plugin runs, so nothing touches the network.
    in-process;
 8. the socket is private and a second service refuses to start, the first one unharmed;
    SIGTERM stops the service whichever of its threads the kernel hands it to.
+
+The last tests pin down faults the restart burst (6) turned up, each made certain: a
+shutdown that closed the store under a warm-block claim (SIGSEGV), and a group-commit
+hand-over that dropped the new leader's own request.
 """
 
 from __future__ import annotations
