@@ -32,8 +32,9 @@ def register(node_sub: Any) -> None:
         "FELIX_PROMETHEUSMETRICSENABLED=true serves Prometheus metrics on "
         "FELIX_PROMETHEUSMETRICSPORT (default 9091) of FELIX_PROMETHEUSMETRICSHOST (default "
         "every address): BGP sessions, this node's blocks and addresses per pool, counters. "
-        "The agent also serves the CNI plugins on TORTIE_RUN_DIR/cni.sock (mode 0600; root "
-        "and the uids of TORTIE_CNI_TRUSTED_UIDS may call): the plugins hand their calls to "
+        "The agent also serves the CNI plugins on TORTIE_RUN_DIR/cni.sock (root and the "
+        "uids of TORTIE_CNI_TRUSTED_UIDS may call, by peer credentials; mode 0600, or 0666 "
+        "when other uids are trusted): the plugins hand their calls to "
         "it and run in-process only when no agent answers. TORTIE_CNI_SERVICE=false turns "
         "this off.",
     )
@@ -122,7 +123,10 @@ def _serve_cni(args: argparse.Namespace) -> int:
     )
     service.start()
     try:
-        stop.wait()
+        # Timed: the kernel may hand SIGTERM to any thread, and Python runs the handler
+        # only when the main thread next runs bytecode; an untimed wait never does.
+        while not stop.wait(0.5):
+            pass
     finally:
         service.stop()
         stores.close()

@@ -8,7 +8,8 @@ commit per datastore with warm blocks (``tortie.ipam.batch``, ``tortie.ipam.warm
 the netlink dataplane.
 
 - Only callers with uid 0 (or one the agent was told to trust) are served; others get a
-  CNI error and a log line naming their pid and uid.
+  CNI error and a log line naming their pid and uid.  The socket is mode 0600, or 0666
+  when other uids are trusted (they must be able to connect; peer credentials decide).
 - Calls for one container run one after another, in arrival order; calls for different
   containers run at once.
 - A request is read with a deadline and a size limit: garbage, a huge payload or a
@@ -80,6 +81,7 @@ class Stores:
         self._stores: dict[tuple[object, ...], Datastore] = {}
         self._owned: list[Datastore] = []
         self._commits: dict[int, GroupCommit] = {}
+        self._warm: list[WarmBlocks] = []
 
     def add(self, settings: DatastoreSettings, store: Datastore) -> None:
         with self._lock:
@@ -100,6 +102,8 @@ class Stores:
             commit = self._commits.get(id(store))
             if commit is None:
                 warm = WarmBlocks(store, self.log) if self.warm else None
+                if warm is not None:
+                    self._warm.append(warm)
                 commit = GroupCommit(store, warm.note if warm else None)
                 commit.warm = warm  # type: ignore[attr-defined]
                 self._commits[id(store)] = commit
@@ -109,9 +113,14 @@ class Stores:
         return self.group_commit(store).assign(request)
 
     def close(self) -> None:
+        """Wait for the warm-block claims under way, then close the stores opened here
+        (the caller closes the ones it added, after this)."""
         with self._lock:
             owned, self._owned = self._owned, []
+            warm, self._warm = self._warm, []
             self._stores.clear()
+        for keeper in warm:
+            keeper.close()
         for store in owned:
             store.close()
 
@@ -223,7 +232,11 @@ class CniService:
                 probe.close()
         listener = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
         listener.bind(self.path)
-        os.chmod(self.path, 0o600)
+        # 0600 keeps everyone but root (and this uid) from connecting at all.  A trusted
+        # uid must be able to connect, so then anyone may, and the peer credentials
+        # checked on every call are what refuses the others.
+        opened = set(self.trusted_uids) - {0, os.geteuid()}
+        os.chmod(self.path, 0o666 if opened else 0o600)
         listener.listen(256)
         listener.settimeout(0.2)
         self._listener = listener

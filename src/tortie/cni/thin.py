@@ -104,6 +104,11 @@ def call(
             while chunk := sock.recv(65536):
                 chunks.append(chunk)
         except OSError as exc:
+            # A service that refused a request before reading all of it (too large)
+            # answers and closes; the kernel then reports a reset after the answer.
+            answer = decode_answer(b"".join(chunks))
+            if answer is not None:
+                return answer
             return try_again(stdin, f"node service at {path}: {exc.strerror or exc}")
     finally:
         sock.close()
