@@ -37,6 +37,7 @@ class WarmBlocks:
         self.low_water = low_water
         self._lock = threading.Lock()
         self._running: set[tuple[str, int, tuple[str, ...]]] = set()
+        self._again: set[tuple[str, int, tuple[str, ...]]] = set()
         self._threads: set[threading.Thread] = set()
         self._closed = False
         self.claimed: list[str] = []
@@ -47,7 +48,10 @@ class WarmBlocks:
             return
         key = (node, version, tuple(p.name for p in pools))
         with self._lock:
-            if self._closed or key in self._running:
+            if self._closed:
+                return
+            if key in self._running:  # a check under way may have read an older count
+                self._again.add(key)
                 return
             self._running.add(key)
             thread = threading.Thread(
@@ -81,7 +85,13 @@ class WarmBlocks:
         self, key: tuple[str, int, tuple[str, ...]], node: str, version: int, pools: list[IPPool]
     ) -> None:
         try:
-            self.claim_if_low(node, version, pools)
+            while True:
+                self.claim_if_low(node, version, pools)
+                with self._lock:  # noted again meanwhile: check the newer count too
+                    if key not in self._again or self._closed:
+                        self._running.discard(key)  # under the same lock as the check
+                        break
+                    self._again.discard(key)
         except TortieError as exc:  # an ADD will claim inline; say why we could not
             if self.log is not None:
                 self.log.warning(
@@ -90,6 +100,7 @@ class WarmBlocks:
         finally:
             with self._lock:
                 self._running.discard(key)
+                self._again.discard(key)
                 self._threads.discard(threading.current_thread())
 
     def claim_if_low(self, node: str, version: int, pools: list[IPPool]) -> str | None:
