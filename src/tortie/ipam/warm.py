@@ -11,7 +11,6 @@ count is read again before claiming, so a burst asks for one block, not many.
 from __future__ import annotations
 
 import threading
-import time
 
 from tortie.errors import TortieError
 from tortie.ipam.affinities import Family, in_any
@@ -36,9 +35,9 @@ class WarmBlocks:
         self.log = log
         self.low_water = low_water
         self._lock = threading.Lock()
-        self._running: set[tuple[str, int, tuple[str, ...]]] = set()
-        self._again: set[tuple[str, int, tuple[str, ...]]] = set()
-        self._threads: set[threading.Thread] = set()
+        self._done = threading.Condition(self._lock)
+        self._running: set[tuple[str, int, tuple[str, ...]]] = set()  # claims under way
+        self._again: set[tuple[str, int, tuple[str, ...]]] = set()  # noted while running
         self._closed = False
         self.claimed: list[str] = []
 
@@ -50,26 +49,22 @@ class WarmBlocks:
         with self._lock:
             if self._closed:
                 return
-            if key in self._running:  # a check under way may have read an older count
+            if key in self._running:  # the check under way may have read an older count
                 self._again.add(key)
                 return
             self._running.add(key)
-            thread = threading.Thread(
-                target=self._claim, args=(key, node, version, pools), name="warm-block", daemon=True
-            )
-            self._threads.add(thread)
-            thread.start()
+        thread = threading.Thread(
+            target=self._claim, args=(key, node, version, pools), name="warm-block", daemon=True
+        )
+        thread.start()
 
     def close(self, timeout: float = 30.0) -> None:
         """Start no more claims and wait (at most ``timeout``) for those under way: they
         write through the store, which the caller closes next (closing a SQLite store
         under a writing thread crashes the process)."""
-        with self._lock:
+        with self._done:
             self._closed = True
-            threads = list(self._threads)
-        deadline = time.monotonic() + timeout
-        for thread in threads:
-            thread.join(max(0.0, deadline - time.monotonic()))
+            self._done.wait_for(lambda: not self._running, timeout)
 
     def free(self, ipam: Ipam, node: str, version: int, pools: list[IPPool]) -> int:
         nets = [p.network for p in pools]
@@ -89,7 +84,6 @@ class WarmBlocks:
                 self.claim_if_low(node, version, pools)
                 with self._lock:  # noted again meanwhile: check the newer count too
                     if key not in self._again or self._closed:
-                        self._running.discard(key)  # under the same lock as the check
                         break
                     self._again.discard(key)
         except TortieError as exc:  # an ADD will claim inline; say why we could not
@@ -98,10 +92,13 @@ class WarmBlocks:
                     "warm block for node %s (IPv%d) not claimed: %s", node, version, exc
                 )
         finally:
-            with self._lock:
-                self._running.discard(key)
+            with self._done:
+                self._running.discard(key)  # a note since the last check runs a new one
+                again = key in self._again and not self._closed
                 self._again.discard(key)
-                self._threads.discard(threading.current_thread())
+                self._done.notify_all()
+            if again:
+                self.note(node, version, pools, 0)
 
     def claim_if_low(self, node: str, version: int, pools: list[IPPool]) -> str | None:
         """Claim one block for ``node`` if its blocks of ``pools`` run low; its CIDR."""
