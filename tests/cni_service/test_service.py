@@ -211,3 +211,24 @@ def test_thin_plugin_imports_only_what_it_needs(
     }
     extra = {m.strip() for m in imported - baseline}
     assert extra == {"tortie", "tortie.cni", "tortie.cni.thin", "_socket"}, extra
+
+
+def test_garbage_is_refused_at_once_even_when_the_client_keeps_the_connection_open(
+    service: CniService,
+) -> None:
+    import socket
+
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock.settimeout(10)
+    sock.connect(service.path)
+    began = time.monotonic()
+    sock.sendall(b"GET / HTTP/1.1\r\nHost: cni\r\n\r\n")  # and never closes
+    data = b""
+    while chunk := sock.recv(4096):
+        data += chunk
+    sock.close()
+    assert time.monotonic() - began < 1.0  # not after the 5 s read deadline
+    answer = thin.decode_answer(data)
+    assert answer is not None and answer[0] == 1
+    doc = json.loads(answer[1])
+    assert doc["code"] == 6 and "not a tortie CNI request" in doc["msg"]

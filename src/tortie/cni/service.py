@@ -352,6 +352,11 @@ class CniService:
             if size > MAX_REQUEST:
                 raise BadRequest(f"request larger than {MAX_REQUEST} bytes; refused")
             chunks.append(chunk)
+            head = b"".join(chunks)[: len(MAGIC)]
+            if not MAGIC.startswith(head):  # garbage: say so now, not after the deadline
+                raise BadRequest(
+                    "not a tortie CNI request (wrong or missing header); use the tortie plugins"
+                )
 
     def _count(self, verb: str, code: int, began: float) -> None:
         if self.metrics is not None:
