@@ -546,6 +546,13 @@ def host_namespace(spaces: Namespaces) -> Iterator[str]:
         os.close(fd)
 
 
+def container_id() -> str:
+    """A runtime's container id: 64 random hex digits.  (The host veth is named after
+    the id's first 11 characters, as Calico names it outside Kubernetes: ids sharing
+    them would replace each other's veth.)"""
+    return secrets.token_hex(32)
+
+
 def pod_conf(name: str, db: str, v6: bool) -> dict[str, Any]:
     ipam: dict[str, str] = {"type": "calico-ipam"}
     if v6:
@@ -610,6 +617,7 @@ def pods(tmp: Path, n: int, out: dict[str, Any]) -> None:
                     Contender("in-process IPv4", calico, pod_conf("loc-v4", local_db, False), none),
                 ]
                 netns = {(c.name, i): spaces.new() for c in contenders for i in range(n)}
+                cids = {key: container_id() for key in netns}
                 res: dict[str, dict[str, list[float]]] = {
                     c.name: {"ADD": [], "DEL": []} for c in contenders
                 }
@@ -617,16 +625,16 @@ def pods(tmp: Path, n: int, out: dict[str, Any]) -> None:
                 for command in ("ADD", "DEL"):
                     before = svc.cpu()
                     for i, c in rounds(contenders, n):
-                        cid = f"{c.name.replace(' ', '-').lower()}-{i:04d}"
-                        res[c.name][command].append(c.call(command, cid, netns[(c.name, i)]))
+                        key = (c.name, i)
+                        res[c.name][command].append(c.call(command, cids[key], netns[key]))
                     cpu[command] = (svc.cpu() - before) / (2 * n)  # two service contenders
                 # The service's own time for a dual-stack pod (request sent from here).
                 conf = contenders[0].conf
                 prof: dict[str, list[float]] = {"svc ADD": [], "svc DEL": []}
-                direct_ns = [spaces.new() for _ in range(n)]
+                direct_pods = [(container_id(), spaces.new()) for _ in range(n)]
                 for command in ("ADD", "DEL"):
-                    for i, ns in enumerate(direct_ns):
-                        took = direct(svc.sock, b"main", conf, command, f"d{i}", ns)
+                    for cid, ns in direct_pods:
+                        took = direct(svc.sock, b"main", conf, command, cid, ns)
                         prof[f"svc {command}"].append(took)
             out["pods"] = {"res": res, "prof": prof, "cpu": cpu, "served": (svc.served, 6 * n)}
     finally:
@@ -645,7 +653,7 @@ def agent_rss(tmp: Path, n: int, out: dict[str, Any]) -> None:
             with services([svc]):
                 c = Contender("rss", svc.launcher("calico"), pod_conf("rss", db, True))
                 samples = [("idle, after start", *svc.memory(), svc.fds())]
-                pods = [(f"rss-{i:04d}", spaces.new()) for i in range(2 * n)]
+                pods = [(container_id(), spaces.new()) for _ in range(2 * n)]
                 adds = [c.call("ADD", cid, ns) for cid, ns in pods[:n]]
                 samples.append((f"{n} pods added", *svc.memory(), svc.fds()))
                 time.sleep(1.0)
@@ -706,12 +714,12 @@ def ten_nodes(tmp: Path, nodes: int, per_node: int, reference: bool, out: dict[s
                         sockets = {n: s.sock for n, s in by_node.items()} or None
                         plugin = svcs[0].launcher("calico-ipam") if svcs else launcher(tmp)
                         adds = run_nodes(plugin, confs, per_node, "ADD", sockets=sockets)
-                        if adds.failures():
-                            raise SystemExit(adds.failures()[0].describe())
                         got = [a for o in adds.all() for a in o.addresses]
                         dels = run_nodes(plugin, confs, per_node, "DEL", sockets=sockets)
                         row = {
                             "add_wall": adds.wall,
+                            "add_failed": len(adds.failures()),
+                            "add_errors": sorted({o.describe()[:300] for o in adds.failures()}),
                             "addresses": got,
                             "del_wall": dels.wall,
                             "del_failed": len(dels.failures()),
@@ -733,7 +741,8 @@ def ten_nodes(tmp: Path, nodes: int, per_node: int, reference: bool, out: dict[s
                     f"leaked {x.address} (handle {x.handle_id})" for x in checked.leaks
                 ]
                 row["served"] = (sum(s.served or 0 for s in svcs), 2 * total if svcs else 0)
-                if row["distinct"] != (total, total) or row["duplicates"]:
+                ok = total - row["add_failed"]
+                if row["distinct"] != (ok, ok) or row["duplicates"]:
                     raise SystemExit(f"{variant}: wrong outcome {row['distinct']} {row}")
                 del row["addresses"]
                 runs[variant] = row
@@ -802,8 +811,6 @@ def all_at_once(
 
     add_failed: list[tuple[int, bytes]] = []
     add_wall, results = burst("ADD", add_failed)
-    if add_failed:
-        raise SystemExit(f"{len(add_failed)} ADDs failed, first: {add_failed[0][1]!r}")
     got = addresses(results)
     del_failed: list[tuple[int, bytes]] = []
     del_wall, _ = burst("DEL", del_failed)
@@ -816,6 +823,8 @@ def all_at_once(
         retry_failed += len(failed)
     return {
         "add_wall": add_wall,
+        "add_failed": len(add_failed),
+        "add_errors": sorted({e[:300] for _, e in add_failed}),
         "addresses": got,
         "del_wall": del_wall,
         "del_failed": len(del_failed),
@@ -986,11 +995,13 @@ def report_ten(out: dict[str, Any], goals: list[Goal], notes: list[str]) -> None
     rows = []
     for name, row in t["runs"].items():
         rows.append(
-            [name, f"{row['add_wall']:.2f}", f"{row['del_wall']:.2f}",
+            [name, f"{row['add_wall']:.2f}", str(row["add_failed"]), f"{row['del_wall']:.2f}",
              f"{row['distinct'][0]} / {row['distinct'][1]}", str(row["del_failed"]),
              str(row["left"]), f"{row['rss_max']:.1f}" if row["rss_max"] else "-",
              str(row["check"])]
         )  # fmt: skip
+        for err in row["add_errors"][:2]:
+            notes.append(f"- 10 nodes, {name}: an ADD failed: `{err!r}`")
         for err in row["del_errors"][:2]:
             notes.append(f"- 10 nodes, {name}: a DEL failed: `{err!r}`")
         if row["del_failed"] and "etcd" in row:
@@ -1003,10 +1014,10 @@ def report_ten(out: dict[str, Any], goals: list[Goal], notes: list[str]) -> None
         if row["served"][1]:
             notes.append(served_note(f"10 nodes, {name}", row["served"]))
     table(
-        ["run", "ADD wall (s)", "DEL wall (s)", "distinct v4 / v6", "DELs failed",
-         "addresses left", "max serve-cni RSS (MiB)", "`ipam check` problems"],
+        ["run", "ADD wall (s)", "ADDs failed", "DEL wall (s)", "distinct v4 / v6",
+         "DELs failed", "addresses left", "max serve-cni RSS (MiB)", "`ipam check` problems"],
         rows,
-        "lrrrrrrr",
+        "lrrrrrrrr",
     )  # fmt: skip
     main_run = t["runs"]["service, all at once"]
     etcd = main_run.get("etcd")
@@ -1028,10 +1039,12 @@ def report_ten(out: dict[str, Any], goals: list[Goal], notes: list[str]) -> None
     ref = t["runs"].get("in-process, one after another per node")
     goals.append(
         (f"{t['nodes']} nodes × {t['pods']} pods dual stack, 3-member etcd, all ADDs done",
-         f"{main_run['add_wall']:.2f} s",
+         f"{main_run['add_wall']:.2f} s"
+         + (f", {main_run['add_failed']} failed" if main_run["add_failed"] else ""),
          f"{ref['add_wall']:.2f} s in-process" if ref else "-",
          f"{main_run['add_wall'] / ref['add_wall']:.2f}×" if ref else "-",
-         "< 5 s", verdict(main_run["add_wall"], 5.0, strict=True))
+         "< 5 s, all succeed",
+         verdict(main_run["add_wall"] + (1e9 if main_run["add_failed"] else 0), 5.0, True))
     )  # fmt: skip
 
 
