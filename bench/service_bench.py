@@ -914,7 +914,7 @@ def report_ipam(out: dict[str, Any], goals: list[Goal], notes: list[str]) -> Non
         notes.append(served_note(f"IPAM per call, {existing:,}", out[k]["served"]))
     table(
         ["existing", "verb", "service", "in-process", "host-local", "service / host-local",
-         "in-process / host-local", "service CPU per call"],
+         "in-process / host-local", "service CPU per call (ms)"],
         rows,
         "rlrrrrrr",
     )  # fmt: skip
