@@ -232,3 +232,16 @@ def test_garbage_is_refused_at_once_even_when_the_client_keeps_the_connection_op
     assert answer is not None and answer[0] == 1
     doc = json.loads(answer[1])
     assert doc["code"] == 6 and "not a tortie CNI request" in doc["msg"]
+
+
+def test_many_calls_keep_datastore_connections_bounded(service: CniService, db: str) -> None:
+    """Calls run on a fixed set of workers: SQLite's per-thread connections do not pile up
+    (a thread per call once leaked two descriptors a call)."""
+    conf = netconf(sqlite_path=db)
+    send(service, "ADD", "warm-up", conf)
+    before = len(os.listdir("/proc/self/fd"))
+    for i in range(150):
+        code, _ = send(service, "ADD" if i % 2 == 0 else "DEL", f"c{i // 2}", conf)
+        assert code == 0
+    assert len(os.listdir("/proc/self/fd")) <= before + 2 * 32 + 8
+    assert len(os.listdir("/proc/self/fd")) < before + 150  # not one per call

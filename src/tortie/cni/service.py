@@ -24,6 +24,7 @@ import struct
 import threading
 import time
 from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 
 from tortie.cni import errors as codes
 from tortie.cni import ipam_plugin, main_plugin
@@ -49,6 +50,7 @@ SOCKET_NAME = "cni.sock"
 MAX_REQUEST = 1 << 20  # bytes: a network configuration with prevResult is a few KiB
 READ_TIMEOUT = 5.0  # seconds for a client to send its whole request
 DRAIN_TIMEOUT = 20.0  # seconds ``stop`` waits for calls in progress
+WORKERS = 32  # calls run at once (a batch of ADDs is written by one of them)
 VERBS = ("ADD", "DEL", "CHECK", "GC", "STATUS", "VERSION")
 PLUGINS: Mapping[bytes, Plugin] = {b"ipam": ipam_plugin.PLUGIN, b"main": main_plugin.PLUGIN}
 
@@ -149,7 +151,12 @@ class ContainerLocks:
                 self._held[cid] = (lock, users - 1)
 
 
+EMPTY = "empty request (the client sent nothing); use the tortie plugins"
+
+
 def parse_request(data: bytes) -> tuple[Plugin, dict[str, str], bytes]:
+    if not data:
+        raise BadRequest(EMPTY)
     if not data.startswith(MAGIC):
         raise BadRequest(
             "not a tortie CNI request (wrong or missing header); use the tortie plugins"
@@ -207,6 +214,7 @@ class CniService:
         self.open_store = open_store or stores.open
         self.backends = Backends(assign=stores.assign, dataplane=dataplane)
         self.locks = ContainerLocks()
+        self._workers = ThreadPoolExecutor(WORKERS, thread_name_prefix="cni-call")
         self._listener: _socket.socket | None = None
         self._thread: threading.Thread | None = None
         self._stopping = threading.Event()
@@ -259,6 +267,7 @@ class CniService:
         with self._idle:
             while self._active and time.monotonic() < deadline:
                 self._idle.wait(0.1)
+        self._workers.shutdown(wait=False, cancel_futures=True)
         if self.log is not None:
             self.log.info("CNI service stopped: served %d calls", self.served)
 
@@ -299,8 +308,9 @@ class CniService:
             code, out = self._answer(conn)
             conn.settimeout(30.0)
             conn.sendall(encode_answer(code, out.encode()))
-        except OSError as exc:
-            self._warn("CNI call: client connection failed: %s", exc)
+        except OSError as exc:  # the client went away (e.g. killed by its runtime)
+            if self.log is not None:
+                self.log.info("CNI call: client connection closed early: %s", exc)
         finally:
             conn.close()
             with self._idle:
@@ -313,23 +323,32 @@ class CniService:
         try:
             plugin, env, stdin = parse_request(self._read(conn))
         except BadRequest as exc:
-            self._warn("bad CNI request: %s", exc)
+            if str(exc) != EMPTY:  # a connect-and-close probe is not worth a warning
+                self._warn("bad CNI request: %s", exc)
             self._count(verb, 1, began)
             return 1, error_json(LATEST_VERSION, codes.DECODE_FAILURE, str(exc))
         command = env.get("CNI_COMMAND", "")
         verb = command if command in VERBS else "invalid"
         cid = env.get("CNI_CONTAINERID", "")
+        # The call itself runs on one of a fixed set of workers: each keeps its datastore
+        # connection (SQLite opens one per thread), so the connections stay bounded
+        # however many calls come and go; this thread only read the request.
+        code, out = self._workers.submit(self._run, plugin, env, stdin, cid).result()
+        self.served += 1
+        self._count(verb, code, began)
+        if code != 0 and self.log is not None:
+            self.log.warning("CNI %s of container %s failed: %s", verb, cid or "-", out[:300])
+        return code, out
+
+    def _run(self, plugin: Plugin, env: dict[str, str], stdin: bytes, cid: str) -> tuple[int, str]:
         lock = self.locks.acquire(cid) if cid else None
         try:
-            code, out = run_plugin(
+            return run_plugin(
                 plugin, stdin, env, open_store=self.open_store, backends=self.backends
             )
         finally:
             if lock is not None:
                 self.locks.release(cid, lock)
-        self.served += 1
-        self._count(verb, code, began)
-        return code, out
 
     def _read(self, conn: _socket.socket) -> bytes:
         deadline = time.monotonic() + READ_TIMEOUT

@@ -89,11 +89,11 @@ def call(
 
     sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
     try:
-        sock.settimeout(TIMEOUT)
         try:
-            sock.connect(path)
+            sock.connect(path)  # blocking: a full backlog waits instead of failing over
         except OSError:
             return None  # no socket, nobody listening, or not ours to use: run here
+        sock.settimeout(TIMEOUT)
         chunks = []
         try:
             try:

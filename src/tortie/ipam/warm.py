@@ -11,6 +11,7 @@ count is read again before claiming, so a burst asks for one block, not many.
 from __future__ import annotations
 
 import threading
+from concurrent.futures import ThreadPoolExecutor
 
 from tortie.errors import TortieError
 from tortie.ipam.affinities import Family, in_any
@@ -39,6 +40,9 @@ class WarmBlocks:
         self._running: set[tuple[str, int, tuple[str, ...]]] = set()  # claims under way
         self._again: set[tuple[str, int, tuple[str, ...]]] = set()  # noted while running
         self._closed = False
+        # One worker for every claim: one datastore connection (SQLite keeps one per
+        # thread), not one per claim.
+        self._worker = ThreadPoolExecutor(1, thread_name_prefix="warm-block")
         self.claimed: list[str] = []
 
     def note(self, node: str, version: int, pools: list[IPPool], free: int | None) -> None:
@@ -53,10 +57,7 @@ class WarmBlocks:
                 self._again.add(key)
                 return
             self._running.add(key)
-        thread = threading.Thread(
-            target=self._claim, args=(key, node, version, pools), name="warm-block", daemon=True
-        )
-        thread.start()
+        self._worker.submit(self._claim, key, node, version, pools)
 
     def close(self, timeout: float = 30.0) -> None:
         """Start no more claims and wait (at most ``timeout``) for those under way: they
@@ -65,6 +66,7 @@ class WarmBlocks:
         with self._done:
             self._closed = True
             self._done.wait_for(lambda: not self._running, timeout)
+        self._worker.shutdown(wait=False, cancel_futures=True)
 
     def free(self, ipam: Ipam, node: str, version: int, pools: list[IPPool]) -> int:
         nets = [p.network for p in pools]
