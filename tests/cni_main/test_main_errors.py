@@ -107,3 +107,13 @@ def test_netns_that_is_not_a_network_namespace(offline: Env, tmp_path: Path) -> 
         assert what in out["msg"] and "not a network namespace" in out["msg"], out
         assert path in out["msg"] and "Traceback" not in err
         assert offline.allocations() == {} and offline.weps() == []
+
+
+def test_container_id_that_cannot_name_an_endpoint_is_refused_before_anything(
+    offline: Env,
+) -> None:
+    env = offline.env("ADD", "bad_id_1", "/run/netns/none")
+    code, out, err = offline.invoke("calico", offline.conf(), env)
+    assert code == 1 and out is not None and out["code"] == 4, out
+    assert "'bad_id_1'" in out["msg"] and "DNS-1123" in out["msg"] and "Traceback" not in err
+    assert offline.allocations() == {}

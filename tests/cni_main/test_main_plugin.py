@@ -336,3 +336,20 @@ def test_gc_releases_stale_attachments(world: Env, namespaces: NetnsPool) -> Non
     for cid, ns in (("keepcontainer", keep), ("stalecontain1", stale)):
         assert world.call("DEL", conf, cid, ns.path) == (0, None)
     assert world.allocations() == {} and world.weps() == []
+
+
+@pytest.mark.root
+def test_container_id_with_capitals_is_added_listed_and_deleted(
+    world: Env, namespaces: NetnsPool
+) -> None:
+    """CNI allows capitals in a container id; the WorkloadEndpoint name is lower case, so
+    listing and DEL work (they once failed on a name that was not DNS-1123)."""
+    conf = world.conf("dual")
+    pod = namespaces.new()
+    world.add_ok(conf, "CafeBabe0001", pod.path)
+    (wep,) = world.weps()
+    assert wep["metadata"]["name"] == f"{NODE.replace('-', '--')}-cni-cafebabe0001-eth0"
+    assert wep["spec"]["containerID"] == "CafeBabe0001"  # the runtime's id, as given
+    code, _ = world.call("DEL", conf, "CafeBabe0001", pod.path)
+    assert code == 0
+    assert world.weps() == [] and world.allocations() == {}

@@ -50,10 +50,11 @@ class EndpointId:
     @property
     def name(self) -> str:
         """``<node>-k8s-<pod>-<ifname>`` or ``<node>-cni-<containerID>-<ifname>``; dashes
-        inside each segment doubled, as Calico does."""
+        inside each segment doubled, as Calico does; lower case (a resource name is a
+        DNS-1123 subdomain, while a container id or interface may have capitals)."""
         workload = self.pod if self.pod else self.container_id
         parts = (self.node, self.orchestrator, workload, self.ifname)
-        return "-".join(p.replace("-", "--") for p in parts)
+        return "-".join(p.lower().replace("-", "--") for p in parts)
 
     @property
     def key(self) -> str:

@@ -55,6 +55,20 @@ if TYPE_CHECKING:
 HOST_MAC = "ee:ee:ee:ee:ee:ee"
 
 
+def check_endpoint_name(ident: EndpointId) -> None:
+    """Refuse, before anything is written, an attachment whose WorkloadEndpoint could not
+    be stored under a valid name (DEL and every listing would then fail on it)."""
+    from tortie.model.fields import is_dns_subdomain
+
+    if not is_dns_subdomain(ident.name):
+        raise CniError(
+            codes.INVALID_ENVIRONMENT,
+            f"CNI_CONTAINERID {ident.container_id[:80]!r} with CNI_IFNAME {ident.ifname!r} "
+            f"gives WorkloadEndpoint name {ident.name[:120]!r}, which is not a DNS-1123 "
+            "name; use letters, digits, '-' and '.' in the container id and interface name",
+        )
+
+
 def ipam_of(call: Call) -> IpamBackend:
     """The IPAM back end every verb goes through (in-process or an executed plugin)."""
     return ipam_backend(call)
@@ -141,6 +155,7 @@ def cmd_add(call: Call) -> str:
     check_known_args(call.env.args, ipam_plugin.KNOWN_ARGS)
     node = node_of(call)
     ident = endpoint_of(call, node)
+    check_endpoint_name(ident)
     host = host_ifname_of(call)
     netns = call.env.netns
     from tortie.cni.sandbox import check_netns_path  # ADD only
