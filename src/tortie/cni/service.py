@@ -107,7 +107,6 @@ class Stores:
                 if warm is not None:
                     self._warm.append(warm)
                 commit = GroupCommit(store, warm.note if warm else None)
-                commit.warm = warm  # type: ignore[attr-defined]
                 self._commits[id(store)] = commit
             return commit
 
@@ -182,14 +181,13 @@ def parse_request(data: bytes) -> tuple[Plugin, dict[str, str], bytes]:
 
 def netlink_dataplane(log: logging.Logger | None) -> ModuleType | None:
     """The pyroute2 pod dataplane when available; None keeps ``ip -batch``."""
-    import importlib
-
     try:
-        return importlib.import_module("tortie.dataplane.netlink_pod")
-    except ImportError as exc:
+        from tortie.dataplane import netlink_pod
+    except ImportError as exc:  # pyroute2 missing from this installation
         if log is not None:
             log.warning("netlink pod dataplane unavailable (%s); using iproute2", exc)
         return None
+    return netlink_pod
 
 
 class CniService:

@@ -31,12 +31,13 @@ from pyroute2.netlink.exceptions import (  # type: ignore[import-untyped]
     NetlinkError,
 )
 
-from tortie.dataplane import sysctl
 from tortie.dataplane.netns import entered, open_netns
 from tortie.dataplane.pod import (
-    _configure_host_link,
-    _wait_host_link_local,
     check_pod,
+    configure_host_link,
+    open_pod_netns,
+    wait_host_link_local,
+    write_pod_sysctls,
 )
 from tortie.dataplane.spec import (
     HOST_LINK_LOCAL,
@@ -128,22 +129,17 @@ def _dump(command: str, method: Callable[..., Any], *args: Any, **kwargs: Any) -
 def setup_pod(net: PodNetwork) -> PodInterfaces:
     """Create and configure the pod's veth pair; on any failure leave nothing behind."""
     addrs = validate(net)
-    pod_fd = open_netns(net.netns)
+    pod_fd = open_pod_netns(net)
     try:
-        if os.path.samestat(os.fstat(pod_fd), os.stat("/proc/thread-self/ns/net")):
-            raise InvalidInput(
-                f"pod network namespace {net.netns} is this host's own namespace: pass the "
-                "pod's namespace (CNI_NETNS)"
-            )
         with _open() as host:
             _create_veth(host, net, pod_fd)
             try:
-                _configure_host_link(net.host_ifname, addrs)
+                configure_host_link(net.host_ifname, addrs)
                 with entered(pod_fd, net.netns):
                     pod_mac, host_index = _configure_pod(net, addrs)
                 _add_host_routes(host, net.host_ifname, host_index, addrs)
                 if addrs.v6:
-                    _wait_host_link_local(net.host_ifname)
+                    wait_host_link_local(net.host_ifname)
             except BaseException as exc:
                 try:
                     _delete_link(host, net.host_ifname)
@@ -243,14 +239,7 @@ def _configure_pod(net: PodNetwork, addrs: Addresses) -> tuple[str, int]:
     routes, gateway neighbours.  Returns the pod MAC and the host end's interface index
     (the pod end's IFLA_LINK: a veth names its peer's index in the peer's namespace)."""
     pod = net.pod_ifname
-    if addrs.v6:
-        for dev in ("all", "default", "lo", pod):
-            sysctl.write(f"ipv6/conf/{dev}/disable_ipv6", "0")
-        sysctl.write(f"ipv6/conf/{pod}/accept_dad", "0")  # before link up
-    if net.allow_ip_forwarding:
-        sysctl.write("ipv4/ip_forward", "1")
-        if addrs.v6:
-            sysctl.write("ipv6/conf/all/forwarding", "1")
+    write_pod_sysctls(net, addrs)
     with _open() as ipr:  # opened here: its socket belongs to the pod's namespace
         (link,) = _do(f"link show dev {pod}", ipr.link, "get", ifname=pod)
         index = int(link["index"])
@@ -262,26 +251,19 @@ def _configure_pod(net: PodNetwork, addrs: Addresses) -> tuple[str, int]:
             )
         _do("link set lo up", ipr.link, "set", ifname=_LOOPBACK, state="up")
         _do(f"link set {pod} up", ipr.link, "set", index=index, state="up")
-        for a in addrs.v4:
+        family_addrs = [(a, socket.AF_INET, 32, 0) for a in addrs.v4]
+        family_addrs += [(a, socket.AF_INET6, 128, _IFA_F_NODAD) for a in addrs.v6]
+        for a, family, prefix, flags in family_addrs:
+            nodad = " nodad" if flags else ""
             _do(
-                f"addr add {a}/32 dev {pod}",
+                f"addr add {a}/{prefix} dev {pod}{nodad}",
                 ipr.addr,
                 "add",
                 index=index,
-                family=socket.AF_INET,
+                family=family,
                 address=a,
-                prefixlen=32,
-            )
-        for a in addrs.v6:
-            _do(
-                f"addr add {a}/128 dev {pod} nodad",
-                ipr.addr,
-                "add",
-                index=index,
-                family=socket.AF_INET6,
-                address=a,
-                prefixlen=128,
-                flags=_IFA_F_NODAD,
+                prefixlen=prefix,
+                flags=flags,
             )
         # Permanent neighbour entries for the gateways: the host side's MAC is fixed, so
         # the pod never needs proxy ARP / proxy NDP answers (see pod.py, calico#3270).

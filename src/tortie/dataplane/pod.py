@@ -49,21 +49,16 @@ _IFA_F_UNUSABLE = 0x40 | 0x08  # tentative, dadfailed
 def setup_pod(net: PodNetwork) -> PodInterfaces:
     """Create and configure the pod's veth pair; on any failure leave nothing behind."""
     addrs = validate(net)
-    pod_fd = open_netns(net.netns)
+    pod_fd = open_pod_netns(net)
     try:
-        if os.path.samestat(os.fstat(pod_fd), os.stat("/proc/thread-self/ns/net")):
-            raise InvalidInput(
-                f"pod network namespace {net.netns} is this host's own namespace: pass the "
-                "pod's namespace (CNI_NETNS)"
-            )
         _create_veth(net, pod_fd)
         try:
-            _configure_host_link(net.host_ifname, addrs)
+            configure_host_link(net.host_ifname, addrs)
             with entered(pod_fd, net.netns):
                 pod_mac = _configure_pod(net, addrs)
             _add_host_routes(net.host_ifname, addrs)
             if addrs.v6:
-                _wait_host_link_local(net.host_ifname)
+                wait_host_link_local(net.host_ifname)
         except BaseException as exc:
             try:
                 _delete_link(net.host_ifname)
@@ -75,6 +70,31 @@ def setup_pod(net: PodNetwork) -> PodInterfaces:
     finally:
         os.close(pod_fd)
     return PodInterfaces(net.host_ifname, HOST_MAC, net.pod_ifname, pod_mac)
+
+
+def open_pod_netns(net: PodNetwork) -> int:
+    """An fd of the pod's namespace; refuses the calling thread's own (the host's)."""
+    pod_fd = open_netns(net.netns)
+    if os.path.samestat(os.fstat(pod_fd), os.stat("/proc/thread-self/ns/net")):
+        os.close(pod_fd)
+        raise InvalidInput(
+            f"pod network namespace {net.netns} is this host's own namespace: pass the "
+            "pod's namespace (CNI_NETNS)"
+        )
+    return pod_fd
+
+
+def write_pod_sysctls(net: PodNetwork, addrs: Addresses) -> None:
+    """Inside the pod's namespace, before its link comes up: IPv6 on, no DAD on the pod
+    end, forwarding when the configuration allows it."""
+    if addrs.v6:
+        for dev in ("all", "default", "lo", net.pod_ifname):
+            sysctl.write(f"ipv6/conf/{dev}/disable_ipv6", "0")
+        sysctl.write(f"ipv6/conf/{net.pod_ifname}/accept_dad", "0")  # before link up
+    if net.allow_ip_forwarding:
+        sysctl.write("ipv4/ip_forward", "1")
+        if addrs.v6:
+            sysctl.write("ipv6/conf/all/forwarding", "1")
 
 
 def check_pod(net: PodNetwork) -> None:
@@ -147,7 +167,7 @@ def _create_veth(net: PodNetwork, pod_fd: int) -> None:
         _delete_link(net.host_ifname)
 
 
-def _configure_host_link(host: str, addrs: Addresses) -> None:
+def configure_host_link(host: str, addrs: Addresses) -> None:
     """Calico's per-veth host sysctls.  Written before the pod end comes up, so the
     host's link-local is never tentative (accept_dad=0) and always fe80::ecee:eeff:feee:eeee."""
     if addrs.v4:
@@ -167,14 +187,7 @@ def _configure_host_link(host: str, addrs: Addresses) -> None:
 def _configure_pod(net: PodNetwork, addrs: Addresses) -> str:
     """Inside the pod netns: sysctls, link up, addresses, routes.  Returns the pod MAC."""
     pod = net.pod_ifname
-    if addrs.v6:
-        for dev in ("all", "default", "lo", pod):
-            sysctl.write(f"ipv6/conf/{dev}/disable_ipv6", "0")
-        sysctl.write(f"ipv6/conf/{pod}/accept_dad", "0")  # before link up
-    if net.allow_ip_forwarding:
-        sysctl.write("ipv4/ip_forward", "1")
-        if addrs.v6:
-            sysctl.write("ipv6/conf/all/forwarding", "1")
+    write_pod_sysctls(net, addrs)
     cmds = ["link set lo up", f"link set {pod} up"]
     cmds += [f"addr add {a}/32 dev {pod}" for a in addrs.v4]
     cmds += [f"addr add {a}/128 dev {pod} nodad" for a in addrs.v6]
@@ -221,7 +234,7 @@ def _route_owner(dst: str) -> str:
     return "another interface"
 
 
-def _wait_host_link_local(host: str) -> None:
+def wait_host_link_local(host: str) -> None:
     """Wait (bounded) until the host end's fe80::ecee:eeff:feee:eeee is usable: the pod's
     IPv6 default route points at it."""
     deadline = time.monotonic() + HOST_LINK_LOCAL_TIMEOUT

@@ -38,6 +38,9 @@ if TYPE_CHECKING:
 
 
 FULL_RECHECK = 1.0  # seconds
+# Per family: the pools a batch used and the free addresses left in the node's blocks of
+# them (None: more than the batch looked at).
+FreeAfter = dict[int, tuple[list[IPPool], int | None]]
 
 
 def batch_key(req: AssignRequest) -> tuple[object, ...]:
@@ -78,7 +81,6 @@ class GroupCommit:
         # block seen full is not read again for FULL_RECHECK seconds (a node's old blocks
         # fill up; reading each one per ADD would cost a round trip apiece).
         self._free: dict[str, tuple[int, float]] = {}
-        self.notes: list[tuple[str, dict[int, tuple[list[IPPool], int | None]]]] = []
         self.batches = 0  # statistics: batches written, requests they carried
         self.batched = 0
 
@@ -122,10 +124,11 @@ class GroupCommit:
         groups: dict[tuple[object, ...], list[_Item]] = {}
         for item in batch:
             groups.setdefault(batch_key(item.request), []).append(item)
-        self.notes = []
+        notes: list[tuple[str, FreeAfter]] = []
         for items in groups.values():
             try:
-                leftovers = self._commit_group(items)
+                leftovers, free_after = self._commit_group(items)
+                notes.append((items[0].request.node, free_after))
             except BaseException:
                 leftovers = [i for i in items if not i.done.is_set()]
             for item in leftovers:  # the ordinary path, one by one
@@ -135,22 +138,23 @@ class GroupCommit:
                     item.error = exc
                 item.done.set()
         if self.after_commit is not None:  # after the leftovers: they may have claimed
-            for node, free_after in self.notes:
+            for node, free_after in notes:
                 for version, (pools, spare) in free_after.items():
                     self.after_commit(node, version, pools, spare)
 
-    def _commit_group(self, items: list[_Item]) -> list[_Item]:
+    def _commit_group(self, items: list[_Item]) -> tuple[list[_Item], FreeAfter]:
         """Fill what the node's blocks can: read each block once, plan every request's
         addresses in memory, write each request's handle once (before any block, so a
         crash leaves a count too high, never an address its handle does not know), then
         each block once.  Returns the items left for the ordinary path (nothing was
-        written for them); items filled here are answered."""
+        written for them) and the free addresses left per family; items filled here are
+        answered."""
         ipam = Ipam(self.store)
         first = items[0].request
         wanted = {v: n for v, n in ((4, first.num4), (6, first.num6)) if n}
         named = {4: first.ipv4_pools, 6: first.ipv6_pools}
         filled: list[_Item] = []
-        free_after: dict[int, tuple[list[IPPool], int | None]] = {}
+        free_after: FreeAfter = {}
         with atomic(self.store):
             chosen = ipam.resolve_pools(first.node, {v: named[v] for v in wanted}, first.intent)
             plans: list[_Plan] = []
@@ -209,8 +213,7 @@ class GroupCommit:
             addrs = [a for p in plans for a in p.addresses.get(id(item), [])]
             item.result = sorted(addrs, key=lambda a: ":" in a)
             item.done.set()
-        self.notes.append((first.node, free_after))
-        return [i for i in items if not i.done.is_set()]
+        return [i for i in items if not i.done.is_set()], free_after
 
     def _undo(self, ipam: Ipam, item: _Item, plans: list[_Plan]) -> None:
         """A block write of this request lost a race: give back what was written."""
