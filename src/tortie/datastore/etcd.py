@@ -35,7 +35,7 @@ import threading
 import time
 from collections.abc import Generator, Iterator
 
-from tortie.datastore.base import KV
+from tortie.datastore.base import KV, Writes, check_writes, conflict_of
 from tortie.datastore.config import DatastoreSettings
 from tortie.datastore.etcd_http import Connection, ProtocolError, RemoteDisconnected
 from tortie.datastore.etcd_support import (
@@ -202,6 +202,52 @@ class EtcdDatastore:
             raise RevisionConflict(f"{key} was already deleted")
         raise RevisionConflict(f"{key} changed (expected revision {revision})")
 
+    def txn(self, writes: Writes) -> int:
+        """One etcd ``Txn``: a compare per key, the writes on success, a read of every key
+        on failure (so a conflict needs no further read, and a retried transaction that
+        was applied unanswered recognises itself)."""
+        check_writes(writes)
+        if not writes:
+            return self.current_revision()
+        compare: list[dict[str, str]] = []
+        success: list[dict[str, Any]] = []
+        for w in writes:
+            k = _b64(w.key)
+            if w.revision == 0:
+                compare.append(
+                    {"key": k, "target": "CREATE", "result": "EQUAL", "create_revision": "0"}
+                )
+            else:
+                compare.append(
+                    {"key": k, "target": "MOD", "result": "EQUAL", "mod_revision": str(w.revision)}
+                )
+            if w.value is None:
+                success.append({"request_delete_range": {"key": k}})
+            else:
+                success.append({"request_put": {"key": k, "value": _b64(w.value)}})
+        body = {
+            "compare": compare,
+            "success": success,
+            "failure": [{"request_range": {"key": _b64(w.key)}} for w in writes],
+        }
+        reply, ambiguous = self._call("/v3/kv/txn", body, write=True)
+        if reply.get("succeeded"):
+            return self._header_revision(reply)
+        current = {w.key: self._failure_kv(reply, i) for i, w in enumerate(writes)}
+        if ambiguous and all(
+            (cur is None) if w.value is None else (cur is not None and cur.value == w.value)
+            for w in writes
+            for cur in (current[w.key],)
+        ):  # our earlier, unanswered attempt applied it
+            revs = [kv.revision for kv in current.values() if kv is not None]
+            return max(revs) if revs else self._header_revision(reply)
+        conflict = conflict_of(writes, current)
+        if conflict is None:  # the compares failed, yet every key is as expected: a race
+            raise RevisionConflict(
+                f"transaction on {writes[0].key} not applied (written meanwhile); try again"
+            )
+        raise conflict
+
     def close(self) -> None:
         self._closed = True
         with self._lock:
@@ -245,9 +291,9 @@ class EtcdDatastore:
         except (KeyError, ValueError, TypeError) as exc:
             raise DatastoreError(f"etcd answered an unreadable key-value: {exc}") from exc
 
-    def _failure_kv(self, reply: dict[str, Any]) -> KV | None:
+    def _failure_kv(self, reply: dict[str, Any], index: int = 0) -> KV | None:
         try:
-            rng = reply["responses"][0]["response_range"]
+            rng = reply["responses"][index]["response_range"]
         except (KeyError, IndexError, TypeError) as exc:
             raise DatastoreError(f"etcd answered an unexpected transaction reply: {exc}") from exc
         kvs = rng.get("kvs") or []

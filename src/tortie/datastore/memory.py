@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 
-from tortie.datastore.base import KV
+from tortie.datastore.base import KV, Writes, check_writes, conflict_of
 from tortie.errors import AlreadyExists, NotFound, RevisionConflict
 
 
@@ -76,6 +76,25 @@ class MemoryDatastore:
                 raise RevisionConflict(f"{key} changed (expected revision {revision})")
             del self._data[key]
             self._next(key)
+
+    def txn(self, writes: Writes) -> int:
+        check_writes(writes)
+        with self._lock:
+            current = {w.key: self._data.get(w.key) for w in writes}
+            conflict = conflict_of(writes, current)
+            if conflict is not None:
+                raise conflict
+            if not writes:
+                return self._revision
+            self._revision += 1
+            for w in writes:
+                self._touched[w.key] = self._revision
+                if w.value is None:
+                    del self._data[w.key]
+                else:
+                    self._data[w.key] = KV(w.key, w.value, self._revision)
+            self._changed.notify_all()
+            return self._revision
 
     def close(self) -> None:
         pass

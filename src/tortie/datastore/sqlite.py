@@ -25,7 +25,7 @@ import time
 from collections.abc import Callable, Iterator
 
 from tortie.datastore import sqlite_file as sf
-from tortie.datastore.base import KV
+from tortie.datastore.base import KV, Writes, check_writes, conflict_of
 from tortie.errors import AlreadyExists, NotFound, RevisionConflict, StoreUnusable, TortieError
 
 CHANGE_POLL_SECONDS = 0.1  # wait_for_change: one single-row read per poll
@@ -336,6 +336,36 @@ class SqliteDatastore:
             db.execute("DELETE FROM kv WHERE key = ?", (key,))
 
         self._write(key, change)
+
+    def txn(self, writes: Writes) -> int:
+        """Every write in one SQLite transaction at one revision, or none of them."""
+        check_writes(writes)
+        if not writes:
+            return self.current_revision()
+
+        def change(db: sqlite3.Connection, rev: int, _cur: int | None) -> None:
+            current: dict[str, KV | None] = {}
+            for w in writes:
+                row = db.execute("SELECT value, revision FROM kv WHERE key = ?", (w.key,))
+                found = row.fetchone()
+                current[w.key] = None if found is None else KV(w.key, found[0], int(found[1]))
+            conflict = conflict_of(writes, current)
+            if conflict is not None:
+                raise conflict
+            for w in writes:
+                if w.value is None:
+                    db.execute("DELETE FROM kv WHERE key = ?", (w.key,))
+                elif w.revision == 0:
+                    db.execute(
+                        "INSERT INTO kv (key, value, revision) VALUES (?, ?, ?)",
+                        (w.key, w.value, rev),
+                    )
+                else:
+                    db.execute(
+                        "UPDATE kv SET value = ?, revision = ? WHERE key = ?", (w.value, rev, w.key)
+                    )
+
+        return self._write(writes[0].key, change)
 
     # ------------------------------------------------------------------ watching
 
