@@ -191,7 +191,7 @@ def test_warm_block_is_claimed_ahead_once_and_within_limits() -> None:
             break
         threading.Event().wait(0.01)
     assert len(warm.claimed) == 1
-    owned = Ipam(s)._confirmed_affinities(NODE, 4)
+    owned = Ipam(s).confirmed_affinities(NODE, 4)
     assert len(owned) == 2
     # With the next block warm, the next ADDs never claim inline.
     for i in range(10, 16):

@@ -624,14 +624,14 @@ def test_emptied_blocks_are_returned_but_one_per_pool_stays(store: Datastore, ho
     create_pool(store, "pool", "10.0.0.0/26", 29)  # 8 blocks of 8
     ipam = Ipam(store)
     got = [v4(ipam, "n1", f"h{i}").addresses[0] for i in range(20)]  # 3 blocks
-    blocks = {c for c in ipam._confirmed_affinities("n1", 4)}
+    blocks = {c for c in ipam.confirmed_affinities("n1", 4)}
     assert len(blocks) == 3
     for i, addr in enumerate(got):
         if how == "handle":
             ipam.release_by_handle(f"h{i}")
         else:
             ipam.release_ips([ReleaseOptions(bare(addr))])
-    left = ipam._confirmed_affinities("n1", 4)
+    left = ipam.confirmed_affinities("n1", 4)
     assert len(left) == 1 and left[0] in blocks
     # The released blocks are gone from the store, so other nodes can claim them.
     for cidr in blocks - set(left):
@@ -645,5 +645,5 @@ def test_a_node_keeps_its_only_block_when_it_empties(store: Datastore) -> None:
     ipam = Ipam(store)
     addr = bare(v4(ipam, "n1", "h").addresses[0])
     ipam.release_ips([ReleaseOptions(addr)])
-    assert len(ipam._confirmed_affinities("n1", 4)) == 1
+    assert len(ipam.confirmed_affinities("n1", 4)) == 1
     check_invariants(store)

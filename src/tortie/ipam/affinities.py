@@ -62,7 +62,7 @@ class BlockAffinities(HandleCounts):
             out.append((keys.cidr_from_key(kv.key), kv, decode_affinity(kv.key, kv.value)))
         return out
 
-    def _confirmed_affinities(self, node: str, version: int) -> list[str]:
+    def confirmed_affinities(self, node: str, version: int) -> list[str]:
         """The node's confirmed blocks.  Pending claims and pending deletions left by a
         crash are settled: confirmed when the block is still ours, dropped when another
         node's block stands there (or, for a deletion, when the block is gone)."""
@@ -87,7 +87,7 @@ class BlockAffinities(HandleCounts):
             pass
         return False
 
-    def _claim_any_block(self, node: str, fam: Family, strict: bool) -> str | None:
+    def claim_any_block(self, node: str, fam: Family, strict: bool) -> str | None:
         for pool in fam.pools:
             cidr = self._claim_in_pool(node, pool, strict)
             if cidr is not None:
@@ -146,7 +146,7 @@ class BlockAffinities(HandleCounts):
         with contextlib.suppress(NotFound):
             self.store.delete(key)
 
-    def _release_unselected(
+    def release_unselected(
         self, node: str, version: int, selected: list[IPPool], owned: list[str]
     ) -> list[str]:
         """Empty blocks of pools that no longer select the node are given up; returns the

@@ -161,9 +161,9 @@ class GroupCommit:
             candidates: dict[int, list[str]] = {}
             for version, num in wanted.items():
                 pools = chosen.get(version, [])
-                owned = ipam._confirmed_affinities(first.node, version)
+                owned = ipam.confirmed_affinities(first.node, version)
                 if not named[version]:
-                    owned = ipam._release_unselected(first.node, version, pools, owned)
+                    owned = ipam.release_unselected(first.node, version, pools, owned)
                 candidates[version] = in_pool_order(owned, pools)
                 need = list(items)
                 for cidr in candidates[version]:
@@ -225,7 +225,7 @@ class GroupCommit:
             if plan.written:
                 ipam.release_ips(ReleaseOptions(a.split("/")[0], handle) for a in addrs)
             else:
-                ipam._remove_from_handle(handle, plan.stored.cidr, len(addrs))
+                ipam.remove_from_handle(handle, plan.stored.cidr, len(addrs))
 
     def _known_full(self, cidr: str) -> bool:
         seen = self._free.get(cidr)

@@ -31,10 +31,10 @@ class HandleCounts:
 
     # ----------------------------------------------------------------- handles
 
-    def _add_to_handle(self, handle_id: str | None, cidr: str, count: int) -> None:
+    def add_to_handle(self, handle_id: str | None, cidr: str, count: int) -> None:
         self._change_handle(handle_id, cidr, count)
 
-    def _remove_from_handle(self, handle_id: str | None, cidr: str, count: int) -> None:
+    def remove_from_handle(self, handle_id: str | None, cidr: str, count: int) -> None:
         self._change_handle(handle_id, cidr, -count)
 
     def _change_handle(self, handle_id: str | None, cidr: str, delta: int) -> None:

@@ -139,9 +139,9 @@ class Ipam(BlockAffinities):
             if num == 0:
                 results.append(FamilyResult())
                 continue
-            owned = self._confirmed_affinities(args.node, version)
+            owned = self.confirmed_affinities(args.node, version)
             if not was_requested:
-                owned = self._release_unselected(args.node, version, pools, owned)
+                owned = self.release_unselected(args.node, version, pools, owned)
             fam = Family(version, pools)
             results.append(self._assign_family(args.node, fam, num, attr, config, owned))
         return AutoAssignResult(ipv4=results[0], ipv6=results[1])
@@ -171,7 +171,7 @@ class Ipam(BlockAffinities):
                     f"(maxBlocksPerHost {limit})"
                 )
                 break
-            claimed = self._claim_any_block(node, fam, config.strict_affinity)
+            claimed = self.claim_any_block(node, fam, config.strict_affinity)
             if claimed is None:
                 break
             owned = [*owned, claimed]
@@ -200,12 +200,12 @@ class Ipam(BlockAffinities):
             if (node is not None and block.host() != node) or block.free == 0:
                 return []
             new, ordinals = blk.assign(block, count, attr)
-            self._add_to_handle(attr.handle_id, cidr, len(ordinals))
+            self.add_to_handle(attr.handle_id, cidr, len(ordinals))
             try:
                 self.store.update(key, encode_block(new), kv.revision)
             except Conflict:  # surely not written; after an unknown outcome the handle
                 # keeps the count: too high is safe (ipam check reports it), too low leaks
-                self._remove_from_handle(attr.handle_id, cidr, len(ordinals))
+                self.remove_from_handle(attr.handle_id, cidr, len(ordinals))
                 raise
             prefix = cidr.rsplit("/", 1)[1]
             return [f"{new.address(o)}/{prefix}" for o in ordinals]
@@ -261,11 +261,11 @@ class Ipam(BlockAffinities):
                     f"for {addr}; with strict affinity an address can only come from the "
                     "node's own blocks"
                 )
-            self._add_to_handle(handle_id, cidr, 1)
+            self.add_to_handle(handle_id, cidr, 1)
             try:
                 self.store.update(key, encode_block(new), kv.revision)
             except Conflict:  # surely not written (see _assign_from_block)
-                self._remove_from_handle(handle_id, cidr, 1)
+                self.remove_from_handle(handle_id, cidr, 1)
                 raise
 
         run_cas(attempt, f"assign {addr}", self.policy)
@@ -351,7 +351,7 @@ class Ipam(BlockAffinities):
             attempt, f"release in block {cidr}", self.policy
         )
         for handle_id, count in per_handle.items():
-            self._remove_from_handle(handle_id, cidr, count)
+            self.remove_from_handle(handle_id, cidr, count)
         if emptied is not None:
             self._trim_emptied_block(emptied, version)
         result.released.extend(released)
@@ -372,7 +372,7 @@ class Ipam(BlockAffinities):
             return
         others = [
             c
-            for c in self._confirmed_affinities(node, version)
+            for c in self.confirmed_affinities(node, version)
             if c != block.cidr and network_in(parse_network(c), pool.network)
         ]
         if others:
@@ -402,7 +402,7 @@ class Ipam(BlockAffinities):
             # Decrement (never blindly delete) the handle, so an allocation made for it
             # meanwhile in another block stays recorded.  At least the count read above
             # goes, so a stale count (block lost its addresses) does not linger.
-            self._remove_from_handle(handle_id, cidr, max(len(freed), recorded))
+            self.remove_from_handle(handle_id, cidr, max(len(freed), recorded))
         return released
 
     def _release_handle_in_block(

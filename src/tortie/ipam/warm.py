@@ -71,7 +71,7 @@ class WarmBlocks:
     def free(self, ipam: Ipam, node: str, version: int, pools: list[IPPool]) -> int:
         nets = [p.network for p in pools]
         total = 0
-        for cidr in ipam._confirmed_affinities(node, version):
+        for cidr in ipam.confirmed_affinities(node, version):
             if in_any(cidr, nets):
                 stored = read_block(self.store, cidr, version)
                 if stored is not None and stored.block.host() == node:
@@ -108,12 +108,12 @@ class WarmBlocks:
         config = ipam.get_config()
         if not config.auto_allocate_blocks:
             return None
-        owned = ipam._confirmed_affinities(node, version)
+        owned = ipam.confirmed_affinities(node, version)
         if len(owned) >= (config.max_blocks_per_host or DEFAULT_MAX_BLOCKS_PER_HOST):
             return None
         if self.free(ipam, node, version, pools) >= self.low_water:
             return None
-        cidr = ipam._claim_any_block(node, Family(version, pools), config.strict_affinity)
+        cidr = ipam.claim_any_block(node, Family(version, pools), config.strict_affinity)
         if cidr is not None:
             self.claimed.append(cidr)
             if self.log is not None:
