@@ -21,8 +21,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "cni"))
 from cni_helpers import add_pool, cni_env, netconf
 
 from tortie.cni import thin
-from tortie.cni.install import write_executables
 from tortie.cni.calls import CallQueue, QueuedCall
+from tortie.cni.install import write_executables
 from tortie.cni.service import BadRequest, CniService, Stores, parse_request
 from tortie.datastore.sqlite import SqliteDatastore
 from tortie.node.agent import cni_observer
