@@ -68,7 +68,9 @@ class CallQueue:
         self.log = log
         self.where = where
         self.home = where()  # the host's namespace: the constructing thread's
-        self._cond = threading.Condition()
+        lock = threading.Lock()
+        self._cond = threading.Condition(lock)  # calls queued, a container done
+        self._short = threading.Condition(lock)  # the keeper's: a worker is missing
         self._pending: dict[object, deque[QueuedCall]] = {}
         self._ready: deque[object] = deque()  # containers with a call waiting, none running
         self._running: set[object] = set()
@@ -78,8 +80,12 @@ class CallQueue:
         self.dropped = 0  # calls whose client had hung up before they started
         self._threads: set[threading.Thread] = set()
         self._serial = 0
-        for _ in range(workers):
-            self._spawn()
+        self.size = workers
+        # New threads inherit the namespace of the thread that starts them, so a worker
+        # stranded in a pod must not start its replacement: this keeper (which never
+        # enters a namespace) starts every worker.
+        self._keeper = threading.Thread(target=self._keep, name="cni-call-keeper", daemon=True)
+        self._keeper.start()
 
     # ------------------------------------------------------------------ callers
 
@@ -120,12 +126,20 @@ class CallQueue:
             self._ready.clear()
             self._quit = True
             self._cond.notify_all()
+            self._short.notify()
             running = len(self._running)
         for call in left:
             self._guard(call.abandon, call.label)
         return running
 
     # ------------------------------------------------------------------ workers
+
+    def _keep(self) -> None:
+        with self._cond:
+            while not self._quit:
+                while len(self._threads) < self.size and not self._quit:
+                    self._spawn()
+                self._short.wait()
 
     def _spawn(self) -> None:
         self._serial += 1
@@ -164,8 +178,7 @@ class CallQueue:
                 if not home:
                     self.retired += 1
                     self._threads.discard(me)
-                    if not self._quit:
-                        self._spawn()
+                    self._short.notify()  # the keeper starts another
                 self._cond.notify_all()
             if not home:
                 if self.log is not None:
