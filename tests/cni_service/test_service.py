@@ -21,9 +21,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "cni"))
 from cni_helpers import add_pool, cni_env, netconf
 
 from tortie.cni import thin
+from tortie.cni.calls import CallQueue, QueuedCall
 from tortie.cni.install import write_executables
-from tortie.cni.service import BadRequest, CniService, ContainerLocks, Stores, parse_request
+from tortie.cni.service import BadRequest, CniService, Stores, parse_request
 from tortie.datastore.sqlite import SqliteDatastore
+from tortie.node.agent import cni_observer
 from tortie.node.metrics import AgentMetrics
 
 
@@ -39,10 +41,12 @@ def db(tmp_path: Path) -> str:
 
 @pytest.fixture
 def service(tmp_path: Path, db: str) -> Iterator[CniService]:
-    svc = CniService(str(tmp_path / "cni.sock"), Stores(None), metrics=AgentMetrics())
+    metrics = AgentMetrics()
+    svc = CniService(str(tmp_path / "cni.sock"), Stores(None), observe=cni_observer(metrics))
+    svc.metrics = metrics  # type: ignore[attr-defined]  # for the metrics test
     svc.start()
     yield svc
-    svc.stop()
+    assert svc.stop()
     svc.stores.close()
 
 
@@ -100,8 +104,7 @@ def test_calls_are_counted_by_verb_and_result_and_timed(service: CniService, db:
     assert code == 0
     code, out = send(service, "ADD", "c9", {**conf, "cniVersion": "9.9.9"})
     assert code == 1 and out["code"] == 1  # incompatible version
-    assert service.metrics is not None
-    text = generate_latest(service.metrics.registry).decode()
+    text = generate_latest(service.metrics.registry).decode()  # type: ignore[attr-defined]
     got = {
         (s.name, tuple(sorted(s.labels.items()))): s.value
         for fam in text_string_to_metric_families(text)
@@ -114,29 +117,44 @@ def test_calls_are_counted_by_verb_and_result_and_timed(service: CniService, db:
     assert got[("tortie_cni_request_duration_seconds_sum", (("verb", "ADD"),))] > 0
 
 
-def test_calls_for_one_container_run_in_order() -> None:
-    locks = ContainerLocks()
-    order: list[str] = []
-    first = locks.acquire("c1")
-    started = threading.Event()
+def test_calls_for_one_container_run_in_order_one_at_a_time() -> None:
+    """200 calls for 4 containers from 8 submitting threads on 8 workers: each
+    container's calls run in the order they were queued, never two at once."""
+    queue = CallQueue(8)
+    ran: dict[str, list[int]] = {f"c{i}": [] for i in range(4)}
+    busy: set[str] = set()
+    overlap: list[str] = []
+    guard = threading.Lock()
+    submitted: dict[str, list[int]] = {k: [] for k in ran}
 
-    def second() -> None:
-        started.set()
-        lock = locks.acquire("c1")
-        order.append("second")
-        locks.release("c1", lock)
+    def job(cid: str, n: int) -> QueuedCall:
+        def run() -> None:
+            with guard:
+                if cid in busy:
+                    overlap.append(cid)
+                busy.add(cid)
+            time.sleep(0.001)
+            with guard:
+                busy.discard(cid)
+                ran[cid].append(n)
 
-    other = locks.acquire("c2")  # another container is not held up
-    locks.release("c2", other)
-    t = threading.Thread(target=second)
-    t.start()
-    started.wait()
-    time.sleep(0.05)
-    order.append("first")
-    locks.release("c1", first)
-    t.join()
-    assert order == ["first", "second"]
-    assert not locks._held  # nothing kept once the calls are done
+        return QueuedCall(cid, run, lambda: None, lambda: False, f"call {n}")
+
+    def submitter(t: int) -> None:
+        for n in range(25):
+            cid = f"c{(t + n) % 4}"
+            with guard:  # queue and record under one lock: the record is the queue order
+                submitted[cid].append(t * 100 + n)
+                assert queue.submit(job(cid, t * 100 + n))
+
+    threads = [threading.Thread(target=submitter, args=(t,)) for t in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert queue.close(30.0) == 0
+    assert not overlap
+    assert ran == submitted
 
 
 def test_launcher_uses_the_service_and_falls_back_without_it(
@@ -210,7 +228,7 @@ def test_thin_plugin_imports_only_what_it_needs(
         if line.startswith("import time:") and "|" in line
     }
     extra = {m.strip() for m in imported - baseline}
-    assert extra == {"tortie", "tortie.cni", "tortie.cni.thin", "_socket"}, extra
+    assert extra == {"tortie", "tortie.cni", "tortie.cni.thin", "tortie.cni.wire", "_socket"}, extra
 
 
 def test_garbage_is_refused_at_once_even_when_the_client_keeps_the_connection_open(

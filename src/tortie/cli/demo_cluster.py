@@ -10,6 +10,7 @@ from pathlib import Path
 
 from tortie.cli.output import table
 from tortie.node.lab import Lab
+from tortie.rundir import RunDir
 
 
 def _matrix(lab: Lab, version: int) -> tuple[str, int, int]:
@@ -44,7 +45,7 @@ def run_cluster_demo(keep: bool = False) -> int:
                 began = time.monotonic()
                 lab.add_pod(h, f"{h.name.replace('node-', 'pod')}{'ab'[n - 1]}")
                 adds.append(time.monotonic() - began)
-        served = all((h.run_dir / "cni.sock").exists() for h in lab.hosts)
+        served = all(Path(RunDir(str(h.run_dir)).cni_socket).exists() for h in lab.hosts)
         rows = [[p.host.name, p.name, ", ".join(p.addresses)] for p in lab.pods]
         how = "handed to each node's agent over cni.sock" if served else "run in-process"
         print(

@@ -7,6 +7,7 @@ import json
 import os
 
 from tortie.errors import InvalidInput
+from tortie.rundir import DEFAULT_CNI_SOCKET
 
 
 def conflist(name: str, mode: str, sqlite_path: str, nodename: str) -> dict[str, object]:
@@ -52,9 +53,7 @@ def install_cni(args: argparse.Namespace) -> int:
     path = os.path.join(args.conf_dir, f"10-tortie-{args.mode}.conflist")
     tmp = path + ".tmp"
     try:
-        written = write_executables(
-            args.bin_dir, getattr(args, "socket", "/var/run/tortie/cni.sock")
-        )
+        written = write_executables(args.bin_dir, getattr(args, "socket", DEFAULT_CNI_SOCKET))
     except OSError as exc:
         raise InvalidInput(
             f"--bin-dir {args.bin_dir}: cannot write the plugins ({exc.strerror}); "

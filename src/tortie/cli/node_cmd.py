@@ -1,17 +1,20 @@
 """``tortie node …``: the node agent's commands.
 
-``startup`` is here; ``run``, ``status`` and ``health`` live in ``node_routing_cmd``.
+``startup`` is here; ``run``, ``status`` and ``health`` live in ``node_routing_cmd``,
+``serve-cni`` in ``node_service_cmd``; what they share in ``node_common`` (none of them
+imports this module).
 """
 
 from __future__ import annotations
 
 import argparse
-import logging
 import os
-import sys
 from typing import Any
 
+from tortie.cli.node_common import setup_logging
 from tortie.cli.settings import cli_store
+
+__all__ = ["register", "setup_logging"]
 
 STARTUP_HELP = """\
 Read calico-node's environment and do what its start-up does, once: determine the node
@@ -43,19 +46,8 @@ on which interface, and why.
 """
 
 
-def setup_logging() -> logging.Logger:
-    log = logging.getLogger("tortie.node")
-    if not log.handlers:
-        handler = logging.StreamHandler(sys.stderr)
-        handler.setFormatter(logging.Formatter("%(asctime)s [%(levelname)s] %(message)s"))
-        log.addHandler(handler)
-        log.setLevel(logging.DEBUG if os.environ.get("TORTIE_DEBUG") else logging.INFO)
-        log.propagate = False
-    return log
-
-
 def register(sub: Any) -> None:
-    from tortie.cli import node_routing_cmd
+    from tortie.cli import node_routing_cmd, node_service_cmd
 
     node = sub.add_parser(
         "node",
@@ -76,6 +68,7 @@ def register(sub: Any) -> None:
     )
     startup.set_defaults(handler=_startup)
     node_routing_cmd.register(node_sub)
+    node_service_cmd.register(node_sub)
 
 
 def _startup(args: argparse.Namespace) -> int:

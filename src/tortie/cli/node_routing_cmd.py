@@ -1,4 +1,5 @@
-"""``tortie node run|status|health``: the resident agent and what it reports."""
+"""``tortie node run|status|health``: the resident agent and what it reports
+(``serve-cni``: ``node_service_cmd``)."""
 
 from __future__ import annotations
 
@@ -7,13 +8,14 @@ import os
 import sys
 from typing import Any
 
+from tortie.cli.node_common import run_dir, setup_logging
 from tortie.cli.output import table
-from tortie.cli.settings import cli_store
+from tortie.cli.settings import cli_settings, cli_store
 from tortie.node.config import DEFAULT_RUN_DIR
 
 
 def _run_dir() -> str:
-    return os.environ.get("TORTIE_RUN_DIR", "").strip() or DEFAULT_RUN_DIR
+    return run_dir().path
 
 
 def register(node_sub: Any) -> None:
@@ -39,18 +41,6 @@ def register(node_sub: Any) -> None:
         "this off.",
     )
     run.set_defaults(handler=_run)
-    serve = node_sub.add_parser(
-        "serve-cni",
-        help="serve the CNI plugins on TORTIE_RUN_DIR/cni.sock, without the routing agent",
-        description="Only the CNI part of 'tortie node run': answer the thin plugins' calls "
-        "on TORTIE_RUN_DIR/cni.sock (or --socket) with the datastore kept open, warm "
-        "blocks, group commit and the netlink dataplane, until SIGTERM or SIGINT. For "
-        "nodes whose routes are made elsewhere, and for measuring. Datastore from the "
-        "environment or --config, as every command; TORTIE_CNI_TRUSTED_UIDS as for 'run' "
-        "(a trusted uid is as good as root: its calls run as root).",
-    )
-    serve.add_argument("--socket", default="", help="socket path (default TORTIE_RUN_DIR/cni.sock)")
-    serve.set_defaults(handler=_serve_cni)
     status = node_sub.add_parser(
         "status",
         help="BGP sessions and learned routes of the agent on this host",
@@ -73,64 +63,19 @@ def register(node_sub: Any) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
-    import signal
-    import threading
-
-    from tortie.cli.node_cmd import setup_logging
+    from tortie.cni.host import StopSignals
     from tortie.node.agent import run_agent
     from tortie.node.config import config_from_env
 
     log = setup_logging()
     config = config_from_env(os.environ)
-    stop = threading.Event()
-
-    def on_signal(signum: int, _frame: object) -> None:
-        log.info("received %s", signal.Signals(signum).name)
-        stop.set()
-
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
-    from tortie.cli.settings import cli_settings
-
+    signals = StopSignals().install()  # the handler only sets the event: no logging there
     settings = cli_settings(args.config)
-    return run_agent(config, cli_store(args.config), log, stop, settings=settings)
-
-
-def _serve_cni(args: argparse.Namespace) -> int:
-    import signal
-    import threading
-
-    from tortie.cli.node_cmd import setup_logging
-    from tortie.cli.settings import cli_settings
-    from tortie.cni.service import SOCKET_NAME, CniService, Stores, netlink_dataplane
-    from tortie.node.config import parse_trusted_uids
-
-    log = setup_logging()
-    stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    signal.signal(signal.SIGINT, lambda *_: stop.set())
-    settings = cli_settings(args.config)
-    stores = Stores(log)
-    stores.add(settings, cli_store(args.config))
-    path = args.socket or os.path.join(_run_dir(), SOCKET_NAME)
-    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-    service = CniService(
-        path,
-        stores,
-        log=log,
-        trusted_uids=parse_trusted_uids(os.environ),
-        dataplane=netlink_dataplane(log),
-    )
-    service.start()
     try:
-        # Timed: the kernel may hand SIGTERM to any thread, and Python runs the handler
-        # only when the main thread next runs bytecode; an untimed wait never does.
-        while not stop.wait(0.5):
-            pass
+        return run_agent(config, cli_store(args.config), log, signals.stop, settings=settings)
     finally:
-        service.stop()
-        stores.close()
-    return 0
+        if signals.signals:
+            log.info("stopped on %s", signals.received)
 
 
 def _status(args: argparse.Namespace) -> int:

@@ -38,6 +38,8 @@ TYPE_CHECKING = False  # typing stays unimported at run time: plugin start-up
 if TYPE_CHECKING:
     from typing import Any, TextIO
 
+    from tortie.cni.pod_dataplane import PodDataplane
+
 StoreOpener = Callable[[DatastoreSettings], Datastore]
 
 
@@ -45,11 +47,11 @@ StoreOpener = Callable[[DatastoreSettings], Datastore]
 class Backends:
     """What the process running the call offers the verbs.  The plugin's own process:
     nothing (``Ipam.assign`` per call, ``ip -batch`` for pods).  The node service
-    (``tortie.cni.service``): ``assign`` through its warm blocks and group commit, and a
-    netlink ``dataplane`` module with ``setup_pod`` / ``teardown_pod``."""
+    (``tortie.cni.service``): ``assign`` through its warm blocks and group commit, and the
+    netlink pod ``dataplane`` (a ``PodDataplane``: ``tortie.dataplane.netlink_pod``)."""
 
     assign: Callable[[Datastore, Any], list[str]] | None = None
-    dataplane: Any = None
+    dataplane: PodDataplane | None = None
 
 
 IN_PROCESS = Backends()

@@ -15,6 +15,7 @@ import sys
 import tempfile
 
 from tortie.errors import InvalidInput
+from tortie.rundir import DEFAULT_CNI_SOCKET
 
 # executable name → (which plugin it is for the node service, the in-process module)
 EXECUTABLES: dict[str, tuple[str, str]] = {
@@ -23,7 +24,7 @@ EXECUTABLES: dict[str, tuple[str, str]] = {
     "tortie-cni": ("main", "tortie.cni.plugin_main"),
     "calico": ("main", "tortie.cni.plugin_main"),
 }
-DEFAULT_SOCKET = "/var/run/tortie/cni.sock"  # $TORTIE_RUN_DIR/cni.sock of the default agent
+DEFAULT_SOCKET = DEFAULT_CNI_SOCKET  # $TORTIE_RUN_DIR/cni.sock of the default agent
 
 # Linux reads at most this many bytes of a "#!" line (BINPRM_BUF_SIZE since 5.1).
 MAX_SHEBANG = 255

@@ -14,40 +14,21 @@ Socket: ``$TORTIE_CNI_SOCKET`` if set (empty or ``none``: never use the service)
   "try again later".  The runtime retries; the service rolls back a failed ADD and the
   next ADD/DEL repairs whatever a killed one left.
 
-Wire format (one request per connection, both ways closed by EOF):
-request  ``tortie-cni/1 <plugin>\\n`` + environment as ``KEY=VALUE\\0`` entries +
-         ``\\0`` + stdin;
-answer   ``<exit code> <length>\\n`` + that many bytes of stdout.
+Wire format: ``tortie.cni.wire`` (no imports of its own).
 """
 
 import posix
 import sys
 
-MAGIC = b"tortie-cni/1 "
-PLUGINS = (b"ipam", b"main")
+from tortie.cni.wire import MAGIC, PLUGINS, decode_answer, encode_answer, encode_request
+
+__all__ = ["MAGIC", "PLUGINS", "call", "decode_answer", "encode_answer", "encode_request"]
+
 TRY_AGAIN_LATER = 11
 TIMEOUT = 300.0  # longer than any ADD; the runtime's own deadline is usually shorter
-LAUNCHER_SOCKET = "/var/run/tortie/cni.sock"
-
-
-def encode_request(plugin: bytes, env: dict[bytes, bytes], stdin: bytes) -> bytes:
-    entries = b"".join(k + b"=" + v + b"\0" for k, v in env.items())
-    return MAGIC + plugin + b"\n" + entries + b"\0" + stdin
-
-
-def encode_answer(code: int, out: bytes) -> bytes:
-    return b"%d %d\n" % (code, len(out)) + out
-
-
-def decode_answer(data: bytes) -> tuple[int, bytes] | None:
-    """(exit code, stdout) of a complete answer; None for a partial or garbled one."""
-    head, sep, body = data.partition(b"\n")
-    parts = head.split(b" ")
-    if not sep or len(parts) != 2 or not all(p.isdigit() for p in parts):
-        return None
-    if len(body) != int(parts[1]):
-        return None
-    return int(parts[0]), body
+CONNECT_TIMEOUT = 5.0  # a service whose backlog stays full this long is stalled
+SOCKET_FILE = "cni.sock"  # tortie.rundir.RunDir.cni_socket (not imported: it loads os)
+LAUNCHER_SOCKET = "/var/run/tortie/" + SOCKET_FILE
 
 
 def socket_path(env: dict[bytes, bytes], default: str) -> str | None:
@@ -57,7 +38,7 @@ def socket_path(env: dict[bytes, bytes], default: str) -> str | None:
         return None if text in ("", "none") else text
     run_dir = env.get(b"TORTIE_RUN_DIR")
     if run_dir:
-        return run_dir.decode() + "/cni.sock"
+        return run_dir.decode() + "/" + SOCKET_FILE
     return default
 
 
@@ -80,6 +61,14 @@ def try_again(stdin: bytes, why: str) -> tuple[int, bytes]:
     return 1, out.encode()
 
 
+def timeval(seconds: float) -> bytes:
+    """A ``struct timeval`` (two C longs on Linux) without the ``struct`` module."""
+    size = 8 if sys.maxsize > 1 << 32 else 4
+    whole = int(seconds)
+    micro = int((seconds - whole) * 1e6)
+    return whole.to_bytes(size, sys.byteorder) + micro.to_bytes(size, sys.byteorder)
+
+
 def call(
     path: str, plugin: bytes, env: dict[bytes, bytes], stdin: bytes
 ) -> tuple[int, bytes] | None:
@@ -89,10 +78,22 @@ def call(
 
     sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
     try:
+        # A socket timeout would not bound it (a non-blocking connect to a full backlog
+        # fails at once); SO_SNDTIMEO makes the kernel wait for room that long at most,
+        # then fail with EAGAIN.
+        sock.setsockopt(_socket.SOL_SOCKET, _socket.SO_SNDTIMEO, timeval(CONNECT_TIMEOUT))
         try:
-            sock.connect(path)  # blocking: a full backlog waits instead of failing over
+            sock.connect(path)  # blocking, but a full backlog waits CONNECT_TIMEOUT at most
+        except BlockingIOError:  # EAGAIN: the backlog stayed full
+            return try_again(
+                stdin,
+                f"node service at {path} accepted no connection for {CONNECT_TIMEOUT:g} s "
+                "(its backlog is full: the agent is stalled or overloaded); check the "
+                "agent's log or restart it (tortie node run)",
+            )
         except OSError:
             return None  # no socket, nobody listening, or not ours to use: run here
+        sock.setsockopt(_socket.SOL_SOCKET, _socket.SO_SNDTIMEO, timeval(0.0))
         sock.settimeout(TIMEOUT)
         chunks = []
         try:

@@ -27,9 +27,10 @@ from tortie.node.startup import StartupResult, redetect, startup
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     import logging
+    from collections.abc import Callable
     from typing import IO
 
-    from tortie.cni.service import CniService
+    from tortie.cni.host import NodeService
     from tortie.datastore.config import DatastoreSettings
     from tortie.node.hostprep import Host
     from tortie.node.metrics import AgentMetrics
@@ -77,29 +78,35 @@ def _claim_run_dir(run_dir: str) -> IO[str]:
     return fh
 
 
+def cni_observer(metrics: AgentMetrics) -> Callable[[str, bool, float], None]:
+    """The CNI service's per-call callback, counted in the agent's metrics."""
+
+    def observe(verb: str, ok: bool, seconds: float) -> None:
+        metrics.cni_requests.labels(verb, "ok" if ok else "error").inc()
+        metrics.cni_latency.labels(verb).observe(seconds)
+
+    return observe
+
+
 def start_cni_service(
     config: NodeConfig,
     store: Datastore,
     settings: DatastoreSettings | None,
     log: logging.Logger,
     metrics: AgentMetrics | None,
-) -> CniService:
-    """Serve the CNI plugins on ``$TORTIE_RUN_DIR/cni.sock`` (tortie/cni/service.py)."""
-    from tortie.cni.service import SOCKET_NAME, CniService, Stores, netlink_dataplane
+) -> NodeService:
+    """Serve the CNI plugins on ``$TORTIE_RUN_DIR/cni.sock`` (tortie/cni/host.py)."""
+    from tortie.cni.host import start_node_service
+    from tortie.rundir import RunDir
 
-    stores = Stores(log)
-    if settings is not None:
-        stores.add(settings, store)
-    service = CniService(
-        os.path.join(config.run_dir, SOCKET_NAME),
-        stores,
-        log=log,
-        metrics=metrics,
+    return start_node_service(
+        RunDir(config.run_dir),
+        log,
         trusted_uids=config.cni_trusted_uids,
-        dataplane=netlink_dataplane(log),
+        settings=settings,
+        store=store,
+        observe=cni_observer(metrics) if metrics is not None else None,
     )
-    service.start()
-    return service
 
 
 def run_agent(
@@ -195,8 +202,7 @@ def run_agent(
         return 0
     finally:
         if service is not None:
-            service.stop()
-            service.stores.close()
+            service.stop()  # drains, then closes the stores it opened (cni/host.py)
         if bird is not None:
             bird.stop()
         for name in (STATUS_FILE, PID_FILE):
