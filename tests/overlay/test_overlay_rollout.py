@@ -76,3 +76,25 @@ def test_encapsulation_rules() -> None:
     assert ipv6_vxlan_mode("Never", "bird") is None
     env = {"CALICO_IPV4POOL_VXLAN": "Always", "CALICO_IPV6POOL_VXLAN": "CrossSubnet"}
     assert encapsulation_env(env, "vxlan", "dual") == {}
+
+
+def test_migrate_ipv6_only_carries_vxlan_over() -> None:
+    from tortie.datastore.memory import MemoryDatastore
+    from tortie.ipam.admin import Admin
+    from tortie.ipam.pools import load_pools
+    from tortie.rollout.migrate import apply, plan
+
+    store = MemoryDatastore()
+    admin = Admin(store)
+    doc = {
+        "apiVersion": "projectcalico.org/v3",
+        "kind": "IPPool",
+        "metadata": {"name": "default-ipv4-ippool"},
+        "spec": {"cidr": "10.244.0.0/16", "vxlanMode": "CrossSubnet"},
+    }
+    admin.execute(admin.plan("create", [doc]))
+    p = plan(store, "fd00:244::/48")
+    assert any("vxlanMode CrossSubnet" in s.text for s in p.steps)
+    apply(store, p, "fd00:244::/48")
+    v6 = next(x for x in load_pools(store) if x.version == 6)
+    assert v6.vxlan_mode == "CrossSubnet" and v6.ipip_mode == "Never"
