@@ -10,7 +10,10 @@ from tortie.errors import InvalidInput
 from tortie.rundir import DEFAULT_CNI_SOCKET
 
 
-def conflist(name: str, mode: str, sqlite_path: str, nodename: str) -> dict[str, object]:
+def conflist(
+    name: str, mode: str, sqlite_path: str, nodename: str, mtu: int = 1500
+) -> dict[str, object]:
+    """Calico's chain: the calico plugin, then portmap (hostPort) and bandwidth."""
     ipam: dict[str, object] = {
         "type": "calico-ipam",
         "assign_ipv4": "false" if mode == "ipv6" else "true",
@@ -20,19 +23,23 @@ def conflist(name: str, mode: str, sqlite_path: str, nodename: str) -> dict[str,
         "type": "calico",
         "datastore_type": "sqlite",
         "log_level": "warning",
-        "mtu": 1500,
+        "mtu": mtu,
         "ipam": ipam,
     }
     if sqlite_path:
         plugin["sqlite_path"] = sqlite_path
     if nodename:
         plugin["nodename"] = nodename
-    return {"name": name, "cniVersion": "1.0.0", "plugins": [plugin]}
+    portmap = {"type": "portmap", "snat": True, "capabilities": {"portMappings": True}}
+    bandwidth = {"type": "bandwidth", "capabilities": {"bandwidth": True}}
+    return {"name": name, "cniVersion": "1.0.0", "plugins": [plugin, portmap, bandwidth]}
 
 
 def install_cni(args: argparse.Namespace) -> int:
     from tortie.cni.install import write_executables
     from tortie.cni.netconf import NETWORK_NAME
+    from tortie.node.mtu import read_published_mtu
+    from tortie.rundir import RunDir
 
     if not NETWORK_NAME.fullmatch(args.network_name):
         raise InvalidInput(
@@ -62,7 +69,13 @@ def install_cni(args: argparse.Namespace) -> int:
     try:
         with open(tmp, "w", encoding="utf-8") as fh:
             json.dump(
-                conflist(args.network_name, args.mode, args.sqlite_path, args.nodename),
+                conflist(
+                    args.network_name,
+                    args.mode,
+                    args.sqlite_path,
+                    args.nodename,
+                    read_published_mtu(RunDir.from_env()),
+                ),
                 fh,
                 indent=2,
             )

@@ -52,6 +52,8 @@ class Node:
     ipv4_ipip_tunnel_addr: str | None = None
     ipv4_vxlan_tunnel_addr: str | None = None
     ipv6_vxlan_tunnel_addr: str | None = None
+    vxlan_tunnel_mac: str | None = None
+    vxlan_tunnel_mac_v6: str | None = None
     orch_refs: tuple[OrchRef, ...] = ()
     labels: Mapping[str, str] = field(default_factory=dict)
     annotations: Mapping[str, str] = field(default_factory=dict)
@@ -61,7 +63,15 @@ class Node:
 
 
 _NODE_BGP_FIELDS = ("ipv4Address", "ipv6Address", "asNumber", "routerID", "ipv4IPIPTunnelAddr")
-_NODE_SPEC_FIELDS = ("bgp", "ipv4VXLANTunnelAddr", "ipv6VXLANTunnelAddr", "orchRefs")
+_NODE_SPEC_FIELDS = (
+    "bgp",
+    "ipv4VXLANTunnelAddr",
+    "vxlanTunnelMACAddr",
+    "ipv6VXLANTunnelAddr",
+    "vxlanTunnelMACAddrV6",
+    "orchRefs",
+)
+_MAC = re.compile(r"[0-9a-f]{2}(:[0-9a-f]{2}){5}")
 
 
 def node_from_dict(d: Mapping[str, Any], *, strict: bool = True) -> Node:
@@ -83,6 +93,8 @@ def node_from_dict(d: Mapping[str, Any], *, strict: bool = True) -> Node:
         ipv4_ipip_tunnel_addr=_address(obj, "spec.bgp", bgp, "ipv4IPIPTunnelAddr", 4),
         ipv4_vxlan_tunnel_addr=_address(obj, "spec", spec, "ipv4VXLANTunnelAddr", 4),
         ipv6_vxlan_tunnel_addr=_address(obj, "spec", spec, "ipv6VXLANTunnelAddr", 6),
+        vxlan_tunnel_mac=_mac(obj, spec, "vxlanTunnelMACAddr"),
+        vxlan_tunnel_mac_v6=_mac(obj, spec, "vxlanTunnelMACAddrV6"),
         orch_refs=_orch_refs(obj, spec.get("orchRefs"), strict),
         labels=meta.labels,
         annotations=meta.annotations,
@@ -106,10 +118,14 @@ def node_to_dict(n: Node) -> dict[str, Any]:
     spec: dict[str, Any] = {}
     if bgp:
         spec["bgp"] = bgp
-    if n.ipv4_vxlan_tunnel_addr is not None:
-        spec["ipv4VXLANTunnelAddr"] = n.ipv4_vxlan_tunnel_addr
-    if n.ipv6_vxlan_tunnel_addr is not None:
-        spec["ipv6VXLANTunnelAddr"] = n.ipv6_vxlan_tunnel_addr
+    for key, text in (
+        ("ipv4VXLANTunnelAddr", n.ipv4_vxlan_tunnel_addr),
+        ("vxlanTunnelMACAddr", n.vxlan_tunnel_mac),
+        ("ipv6VXLANTunnelAddr", n.ipv6_vxlan_tunnel_addr),
+        ("vxlanTunnelMACAddrV6", n.vxlan_tunnel_mac_v6),
+    ):
+        if text is not None:
+            spec[key] = text
     if n.orch_refs:
         spec["orchRefs"] = [
             {"nodeName": r.node_name, "orchestrator": r.orchestrator}
@@ -158,6 +174,16 @@ def _address(obj: str, path: str, data: Mapping[str, Any], key: str, version: in
     if addr is None or addr.version != version:
         fail(obj, f"{path}.{key} {text!r} is not an IPv{version} address", "write a bare address")
     return str(addr)
+
+
+def _mac(obj: str, spec: Mapping[str, Any], key: str) -> str | None:
+    text = get_str(obj, "spec", spec, key, "")
+    if not text:
+        return None
+    canonical = text.lower().replace("-", ":")
+    if not _MAC.fullmatch(canonical):
+        fail(obj, f"spec.{key} {text!r} is not a MAC address", "write it like 66:a1:b2:c3:d4:e5")
+    return canonical
 
 
 def _as_number(obj: str, value: object) -> int | None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 import ipaddress
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from tortie.core.record import replace
@@ -29,6 +29,13 @@ from tortie.node.hostaddrs import HostAddress
 from tortie.node.hostprep import Host, prepare
 from tortie.node.nodename import write_nodename_file
 from tortie.node.routerid import router_id
+from tortie.node.tunnel import (
+    IPIP,
+    check_ipip_supported,
+    ensure_tunnel_addresses,
+    kernel_has_ipip,
+    tunnel_settings,
+)
 
 
 @dataclass(frozen=True)
@@ -113,7 +120,11 @@ def resolve_addresses(
 
 
 def startup(
-    config: NodeConfig, store: Datastore, log: logging.Logger, host: Host | None = None
+    config: NodeConfig,
+    store: Datastore,
+    log: logging.Logger,
+    host: Host | None = None,
+    kernel_ipip: Callable[[], bool] = kernel_has_ipip,
 ) -> StartupResult:
     host = host or Host()
     nodes = NodeService(store)
@@ -172,6 +183,14 @@ def startup(
         )
 
     nodes.update(config.node_name, change)
+    if config.backend != "none":
+        # Tunnel addresses and VTEP MACs from the encapsulated pools; an IPIP pool on a
+        # kernel without ipip stops the start with one line (never silence).
+        settings = tunnel_settings(
+            nodes.get(config.node_name) or Node(config.node_name), load_pools(store), config.backend
+        )
+        check_ipip_supported(settings, not settings.enabled(IPIP) or kernel_ipip())
+        ensure_tunnel_addresses(store, config.node_name, config.backend, log)
     write_nodename_file(config.nodename_file, config.node_name)
     warnings: list[str] = []
     if config.backend != "none":

@@ -252,6 +252,21 @@ class Result:
     problems: list[str]
 
 
+def _with_encapsulation(want: Wanted, env: yaml.Node, cm: yaml.Node) -> Wanted:
+    """``want`` plus the env that gives the IPv6 pool the manifest's overlay."""
+    from tortie.rollout.encapsulation import encapsulation_env
+
+    values: dict[str, str] = {}
+    for item in items(env):
+        name, value = text_of(get(item, "name")), get(item, "value")
+        if name and isinstance(value, yaml.ScalarNode):
+            values[name] = value.value
+    backend_node = path(cm, "data", "calico_backend")
+    backend = backend_node.value if isinstance(backend_node, yaml.ScalarNode) else "bird"
+    extra = encapsulation_env(values, backend, want.mode)
+    return Wanted(want.mode, want.assign, {**want.env, **extra}) if extra else want
+
+
 def rewrite(full: str, source: str, want: Wanted) -> Result:
     docs = compose(full, source)
     installation = next(documents_of_kind(docs, "Installation"), None)
@@ -294,6 +309,7 @@ def rewrite(full: str, source: str, want: Wanted) -> Result:
     env = get(container, "env")
     if env is None:
         raise InvalidInput(f"{source}: the calico-node container has no env list")
+    want = _with_encapsulation(want, env, cm)
     _env_edits(full, env, want, edits, problems)
     out = edits.apply(full)
     verify(out, source, want)

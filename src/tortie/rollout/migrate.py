@@ -16,6 +16,7 @@ from tortie.errors import InvalidInput
 from tortie.ipam.admin import Admin
 from tortie.ipam.nodes import NodeService
 from tortie.ipam.pools import load_pools
+from tortie.model.ippool import IPPool
 
 
 @dataclass
@@ -34,6 +35,13 @@ class Plan:
     @property
     def blocked(self) -> list[Step]:
         return [s for s in self.steps if s.blocking]
+
+
+def carried_vxlan_mode(pools: list[IPPool]) -> str:
+    """The vxlanMode the new IPv6 pool takes over from the enabled IPv4 pools: Always when
+    any has it, else CrossSubnet when any has that, else Never (IPIP cannot carry IPv6)."""
+    modes = {x.vxlan_mode for x in pools if x.version == 4 and not x.disabled}
+    return next((m for m in ("Always", "CrossSubnet") if m in modes), "Never")
 
 
 def plan(store: Datastore, ipv6_pool: str = "") -> Plan:
@@ -67,7 +75,11 @@ def plan(store: Datastore, ipv6_pool: str = "") -> Plan:
             )
         )
     elif ipv6_pool:
-        p.steps.append(Step("create-pool", f"create IPv6 pool default-ipv6-ippool {ipv6_pool}"))
+        mode = carried_vxlan_mode(pools)
+        carried = f" with vxlanMode {mode} as the IPv4 pools" if mode != "Never" else ""
+        p.steps.append(
+            Step("create-pool", f"create IPv6 pool default-ipv6-ippool {ipv6_pool}{carried}")
+        )
     else:
         p.steps.append(
             Step(
@@ -171,6 +183,7 @@ def apply(store: Datastore, p: Plan, ipv6_pool: str) -> list[str]:
                     "blockSize": 122,
                     "natOutgoing": False,
                     "nodeSelector": "all()",
+                    "vxlanMode": carried_vxlan_mode(load_pools(store)),
                 },
             }
             done += admin.execute(admin.plan("create", [doc]))
