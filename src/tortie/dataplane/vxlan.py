@@ -14,6 +14,7 @@ socket there, as ``netlink_pod`` does.  Call from a thread without an asyncio lo
 
 from __future__ import annotations
 
+import errno
 import os
 import socket
 from collections.abc import Iterable
@@ -108,7 +109,16 @@ class _Writer:
 
     def __call__(self, method: str, *args: Any, **kwargs: Any) -> Any:
         self.result.writes += 1
-        return getattr(self.ipr, method)(*args, **kwargs)
+        try:
+            return getattr(self.ipr, method)(*args, **kwargs)
+        except NetlinkError as exc:
+            if args[0] == "del" and exc.code in (errno.ENOENT, errno.ESRCH, errno.ENODEV):
+                return None  # already gone (the kernel removed it with something else)
+            detail = ", ".join(f"{k}={v}" for k, v in sorted(kwargs.items()))
+            raise TortieError(
+                f"VXLAN dataplane: {method} {args[0]} ({detail}) failed: {exc.args[-1]}; "
+                "check that this kernel has vxlan and that tortie runs as root"
+            ) from None
 
 
 def _apply_family(ipr: Any, fam: FamilyState, result: ApplyResult) -> None:
@@ -274,10 +284,13 @@ def _route_id(msg: Any, family: int) -> dict[str, Any]:
         "family": family,
         "table": _RT_TABLE_MAIN,
         "proto": ROUTE_PROTOCOL,
+        "scope": msg["scope"],
+        "type": msg["type"],
     }
-    priority = msg.get_attr("RTA_PRIORITY")
-    if priority is not None:
-        spec["priority"] = priority
+    for attr, key in (("RTA_PRIORITY", "priority"), ("RTA_OIF", "oif")):
+        value = msg.get_attr(attr)
+        if value is not None:
+            spec[key] = value
     return spec
 
 
