@@ -53,7 +53,8 @@ def _all_pairs_reach(nodes: list[LabNode]) -> list[str]:
 
 
 def test_always_carries_both_families_across_the_router(namespaces: NetnsPool) -> None:
-    lab = Lab(namespaces, ["a", "a", "b"], pod_mtu=1450)
+    # Pod MTU as Calico computes it with VXLAN over IPv6 enabled: 1500 - 70.
+    lab = Lab(namespaces, ["a", "a", "b"], pod_mtu=1430)
     n1, n2, n3 = lab.nodes
     # Control: the router has no pod routes, so without VXLAN nothing crosses it.
     assert not ping(n1.pod, n3.pod4)
@@ -94,8 +95,14 @@ def test_always_carries_both_families_across_the_router(namespaces: NetnsPool) -
     assert _fdb(n1.ns, "vxlan-v6.calico") == {n2.mac6: n2.host6, n3.mac6: n3.host6}
 
     # The largest don't-fragment ping the pod MTU allows gets through; one byte more not.
-    assert ping(n1.pod, n3.pod4, size=1450 - 28, df=True)
-    assert not ping(n1.pod, n3.pod4, size=1450 - 28 + 1, df=True)
+    assert ping(n1.pod, n3.pod4, size=1430 - 28, df=True)
+    assert ping(n1.pod, n3.pod6, size=1430 - 48, df=True)
+    assert not ping(n1.pod, n3.pod4, size=1430 - 28 + 1, df=True)
+    assert not ping(n1.pod, n3.pod6, size=1430 - 48 + 1, df=True)
+    # A full-size packet on the device (its MTU plus the overhead = the 1500 of the
+    # underlay) crosses the router unfragmented.
+    assert ping(n1.ns, n3.tunnel4, size=1450 - 28, df=True)
+    assert ping(n1.ns, n3.tunnel6, size=1430 - 48, df=True)
 
     # Apply is idempotent: nothing to write the second time.
     assert [r.writes for r in lab.apply_all("Always")] == [0, 0, 0]
