@@ -1,4 +1,4 @@
-"""Two L2 segments joined by a plain router, nodes on each, one pod per node (root only).
+"""VXLAN tests and bench: two L2 segments joined by a plain router, nodes, pods (root).
 
 Layout: the router namespace holds two bridges, ``seg-a`` (10.1.0.0/24, fd00:a::/64) and
 ``seg-b`` (10.2.0.0/24, fd00:b::/64), with its own address on each and forwarding on; it
@@ -11,11 +11,8 @@ tunnel address and the second for its pod.  A pod is a namespace with a veth ``e
 
 from __future__ import annotations
 
-import sys
 from dataclasses import dataclass
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from netns import Netns, NetnsPool
 from tortie.dataplane.vxlan import ApplyResult, VxlanDataplane
 from tortie.node.vxlan import VtepNode, VxlanPool, VxlanSettings, VxlanState, desired
