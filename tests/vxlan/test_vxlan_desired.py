@@ -9,6 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tortie.errors import InvalidInput
+from tortie.model.ippool import IPPool
 from tortie.model.node import Node
 from tortie.node.vxlan import (
     DEVICE_V4,
@@ -22,6 +23,7 @@ from tortie.node.vxlan import (
     VxlanSettings,
     desired,
     from_node,
+    from_pool,
 )
 
 POOLS_ALWAYS = [VxlanPool("10.244.0.0/16", "Always"), VxlanPool("fd00:244::/48", "Always")]
@@ -147,6 +149,11 @@ def test_from_node_reads_the_model() -> None:
         getattr(model, "vxlan_tunnel_mac_addr", None), "fd00:244:0:1::",
         getattr(model, "vxlan_tunnel_mac_addr_v6", None), ("10.244.1.0/26",),
     )  # fmt: skip
+
+
+def test_from_pool_keeps_cidr_and_mode() -> None:
+    pool = IPPool(name="p", cidr="10.244.0.0/16", block_size=26, vxlan_mode="CrossSubnet")
+    assert from_pool(pool) == VxlanPool("10.244.0.0/16", "CrossSubnet")
 
 
 @st.composite

@@ -12,10 +12,9 @@ from typing import Any
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from vxlan_lab import Lab, LabNode, ping, tx_packets
-
 from netns import Netns, NetnsPool, require_root
-from tortie.node.vxlan import ROUTE_PROTOCOL
+from tortie.node.vxlan import ROUTE_PROTOCOL, VxlanPool, VxlanSettings, desired
+from vxlan_lab import POOL4, POOL6, Lab, LabNode, ping, tx_packets
 
 pytestmark = [pytest.mark.root, pytest.mark.slow]
 
@@ -201,6 +200,19 @@ def test_foreign_routes_are_never_touched_and_cleanup_removes_only_tortie_state(
     assert _routes(n1.ns, "-4") == {} and _routes(n1.ns, "-6") == {}
     assert "10.99.0.0/24" in {r["dst"] for r in n1.ns.routes("-4")}
     assert n1.dataplane().cleanup() == 0
+
+
+def test_a_changed_vni_recreates_the_device(namespaces: NetnsPool) -> None:
+    lab = Lab(namespaces, ["a", "b"])
+    lab.apply_all("Always")
+    n1, n2 = lab.nodes
+    pools = [VxlanPool(POOL4, "Always"), VxlanPool(POOL6, "Always")]
+    for n in lab.nodes:
+        state = desired(n.vtep(), [m.vtep() for m in lab.nodes], pools, VxlanSettings(vni=4097))
+        n.dataplane().apply(state)
+    link = n1.ns.link("vxlan.calico")
+    assert link is not None and link["linkinfo"]["info_data"]["id"] == 4097
+    assert ping(n1.pod, n2.pod4) and ping(n1.pod, n2.pod6)
 
 
 def test_switching_a_pool_to_never_removes_the_devices(namespaces: NetnsPool) -> None:

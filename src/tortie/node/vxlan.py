@@ -24,6 +24,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 from tortie.errors import InvalidInput
+from tortie.model.ippool import IPPool
 from tortie.model.node import Node
 
 DEVICE_V4 = "vxlan.calico"
@@ -243,6 +244,12 @@ def from_node(node: Node, blocks: Iterable[str] = ()) -> VtepNode:
         ipv6_tunnel_mac=text("vxlan_tunnel_mac_addr_v6"),
         blocks=tuple(blocks),
     )
+
+
+def from_pool(pool: IPPool) -> VxlanPool:
+    """A ``VxlanPool`` from a ``tortie.model.ippool.IPPool``.  Disabled pools count too:
+    their existing blocks keep their routes."""
+    return VxlanPool(pool.cidr, pool.vxlan_mode)
 
 
 def _checked_pool(pool: VxlanPool) -> VxlanPool:
