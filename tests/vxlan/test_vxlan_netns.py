@@ -4,7 +4,9 @@ pod routes; pods reach each other only through ``vxlan.calico`` / ``vxlan-v6.cal
 from __future__ import annotations
 
 import json
+import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -131,6 +133,7 @@ def test_cross_subnet_routes_natively_in_segment_and_tunnels_across(
     assert tx_packets(n1.ns, "vxlan.calico") == before
     assert ping(n1.pod, n3.pod4)
     assert tx_packets(n1.ns, "vxlan.calico") > before
+    assert [r.writes for r in lab.apply_all("CrossSubnet")] == [0, 0, 0]
 
 
 def test_a_removed_node_leaves_no_route_neighbour_or_fdb_entry(namespaces: NetnsPool) -> None:
@@ -200,6 +203,39 @@ def test_foreign_routes_are_never_touched_and_cleanup_removes_only_tortie_state(
     assert _routes(n1.ns, "-4") == {} and _routes(n1.ns, "-6") == {}
     assert "10.99.0.0/24" in {r["dst"] for r in n1.ns.routes("-4")}
     assert n1.dataplane().cleanup() == 0
+
+
+def test_a_pool_switched_from_never_to_always_keeps_running_pods_reachable(
+    namespaces: NetnsPool,
+) -> None:
+    lab = Lab(namespaces, ["a", "a"])
+    n1, n2 = lab.nodes
+    # Pool Never: BIRD's routes (its kernel protocol installs them at metric 32).
+    for here, there in ((n1, n2), (n2, n1)):
+        here.ns.ip("route", "add", there.block4, "via", there.host4, "proto", "bird",
+                   "metric", "32")  # fmt: skip
+    lab.apply_all("Never")
+    assert ping(n1.pod, n2.pod4)
+    pinger = subprocess.Popen(
+        ["ip", "netns", "exec", n1.pod.name, "ping", "-q", "-i", "0.02", "-c", "150", n2.pod4],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        time.sleep(0.5)
+        assert [r.conflicts for r in lab.apply_all("Always")] == [[], []]
+        got = n1.ns.ip("route", "get", n2.pod4, "from", n1.pod4, "iif", "cali1")
+        assert "dev vxlan.calico" in got  # metric 0 beats BIRD's 32 at once
+        time.sleep(0.5)
+        for here, there in ((n1, n2), (n2, n1)):  # BIRD withdraws (pool left its kernel export)
+            here.ns.ip("route", "del", there.block4, "proto", "bird", "metric", "32")
+        assert [r.writes for r in lab.apply_all("Always")] == [0, 0]
+        out, _ = pinger.communicate(timeout=30)
+    finally:
+        if pinger.poll() is None:
+            pinger.kill()
+            pinger.wait()
+    assert " 0% packet loss" in out, out
 
 
 def test_a_changed_vni_recreates_the_device(namespaces: NetnsPool) -> None:

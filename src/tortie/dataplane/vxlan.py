@@ -5,7 +5,10 @@ the same state makes no netlink writes, and whatever someone deleted or changed 
 (a route, a neighbour, an FDB entry, the device itself) is put back.  What it may touch:
 the two devices ``vxlan.calico`` / ``vxlan-v6.calico`` (and everything on them) and the
 main-table routes carrying ``ROUTE_PROTOCOL``; every other route is left alone (a
-foreign route to a destination tortie wants is reported as a conflict, not replaced).
+foreign route to a destination tortie wants, at the metric tortie's would get, is reported
+as a conflict, not replaced; at another metric — BIRD's kernel protocol uses 32 — both
+routes coexist and the kernel prefers the lower metric, so a pool switching from ``Never``
+to VXLAN keeps its pods reachable while BIRD withdraws its route).
 
 ``netns`` (a name under /run/netns or a path) applies inside that namespace: the calling
 thread enters it for the call (``tortie.dataplane.netns.entered``) and opens its netlink
@@ -48,6 +51,7 @@ _NUD_PERMANENT = 0x80
 _NTF_SELF = 0x02
 _AF_BRIDGE = 7
 _FAMILY = {4: socket.AF_INET, 6: socket.AF_INET6}
+_EXISTS = object()  # a route "add" found the destination taken
 
 
 @dataclass
@@ -114,6 +118,8 @@ class _Writer:
         except NetlinkError as exc:
             if args[0] == "del" and exc.code in (errno.ENOENT, errno.ESRCH, errno.ENODEV):
                 return None  # already gone (the kernel removed it with something else)
+            if method == "route" and args[0] == "add" and exc.code == errno.EEXIST:
+                return _EXISTS
             detail = ", ".join(f"{k}={v}" for k, v in sorted(kwargs.items()))
             raise TortieError(
                 f"VXLAN dataplane: {method} {args[0]} ({detail}) failed: {exc.args[-1]}; "
@@ -262,8 +268,8 @@ def _routes(
         key = _route_key(msg)
         if msg["proto"] == ROUTE_PROTOCOL:
             ours[key] = msg
-        elif msg["type"] == 1:  # unicast (not local/broadcast table noise)
-            foreign.add(key)
+        elif msg["type"] == 1 and msg.get_attr("RTA_PRIORITY", 0) == _default_metric(family):
+            foreign.add(key)  # a unicast route at the metric tortie's would get
     wanted = {r.dst: r for r in want} if index is not None else {}
     for key, msg in sorted(ours.items()):
         if key not in wanted:
@@ -275,7 +281,19 @@ def _routes(
         if have is None and dst in foreign:
             write.result.conflicts.append(dst)
             continue
-        write("route", "replace", **_route_spec(route, index, family))
+        # "add" for a new route: never replaces a foreign one that appeared meanwhile.
+        if (
+            write(
+                "route", "add" if have is None else "replace", **_route_spec(route, index, family)
+            )
+            is _EXISTS
+        ):
+            write.result.conflicts.append(dst)
+
+
+def _default_metric(family: int) -> int:
+    """The metric the kernel gives a route added without one (tortie's routes)."""
+    return 0 if family == socket.AF_INET else 1024
 
 
 def _route_id(msg: Any, family: int) -> dict[str, Any]:
