@@ -205,37 +205,50 @@ def test_foreign_routes_are_never_touched_and_cleanup_removes_only_tortie_state(
     assert n1.dataplane().cleanup() == 0
 
 
+def _pinger(src: Netns, dst: str) -> subprocess.Popen[str]:
+    argv = ["ip", "netns", "exec", src.name, "ping", "-q", "-i", "0.02", "-c", "150", dst]
+    return subprocess.Popen(argv, stdout=subprocess.PIPE, text=True)
+
+
 def test_a_pool_switched_from_never_to_always_keeps_running_pods_reachable(
     namespaces: NetnsPool,
 ) -> None:
     lab = Lab(namespaces, ["a", "a"])
     n1, n2 = lab.nodes
     # Pool Never: BIRD's routes (its kernel protocol installs them at metric 32).
-    for here, there in ((n1, n2), (n2, n1)):
-        here.ns.ip("route", "add", there.block4, "via", there.host4, "proto", "bird",
-                   "metric", "32")  # fmt: skip
+    bird = [
+        (here, fam, block, host)
+        for here, there in ((n1, n2), (n2, n1))
+        for fam, block, host in (
+            ("-4", there.block4, there.host4),
+            ("-6", there.block6, there.host6),
+        )
+    ]
+    for here, fam, block, host in bird:
+        here.ns.ip(fam, "route", "add", block, "via", host, "proto", "bird", "metric", "32")
     lab.apply_all("Never")
-    assert ping(n1.pod, n2.pod4)
-    pinger = subprocess.Popen(
-        ["ip", "netns", "exec", n1.pod.name, "ping", "-q", "-i", "0.02", "-c", "150", n2.pod4],
-        stdout=subprocess.PIPE,
-        text=True,
-    )
+    assert ping(n1.pod, n2.pod4) and ping(n1.pod, n2.pod6)
+    pingers = [_pinger(n1.pod, n2.pod4), _pinger(n1.pod, n2.pod6)]
     try:
         time.sleep(0.5)
         assert [r.conflicts for r in lab.apply_all("Always")] == [[], []]
-        got = n1.ns.ip("route", "get", n2.pod4, "from", n1.pod4, "iif", "cali1")
-        assert "dev vxlan.calico" in got  # metric 0 beats BIRD's 32 at once
+        got4 = n1.ns.ip("route", "get", n2.pod4, "from", n1.pod4, "iif", "cali1")
+        assert "dev vxlan.calico" in got4  # metric 0 beats BIRD's 32 at once
+        got6 = n1.ns.ip("-6", "route", "get", n2.pod6)
+        assert "dev eth0" in got6  # IPv6: BIRD's 32 beats the default 1024 until it goes
         time.sleep(0.5)
-        for here, there in ((n1, n2), (n2, n1)):  # BIRD withdraws (pool left its kernel export)
-            here.ns.ip("route", "del", there.block4, "proto", "bird", "metric", "32")
+        for here, fam, block, _ in bird:  # BIRD withdraws (the pool left its kernel export)
+            here.ns.ip(fam, "route", "del", block, "proto", "bird", "metric", "32")
+        assert "dev vxlan-v6.calico" in n1.ns.ip("-6", "route", "get", n2.pod6)
         assert [r.writes for r in lab.apply_all("Always")] == [0, 0]
-        out, _ = pinger.communicate(timeout=30)
+        outputs = [p.communicate(timeout=30)[0] for p in pingers]
     finally:
-        if pinger.poll() is None:
-            pinger.kill()
-            pinger.wait()
-    assert " 0% packet loss" in out, out
+        for p in pingers:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+    for out in outputs:
+        assert " 0% packet loss" in out, out
 
 
 def test_a_changed_vni_recreates_the_device(namespaces: NetnsPool) -> None:

@@ -274,7 +274,9 @@ def _routes(
     for key, msg in sorted(ours.items()):
         if key not in wanted:
             write("route", "del", **_route_id(msg, family))
-    for dst, route in sorted(wanted.items()):
+    # Direct routes to the remote tunnel addresses first: IPv6 checks an onlink gateway
+    # against the route that resolves it, which must then be the one on the device.
+    for dst, route in sorted(wanted.items(), key=lambda kv: (kv[1].gateway is not None, kv[0])):
         have = ours.get(dst)
         if have is not None and _matches(have, route, index):
             continue
