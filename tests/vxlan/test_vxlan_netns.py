@@ -15,7 +15,9 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from netns import Netns, NetnsPool, require_root
-from tortie.node.vxlan import ROUTE_PROTOCOL, VxlanPool, VxlanSettings, desired
+from tortie.dataplane.vxlan import VxlanDataplane
+from tortie.errors import NotFound
+from tortie.node.vxlan import ROUTE_PROTOCOL, VxlanPool, VxlanSettings, VxlanState, desired
 from vxlan_lab import POOL4, POOL6, Lab, LabNode, ping, tx_packets
 
 pytestmark = [pytest.mark.root, pytest.mark.slow]
@@ -272,3 +274,25 @@ def test_switching_a_pool_to_never_removes_the_devices(namespaces: NetnsPool) ->
     lab.apply_all("Never")
     assert {"vxlan.calico", "vxlan-v6.calico"}.isdisjoint(n1.ns.link_names())
     assert _routes(n1.ns, "-4") == {}
+
+
+def test_kernel_entries_on_the_device_are_left_alone(namespaces: NetnsPool) -> None:
+    lab = Lab(namespaces, ["a", "b"])
+    n1 = lab.nodes[0]
+    lab.apply_all("Always")
+    n1.ns.ip("neigh", "add", "10.244.9.9", "lladdr", "66:00:00:00:09:09", "dev",
+             "vxlan.calico", "nud", "reachable")  # fmt: skip
+    assert n1.dataplane().apply(lab.state_for(n1, "Always")).writes == 0
+    assert "10.244.9.9" in _neighbours(n1.ns, "-4", "vxlan.calico")
+    # ... but a stray permanent one (a VTEP tortie no longer wants) goes.
+    n1.ns.ip("neigh", "add", "10.244.9.8", "lladdr", "66:00:00:00:09:08", "dev",
+             "vxlan.calico", "nud", "permanent")  # fmt: skip
+    assert n1.dataplane().apply(lab.state_for(n1, "Always")).writes == 1
+    assert "10.244.9.8" not in _neighbours(n1.ns, "-4", "vxlan.calico")
+
+
+def test_a_missing_namespace_is_a_one_line_error() -> None:
+    require_root()
+    with pytest.raises(NotFound, match="does not exist") as err:
+        VxlanDataplane(netns="tt-no-such-namespace").apply(VxlanState())
+    assert "\n" not in str(err.value)
