@@ -30,7 +30,7 @@ def conflist(name: str, mode: str, sqlite_path: str, nodename: str) -> dict[str,
 
 
 def install_cni(args: argparse.Namespace) -> int:
-    from tortie.cni.install import write_executables
+    from tortie.cni.install import choose_client, write_executables
     from tortie.cni.netconf import NETWORK_NAME
 
     if not NETWORK_NAME.fullmatch(args.network_name):
@@ -51,9 +51,10 @@ def install_cni(args: argparse.Namespace) -> int:
             ) from None
     path = os.path.join(args.conf_dir, f"10-tortie-{args.mode}.conflist")
     tmp = path + ".tmp"
+    client = choose_client(getattr(args, "client", "auto"))
     try:
         written = write_executables(
-            args.bin_dir, getattr(args, "socket", "/var/run/tortie/cni.sock")
+            args.bin_dir, getattr(args, "socket", "/var/run/tortie/cni.sock"), client
         )
     except OSError as exc:
         raise InvalidInput(
@@ -74,7 +75,15 @@ def install_cni(args: argparse.Namespace) -> int:
             f"--conf-dir {args.conf_dir}: cannot write {os.path.basename(path)} "
             f"({exc.strerror}); choose a writable directory"
         ) from None
+    kind = (
+        "the compiled thin client"
+        if client == "compiled"
+        else "Python launchers (no compiled client was built: no C compiler at install time)"
+        if getattr(args, "client", "auto") == "auto"
+        else "Python launchers"
+    )
     for item in written:
         print(f"Installed {item}")
+    print(f"The plugins are {kind}")
     print(f"Wrote {path} ({args.mode})")
     return 0
