@@ -8,7 +8,7 @@ from __future__ import annotations
 import os
 import sys
 
-from setuptools import Command, setup
+from setuptools import Command, Distribution, setup
 from setuptools.command.build import build
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -62,8 +62,15 @@ class BuildCclient(Command):
         return [os.path.join("src", PACKAGE_DIR, "tortie_cni.c")]
 
 
+class PlatformDistribution(Distribution):
+    """The wheel holds an executable for this platform: tag it so, not ``any``."""
+
+    def has_ext_modules(self) -> bool:
+        return True
+
+
 class Build(build):
     sub_commands = [*build.sub_commands, ("build_cclient", None)]
 
 
-setup(cmdclass={"build": Build, "build_cclient": BuildCclient})
+setup(cmdclass={"build": Build, "build_cclient": BuildCclient}, distclass=PlatformDistribution)
