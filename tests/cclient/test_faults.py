@@ -152,6 +152,8 @@ FAULTS = {
     "code over 255": (answering(b"256 2\nab"), "malformed"),
     "three fields": (answering(b"0 2 3\nab"), "malformed"),
     "trailing bytes": (answering(b"0 2\nabc"), "malformed"),
+    "far more than announced": (answering(b"0 1\n" + b"x" * 5000), "malformed"),
+    "more in the first read": (answering(b"0 1\nxy"), "malformed"),
 }
 
 

@@ -365,6 +365,8 @@ int main(int argc, char **argv)
                 if (status)
                     break;
                 want = head_end + length + 1; /* one more: bytes after it are garbage */
+                if (got >= want)
+                    break; /* more than the header announced, in the first read */
             } else if (got == want) {
                 status = -1;
                 break;
