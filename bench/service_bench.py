@@ -25,7 +25,9 @@ connect falls back to running in its own process without saying so).
 Everything runs in temporary directories, throw-away network namespaces (``svcb-*``) and
 processes started here, stopped by PID.  Standard library and tortie only.
 
-Run: PYTHONPATH=src .venv/bin/python bench/service_bench.py [--quick]
+Run: PYTHONPATH=src .venv/bin/python bench/service_bench.py [--quick] [--client compiled]
+(``--client compiled``: the services' plugins are the compiled thin client, issue 18;
+bench/cclient_bench.py compares the two clients in one run.)
 """
 
 from __future__ import annotations
@@ -83,6 +85,7 @@ IP = shutil.which("ip") or "/usr/sbin/ip"
 NODE = "bench-node"
 PY_REAL = interpreter_path()  # what the launchers' "#!" line runs
 PATH = os.environ.get("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
+CLIENT = {"kind": "python"}  # the services' plugins: "python" launchers or "compiled"
 
 # --------------------------------------------------------------------------- numbers
 
@@ -124,7 +127,7 @@ class Service:
         self.sock = str(tmp / f"{name}.sock")
         self.log = tmp / f"{name}.log"
         self.bin = str(tmp / f"bin-{name}")
-        write_executables(self.bin, self.sock)
+        write_executables(self.bin, self.sock, CLIENT["kind"])
         full_env = {"PATH": PATH, "PYTHONPATH": package_root(), **env}
         argv = [sys.executable, "-m", "tortie.cli.main", "node", "serve-cni", "--socket", self.sock]
         with open(self.log, "wb") as log:
@@ -1104,7 +1107,14 @@ def main() -> int:
         default="ipam,concurrent,pods,ten,rss",
         help="comma-separated sections to run (default: all)",
     )
+    ap.add_argument(
+        "--client",
+        choices=("python", "compiled"),
+        default="python",
+        help="the plugins the services' contenders run (default python)",
+    )
     args = ap.parse_args()
+    CLIENT["kind"] = args.client
     only = set(args.only.split(","))
     quick = args.quick
     root = os.geteuid() == 0

@@ -39,8 +39,10 @@ def test_install_writes_plugins_and_a_conflist_for_the_mode(
     for name in ("tortie-ipam", "calico-ipam", "tortie-cni", "calico"):
         exe = bin_dir / name
         assert os.access(exe, os.X_OK), name
-        shebang = exe.read_text().splitlines()[0]
-        assert "shims" not in shebang and shebang.endswith(" -IS")
+        head = exe.read_bytes()
+        if not head.startswith(b"\x7fELF"):  # the compiled client when pip built it
+            shebang = head.decode().splitlines()[0]
+            assert "shims" not in shebang and shebang.endswith(" -IS")
     conf = json.loads((conf_dir / f"10-tortie-{mode}.conflist").read_text())
     assert f"10-tortie-{mode}.conflist" in out
     plugin = conf["plugins"][0]

@@ -13,8 +13,9 @@ from tortie.datastore.config import DatastoreSettings
 
 NODE = "node-1"
 
-# How ``call`` reaches the plugin: "in-process" (``run`` with the test's store) or
-# "service" (a CniService on a socket, the thin client's wire format, the same store).
+# How ``call`` reaches the plugin: "in-process" (``run`` with the test's store),
+# "service" (a CniService on a socket, the thin client's wire format, the same store) or
+# "compiled" (that service, called by the compiled client as a process).
 ROUTE = {"via": "in-process"}
 _services: dict[int, Any] = {}
 
@@ -30,6 +31,18 @@ def _service(store: Datastore, tmp: str) -> Any:
         svc.start()
         _services[id(store)] = svc
     return svc
+
+
+def install_compiled(tmp: str) -> None:
+    """The compiled client as ``tmp/bin/calico-ipam`` (skips when it was not built)."""
+    import pytest
+
+    from tortie.cni.cclient import built_client
+    from tortie.cni.install import write_executables
+
+    if built_client() is None:
+        pytest.skip("no compiled CNI client was built (no C compiler at pip install time)")
+    write_executables(f"{tmp}/bin", client="compiled")
 
 
 def stop_services() -> None:
@@ -80,6 +93,22 @@ def call(
     """Run the plugin in-process against ``store``; returns (exit code, decoded stdout)."""
     stdin = conf if isinstance(conf, bytes) else json.dumps(conf).encode()
     full = cni_env(command, **env)
+
+    if ROUTE["via"] == "compiled":
+        import subprocess
+
+        svc = _service(store, ROUTE["tmp"])
+        proc = subprocess.run(
+            [f"{ROUTE['tmp']}/bin/calico-ipam"],
+            input=stdin,
+            env={**full, "TORTIE_CNI_SOCKET": svc.path},
+            capture_output=True,
+            timeout=60,
+            check=False,
+        )
+        assert proc.returncode >= 0 and not proc.stderr, proc
+        out = proc.stdout.decode()
+        return proc.returncode, (json.loads(out) if out.strip() else None)
 
     if ROUTE["via"] == "service":
         from tortie.cni import thin

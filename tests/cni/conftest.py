@@ -1,4 +1,5 @@
-"""``route``: run a test module's plugin calls in-process and through the node service."""
+"""``route``: run a test module's plugin calls in-process, through the node service with
+the Python thin client, and through it with the compiled client (``compiled``)."""
 
 from __future__ import annotations
 
@@ -13,10 +14,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import cni_helpers
 
 
-@pytest.fixture(params=["in-process", "service"])
+@pytest.fixture(params=["in-process", "service", "compiled"])
 def route(request: pytest.FixtureRequest) -> Iterator[str]:
     via: str = request.param
     with tempfile.TemporaryDirectory(prefix="tortie-svc-") as tmp:
+        if via == "compiled":
+            cni_helpers.install_compiled(tmp)
         cni_helpers.ROUTE.update(via=via, tmp=tmp)
         try:
             yield via

@@ -41,17 +41,25 @@ def make_host(namespaces: NetnsPool) -> Netns:
     return host
 
 
-ROUTES = ["in-process", "service"]
+ROUTES = ["in-process", "service", "compiled"]
 
 
 def _routed(env: Env, route: str) -> Iterator[Env]:
-    """The plugins run in-process, or hand every call to ``tortie node serve-cni``."""
-    if route == "service":
+    """The plugins run in-process, or hand every call to ``tortie node serve-cni``
+    (through the Python launchers, or through the compiled client: ``compiled``)."""
+    if route == "compiled":
+        from tortie.cni.cclient import built_client
+        from tortie.cni.install import write_executables
+
+        if built_client() is None:
+            pytest.skip("no compiled CNI client was built (no C compiler at pip install time)")
+        write_executables(env.bin, client="compiled")
+    if route != "in-process":
         env.start_service()
     try:
         yield env
     finally:
-        if route == "service":
+        if route != "in-process":
             log = env.stop_service()
             assert "Traceback" not in log, log
 

@@ -36,7 +36,7 @@ def conflist(
 
 
 def install_cni(args: argparse.Namespace) -> int:
-    from tortie.cni.install import write_executables
+    from tortie.cni.install import choose_client, write_executables
     from tortie.cni.netconf import NETWORK_NAME
     from tortie.node.mtu import read_published_mtu
     from tortie.rundir import RunDir
@@ -59,8 +59,11 @@ def install_cni(args: argparse.Namespace) -> int:
             ) from None
     path = os.path.join(args.conf_dir, f"10-tortie-{args.mode}.conflist")
     tmp = path + ".tmp"
+    client = choose_client(getattr(args, "client", "auto"))
     try:
-        written = write_executables(args.bin_dir, getattr(args, "socket", DEFAULT_CNI_SOCKET))
+        written = write_executables(
+            args.bin_dir, getattr(args, "socket", DEFAULT_CNI_SOCKET), client
+        )
     except OSError as exc:
         raise InvalidInput(
             f"--bin-dir {args.bin_dir}: cannot write the plugins ({exc.strerror}); "
@@ -86,7 +89,15 @@ def install_cni(args: argparse.Namespace) -> int:
             f"--conf-dir {args.conf_dir}: cannot write {os.path.basename(path)} "
             f"({exc.strerror}); choose a writable directory"
         ) from None
+    kind = (
+        "the compiled thin client"
+        if client == "compiled"
+        else "Python launchers (no compiled client was built: no C compiler at install time)"
+        if getattr(args, "client", "auto") == "auto"
+        else "Python launchers"
+    )
     for item in written:
         print(f"Installed {item}")
+    print(f"The plugins are {kind}")
     print(f"Wrote {path} ({args.mode})")
     return 0

@@ -138,6 +138,13 @@ def build_parser() -> Parser:
         help="the node service the plugins ask first (tortie node run's $TORTIE_RUN_DIR/"
         "cni.sock; default %(default)s); with no service there they run in-process",
     )
+    install.add_argument(
+        "--client",
+        choices=("auto", "compiled", "python"),
+        default="auto",
+        help="the plugins: the compiled thin client, Python launchers, or auto (compiled "
+        "when pip built it; default)",
+    )
     install.set_defaults(handler=_install_cni)
     return parser
 
