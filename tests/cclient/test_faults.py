@@ -221,7 +221,9 @@ def test_a_fallback_that_cannot_start_is_one_clear_line(client: Path, tmp_path: 
 
 def test_the_wire_constants_match_the_python_side() -> None:
     from tortie.cni.cclient import source_path
-    from tortie.cni.service import MAX_REQUEST, SOCKET_NAME
+    from tortie.cni.service import MAX_REQUEST
+
+    SOCKET_NAME = thin.SOCKET_FILE
 
     text = Path(source_path()).read_text()
     assert f'#define MAGIC "{thin.MAGIC.decode()}"' in text

@@ -12,7 +12,7 @@ from typing import Any
 
 from tortie.core.block import Block
 from tortie.datastore import keys
-from tortie.datastore.base import KV, Datastore
+from tortie.datastore.base import KV, Datastore, Writes
 from tortie.ipam.admin import Admin
 from tortie.model.ipam_records import (
     CONFIRMED,
@@ -188,6 +188,9 @@ class CountingStore:
 
     def current_revision(self) -> int:
         return self.inner.current_revision()
+
+    def txn(self, writes: Writes) -> int:
+        return self.inner.txn(writes)
 
     def wait_for_change(
         self, prefixes: tuple[str, ...], after_revision: int, timeout: float

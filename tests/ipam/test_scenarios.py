@@ -15,7 +15,7 @@ import pytest
 
 from tortie.core import block as blk
 from tortie.datastore import keys
-from tortie.datastore.base import KV, Datastore
+from tortie.datastore.base import KV, Datastore, Writes
 from tortie.datastore.memory import MemoryDatastore
 from tortie.datastore.sqlite import SqliteDatastore
 from tortie.errors import DatastoreError, InvalidInput, NotFound
@@ -438,6 +438,9 @@ class _AllocateDuringDelete:
     def current_revision(self) -> int:
         return self.inner.current_revision()
 
+    def txn(self, writes: Writes) -> int:
+        return self.inner.txn(writes)
+
     def wait_for_change(
         self, prefixes: tuple[str, ...], after_revision: int, timeout: float
     ) -> bool:
@@ -552,6 +555,9 @@ class _AllocateAfterBlockWrite:
 
     def current_revision(self) -> int:
         return self.inner.current_revision()
+
+    def txn(self, writes: Writes) -> int:
+        return self.inner.txn(writes)
 
     def wait_for_change(
         self, prefixes: tuple[str, ...], after_revision: int, timeout: float

@@ -11,7 +11,7 @@ import pytest
 
 from tortie.core.addr import parse_network
 from tortie.datastore import keys
-from tortie.datastore.base import KV, Datastore
+from tortie.datastore.base import KV, Datastore, Writes
 from tortie.datastore.memory import MemoryDatastore
 from tortie.datastore.sqlite import SqliteDatastore
 from tortie.errors import Conflict, DatastoreError, NotFound, TortieError, Unavailable
@@ -63,6 +63,9 @@ class HookStore:
 
     def current_revision(self) -> int:
         return self.inner.current_revision()
+
+    def txn(self, writes: Writes) -> int:
+        return self.inner.txn(writes)
 
     def wait_for_change(
         self, prefixes: tuple[str, ...], after_revision: int, timeout: float
