@@ -12,7 +12,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "cni"))
 from cni_helpers import add_pool, allocated, call, netconf
 
 from tortie.datastore import keys
-from tortie.datastore.base import KV
+from tortie.datastore.base import KV, Writes
 from tortie.datastore.memory import MemoryDatastore
 from tortie.model.ipam_records import decode_handle
 
@@ -52,18 +52,27 @@ def test_gc_keeps_an_allocation_younger_than_the_grace_period() -> None:
 
 
 class _GcDuringAdd(MemoryDatastore):
-    """Runs one CNI GC (on the same store) between ADD's handle write and block write."""
+    """Runs one CNI GC (on the same store) just before ADD's block write (which now carries
+    the handle in the same transaction)."""
 
     def __init__(self, gc_conf: dict[str, Any]) -> None:
         super().__init__()
         self.gc_conf = gc_conf
         self.fired = False
 
-    def update(self, key: str, value: str, revision: int) -> KV:
+    def _maybe_gc(self, key: str) -> None:
         if not self.fired and "/block/" in key and "/assignment/" in key:
             self.fired = True
             assert call(self, "GC", self.gc_conf, **NO_CONTAINER) == (0, None)
+
+    def update(self, key: str, value: str, revision: int) -> KV:
+        self._maybe_gc(key)
         return super().update(key, value, revision)
+
+    def txn(self, writes: Writes) -> int:  # the handle and block land together now
+        for w in writes:
+            self._maybe_gc(w.key)
+        return super().txn(writes)
 
 
 def test_gc_during_an_add_does_not_orphan_its_address() -> None:

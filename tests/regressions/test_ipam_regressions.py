@@ -248,6 +248,13 @@ class AmbiguousUpdateStore(HookStore):
             raise Unavailable("etcd: timed out after 6.0 s (the write may have been applied)")
         return kv
 
+    def txn(self, writes: Writes) -> int:  # the block write now travels with its handle
+        rev = self.inner.txn(writes)
+        if self.armed and any(w.key.startswith(self.prefix) for w in writes):
+            self.armed = False
+            raise Unavailable("etcd: timed out after 6.0 s (the write may have been applied)")
+        return rev
+
 
 def test_ambiguous_block_write_does_not_drop_handle() -> None:
     inner = MemoryDatastore()

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from tortie.core import block as blk
 from tortie.datastore import keys
-from tortie.datastore.base import Datastore
+from tortie.datastore.base import Datastore, Write
 from tortie.errors import AlreadyExists
 from tortie.ipam.retry import DEFAULT_POLICY, RetryPolicy, run_cas
 from tortie.model.ipam_records import (
@@ -62,6 +62,16 @@ class HandleCounts:
                 self.store.delete(key, kv.revision)
 
         run_cas(write, f"update handle {handle_id}", self.policy)
+
+    def handle_write(self, handle_id: str, cidr: str, count: int) -> Write:
+        """The write that adds ``count`` addresses in ``cidr`` to the handle, for a
+        transaction that also writes the block (compare-and-swap on the handle as read)."""
+        key = keys.handle_key(handle_id)
+        kv = self.store.get(key)
+        counts = {} if kv is None else dict(decode_handle(key, kv.value).block)
+        counts[cidr] = counts.get(cidr, 0) + count
+        value = encode_handle(Handle(handle_id, counts))
+        return Write(key, value, 0 if kv is None else kv.revision)
 
     def add_counts(self, handle_id: str, counts: dict[str, int]) -> None:
         """Add addresses in several blocks to a handle in one write; a new handle is

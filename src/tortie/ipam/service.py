@@ -26,6 +26,7 @@ from tortie.core.addr import (
 )
 from tortie.core.block import Attribute, Block
 from tortie.datastore import keys
+from tortie.datastore.base import Write
 from tortie.errors import (
     Conflict,
     DatastoreError,
@@ -200,13 +201,12 @@ class Ipam(BlockAffinities):
             if (node is not None and block.host() != node) or block.free == 0:
                 return []
             new, ordinals = blk.assign(block, count, attr)
-            self.add_to_handle(attr.handle_id, cidr, len(ordinals))
-            try:
-                self.store.update(key, encode_block(new), kv.revision)
-            except Conflict:  # surely not written; after an unknown outcome the handle
-                # keeps the count: too high is safe (ipam check reports it), too low leaks
-                self.remove_from_handle(attr.handle_id, cidr, len(ordinals))
-                raise
+            # The handle's count and the block land in one transaction: on etcd as on
+            # SQLite a failure can never leave one without the other.
+            writes = [Write(key, encode_block(new), kv.revision)]
+            if attr.handle_id is not None and ordinals:
+                writes.insert(0, self.handle_write(attr.handle_id, cidr, len(ordinals)))
+            self.store.txn(writes)
             prefix = cidr.rsplit("/", 1)[1]
             return [f"{new.address(o)}/{prefix}" for o in ordinals]
 
