@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from tortie.datastore import keys
-from tortie.datastore.base import Datastore
+from tortie.datastore.base import Datastore, Writes
 from tortie.datastore.memory import MemoryDatastore
 from tortie.datastore.sqlite import SqliteDatastore
 from tortie.errors import Exhausted
@@ -218,6 +218,15 @@ class RacingStore(MemoryDatastore):
             free = next(o for o in range(block.size) if block.owner(o) is None)
             Ipam(self).assign_ip(str(block.address(free)), "other.writer", {}, NODE)
         return super().update(key, value, revision)
+
+    def txn(self, writes: Writes) -> int:  # the batch's blocks travel in a transaction
+        for w in writes:
+            if w.key.startswith("/calico/ipam/v2/assignment/ipv4/") and not self.raced:
+                self.raced = True
+                block = decode_block(w.key, super().get(w.key).value)  # type: ignore[union-attr]
+                free = next(o for o in range(block.size) if block.owner(o) is None)
+                Ipam(self).assign_ip(str(block.address(free)), "other.writer", {}, NODE)
+        return super().txn(writes)
 
 
 def test_a_lost_block_race_sends_the_batch_down_the_ordinary_path() -> None:

@@ -5,14 +5,15 @@ written wait and form the next batch (the classic group commit: no added latency
 lone request, and under a burst one write serves many pods).
 
 A batch takes addresses from the node's affine blocks only: each block read once, every
-request's addresses planned in memory (``tortie.core.block.assign``, pure), each
-request's handle written once, then each block written once (compare-and-swap).  On
-SQLite the whole batch is also one transaction (one commit for N pods).  A request the
+request's addresses planned in memory (``tortie.core.block.assign``, pure), then every
+request's handle and every block in one store transaction (``Datastore.txn``: one etcd
+``Txn``, one SQLite transaction), so they land together or not at all.  A request the
 node's blocks cannot fill completely is not written at all and runs the ordinary
 all-or-nothing ``Ipam.assign`` (which claims blocks, borrows and explains shortfalls), so
 the rules and errors stay those of ``tortie.ipam.assign``.  Another writer may change the
 store at any time: a block write that loses the race gives back what the batch wrote for
-its requests, and they take the ordinary path.
+its requests, and they take the ordinary path.  Nothing was written then.  Any other
+failure is answered to the batch's requests as it is.
 """
 
 from __future__ import annotations
@@ -24,12 +25,19 @@ from collections.abc import Callable
 from tortie.core import block as blk
 from tortie.core.block import Attribute, Block
 from tortie.datastore import keys
+from tortie.datastore.base import KV, TxnConflict, Write
 from tortie.errors import Conflict
 from tortie.ipam.affinities import in_pool_order
-from tortie.ipam.records import FULL_BLOCK_MARK, StoredBlock, atomic, write_block
-from tortie.ipam.requests import AssignRequest, ReleaseOptions
+from tortie.ipam.records import FULL_BLOCK_MARK, StoredBlock, atomic
+from tortie.ipam.requests import AssignRequest
 from tortie.ipam.service import Ipam
-from tortie.model.ipam_records import decode_block
+from tortie.model.ipam_records import (
+    Handle,
+    decode_block,
+    decode_handle,
+    encode_block,
+    encode_handle,
+)
 from tortie.model.ippool import IPPool
 
 TYPE_CHECKING = False
@@ -38,6 +46,9 @@ if TYPE_CHECKING:
 
 
 FULL_RECHECK = 1.0  # seconds
+# Requests per batch: each writes its handle, and the batch its blocks, in one transaction;
+# etcd refuses more than 128 operations per transaction (--max-txn-ops).
+MAX_BATCH = 96
 # Per family: the pools a batch used and the free addresses left in the node's blocks of
 # them (None: more than the batch looked at).
 FreeAfter = dict[int, tuple[list[IPPool], int | None]]
@@ -69,7 +80,7 @@ class GroupCommit:
         self,
         store: Datastore,
         after_commit: Callable[[str, int, list[IPPool], int | None], None] | None = None,
-        max_batch: int = 256,
+        max_batch: int = MAX_BATCH,
     ) -> None:
         self.store = store
         self.after_commit = after_commit
@@ -129,8 +140,16 @@ class GroupCommit:
             try:
                 leftovers, free_after = self._commit_group(items)
                 notes.append((items[0].request.node, free_after))
-            except BaseException:
+            except Conflict:  # lost a race before writing: nothing of the batch landed
                 leftovers = [i for i in items if not i.done.is_set()]
+            except BaseException as exc:  # the store failed: the batch may or may not
+                # have landed, so these requests fail as they are (never a second try
+                # that could give a handle a second address); the runtime retries
+                for item in items:
+                    if not item.done.is_set():
+                        item.error = exc
+                        item.done.set()
+                continue
             for item in leftovers:  # the ordinary path, one by one
                 try:
                     item.result = Ipam(self.store).assign(item.request)
@@ -144,9 +163,7 @@ class GroupCommit:
 
     def _commit_group(self, items: list[_Item]) -> tuple[list[_Item], FreeAfter]:
         """Fill what the node's blocks can: read each block once, plan every request's
-        addresses in memory, write each request's handle once (before any block, so a
-        crash leaves a count too high, never an address its handle does not know), then
-        each block once.  Returns the items left for the ordinary path (nothing was
+        addresses in memory, write every handle and block in one transaction.  Returns the items left for the ordinary path (nothing was
         written for them) and the free addresses left per family; items filled here are
         answered."""
         ipam = Ipam(self.store)
@@ -185,23 +202,13 @@ class GroupCommit:
             for plan in plans:
                 plan.assign([i for i in plan.items if id(i) in done])
             plans = [p for p in plans if p.items]
-            for item in complete:
-                counts = {p.stored.cidr: p.num for p in plans if id(item) in p.ids()}
-                ipam.add_counts(item.request.handle_id or "", counts)
-            failed: set[int] = set()
-            for plan in plans:
+            if complete:
                 try:
-                    write_block(self.store, plan.stored, plan.new)
-                    plan.written = True
-                    self._free[plan.stored.cidr] = (plan.new.free, time.monotonic())
-                except Conflict:  # another writer: these requests take the ordinary path
-                    failed |= plan.ids()
-                    self._free.pop(plan.stored.cidr, None)
-            for item in complete:
-                if id(item) in failed:
-                    self._undo(ipam, item, plans)
-                else:
-                    filled.append(item)
+                    self._write_together(ipam, complete, plans)
+                    filled = complete
+                except Conflict:  # another writer: nothing was written, the ordinary path
+                    for plan in plans:
+                        self._free.pop(plan.stored.cidr, None)
             for version in wanted:
                 known = [self._free.get(c) for c in candidates[version]]
                 spare = sum(k[0] for k in known if k) if all(known) else None
@@ -215,17 +222,40 @@ class GroupCommit:
             item.done.set()
         return [i for i in items if not i.done.is_set()], free_after
 
-    def _undo(self, ipam: Ipam, item: _Item, plans: list[_Plan]) -> None:
-        """A block write of this request lost a race: give back what was written."""
-        handle = item.request.handle_id
+    def _write_together(self, ipam: Ipam, complete: list[_Item], plans: list[_Plan]) -> None:
+        """Every filled request's handle and every block of the batch in one store
+        transaction: on etcd as on SQLite they land together or not at all.  Any error
+        but a conflict reaches the requests as it is (the ordinary path would take a
+        second address for a handle the transaction may have written)."""
+        blocks = [Write(p.stored.key, encode_block(p.new), p.stored.revision) for p in plans]
+        current: dict[str, KV | None] = {}  # handles assumed new until the store says not
+        for attempt in (1, 2):
+            writes: list[Write] = []
+            for item in complete:
+                counts = {p.stored.cidr: p.num for p in plans if id(item) in p.ids()}
+                handle = item.request.handle_id or ""
+                key = keys.handle_key(handle)
+                held = current.get(key)
+                if held is not None:  # an existing handle (a repeated ADD) adds to it
+                    for cidr, n in decode_handle(key, held.value).block.items():
+                        counts[cidr] = counts.get(cidr, 0) + n
+                value = encode_handle(Handle(handle, counts))
+                writes.append(Write(key, value, 0 if held is None else held.revision))
+            try:
+                self.store.txn(writes + blocks)
+                break
+            except TxnConflict as exc:
+                blocks_moved = any(
+                    (cur := exc.current.get(w.key)) is None or cur.revision != w.revision
+                    for w in blocks
+                )
+                if blocks_moved or attempt == 2:
+                    raise
+                current = exc.current  # only handles differed: write them as they are
+        now = time.monotonic()
         for plan in plans:
-            addrs = plan.addresses.get(id(item), [])
-            if not addrs:
-                continue
-            if plan.written:
-                ipam.release_ips(ReleaseOptions(a.split("/")[0], handle) for a in addrs)
-            else:
-                ipam.remove_from_handle(handle, plan.stored.cidr, len(addrs))
+            plan.written = True
+            self._free[plan.stored.cidr] = (plan.new.free, now)
 
     def _known_full(self, cidr: str) -> bool:
         seen = self._free.get(cidr)
