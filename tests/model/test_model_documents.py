@@ -110,16 +110,20 @@ items:
 """
     with pytest.raises(InvalidInput, match=r"list.yaml \(List item 2\): Node has no apiVersion"):
         load_documents(text, "list.yaml")
-    with pytest.raises(InvalidInput, match="unknown kind 'BGPPeerList'"):
-        load_documents("apiVersion: projectcalico.org/v3\nkind: BGPPeerList\nitems: []\n", "x")
+    with pytest.raises(InvalidInput, match="unknown kind 'GlobalNetworkSetList'"):
+        load_documents(
+            "apiVersion: projectcalico.org/v3\nkind: GlobalNetworkSetList\nitems: []\n", "x"
+        )
 
 
 def test_missing_and_unknown_kind_and_api_version() -> None:
     with pytest.raises(InvalidInput) as info:
         load_documents("apiVersion: projectcalico.org/v3\nmetadata: {name: a}\n", "a.yaml")
     assert str(info.value).startswith("a.yaml: kind is missing; add kind: (one of IPPool,")
-    with pytest.raises(InvalidInput, match=r"a\.yaml: unknown kind 'BGPPeer'; use one of IPPool"):
-        load_documents("apiVersion: projectcalico.org/v3\nkind: BGPPeer\n", "a.yaml")
+    with pytest.raises(
+        InvalidInput, match=r"a\.yaml: unknown kind 'GlobalNetworkSet'; use one of IPPool"
+    ):
+        load_documents("apiVersion: projectcalico.org/v3\nkind: GlobalNetworkSet\n", "a.yaml")
     with pytest.raises(InvalidInput, match="IPPool has no apiVersion; add apiVersion: project"):
         load_documents("kind: IPPool\n", "a.yaml")
     with pytest.raises(InvalidInput, match=r"Node apiVersion 'crd\.projectcalico\.org/v1' is not"):

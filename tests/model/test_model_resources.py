@@ -368,6 +368,8 @@ def test_kinds_registry() -> None:
         "IPAMConfig": ("ipamconfigurations", False),
         "Node": ("nodes", False),
         "WorkloadEndpoint": ("workloadendpoints", True),
+        "BGPConfiguration": ("bgpconfigurations", False),
+        "BGPPeer": ("bgppeers", False),
     }
     assert KINDS["IPAMConfig"] is KINDS["IPAMConfiguration"]
     assert KINDS["IPPool"].list_kind == "IPPoolList"
@@ -407,10 +409,10 @@ def test_cli_names(name: str, kind: str) -> None:
 
 def test_unknown_cli_name_lists_valid_ones() -> None:
     with pytest.raises(InvalidInput) as info:
-        kind_for_cli_name("bgppeer")
+        kind_for_cli_name("networkpolicy")
     message = str(info.value)
-    assert message.startswith("unknown resource type 'bgppeer'; use one of: ")
-    for name in ("ippool", "pools", "ipamconfig", "no", "wep"):
+    assert message.startswith("unknown resource type 'networkpolicy'; use one of: ")
+    for name in ("ippool", "pools", "ipamconfig", "no", "wep", "bgppeers", "bgpconfig"):
         assert name in message
 
 

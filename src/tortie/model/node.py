@@ -49,6 +49,7 @@ class Node:
     ipv6_address: str | None = None
     as_number: int | None = None
     router_id: str | None = None
+    route_reflector_cluster_id: str | None = None
     ipv4_ipip_tunnel_addr: str | None = None
     ipv4_vxlan_tunnel_addr: str | None = None
     ipv6_vxlan_tunnel_addr: str | None = None
@@ -62,7 +63,14 @@ class Node:
     resource_version: str | None = None
 
 
-_NODE_BGP_FIELDS = ("ipv4Address", "ipv6Address", "asNumber", "routerID", "ipv4IPIPTunnelAddr")
+_NODE_BGP_FIELDS = (
+    "ipv4Address",
+    "ipv6Address",
+    "asNumber",
+    "routerID",
+    "ipv4IPIPTunnelAddr",
+    "routeReflectorClusterID",
+)
 _NODE_SPEC_FIELDS = (
     "bgp",
     "ipv4VXLANTunnelAddr",
@@ -90,6 +98,7 @@ def node_from_dict(d: Mapping[str, Any], *, strict: bool = True) -> Node:
         ipv6_address=_interface(obj, "spec.bgp", bgp, "ipv6Address", 6),
         as_number=_as_number(obj, bgp.get("asNumber")),
         router_id=_router_id(obj, bgp.get("routerID")),
+        route_reflector_cluster_id=_cluster_id(obj, bgp.get("routeReflectorClusterID")),
         ipv4_ipip_tunnel_addr=_address(obj, "spec.bgp", bgp, "ipv4IPIPTunnelAddr", 4),
         ipv4_vxlan_tunnel_addr=_address(obj, "spec", spec, "ipv4VXLANTunnelAddr", 4),
         ipv6_vxlan_tunnel_addr=_address(obj, "spec", spec, "ipv6VXLANTunnelAddr", 6),
@@ -111,6 +120,7 @@ def node_to_dict(n: Node) -> dict[str, Any]:
         ("ipv6Address", n.ipv6_address),
         ("asNumber", n.as_number),
         ("routerID", n.router_id),
+        ("routeReflectorClusterID", n.route_reflector_cluster_id),
         ("ipv4IPIPTunnelAddr", n.ipv4_ipip_tunnel_addr),
     ):
         if value is not None:
@@ -224,6 +234,19 @@ def _router_id(obj: str, value: object) -> str | None:
             "write it like 10.0.0.1",
         )
     return str(addr)
+
+
+def _cluster_id(obj: str, value: object) -> str | None:
+    if value is None or value == "":
+        return None
+    try:
+        return str(ipaddress.IPv4Address(str(value)))
+    except ValueError:
+        fail(
+            obj,
+            f"spec.bgp.routeReflectorClusterID {value!r} is not a dotted-quad IPv4 address",
+            "write it like 224.0.0.1",
+        )
 
 
 def _orch_refs(obj: str, value: object, strict: bool) -> tuple[OrchRef, ...]:

@@ -10,6 +10,12 @@ from collections.abc import Callable, Mapping
 
 from tortie.core.record import record
 from tortie.errors import InvalidInput
+from tortie.model.bgp import (
+    bgpconfiguration_from_dict,
+    bgpconfiguration_to_dict,
+    bgppeer_from_dict,
+    bgppeer_to_dict,
+)
 from tortie.model.fields import (
     API_VERSION,
     CRD_API_VERSION,
@@ -110,6 +116,24 @@ _WEP = KindInfo(
     workloadendpoint_to_dict,
     ("workloadendpoint", "workloadendpoints", "wep", "weps"),
 )
+_BGPCONFIG = KindInfo(
+    "BGPConfiguration",
+    "bgpconfigurations",
+    False,
+    bgpconfiguration_from_dict,
+    bgpconfiguration_to_dict,
+    ("bgpconfiguration", "bgpconfigurations", "bgpconfig", "bgpconfigs"),
+    (API_VERSION, CRD_API_VERSION),
+)
+_BGPPEER = KindInfo(
+    "BGPPeer",
+    "bgppeers",
+    False,
+    bgppeer_from_dict,
+    bgppeer_to_dict,
+    ("bgppeer", "bgppeers", "bgpp", "bgpps", "bp", "bps"),
+    (API_VERSION, CRD_API_VERSION),
+)
 
 KINDS: dict[str, KindInfo] = {
     "IPPool": _IPPOOL,
@@ -117,6 +141,8 @@ KINDS: dict[str, KindInfo] = {
     "IPAMConfig": _IPAMCONFIG,
     "Node": _NODE,
     "WorkloadEndpoint": _WEP,
+    "BGPConfiguration": _BGPCONFIG,
+    "BGPPeer": _BGPPEER,
 }
 
 

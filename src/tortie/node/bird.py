@@ -21,12 +21,29 @@ from dataclasses import dataclass
 DEFAULT_AS = 64512
 
 
+MESH, GLOBAL, NODE = "mesh", "global", "node"  # peer types, as calicoctl node status shows
+PREFIXES = {MESH: "Mesh_", GLOBAL: "Global_", NODE: "Node_"}
+
+
 @dataclass(frozen=True)
 class Peer:
+    """One BGP neighbour: a node of the cluster (``node_peer``) or an outside router.
+    ``ipv4``/``ipv6``: its address per family (one session per family it has)."""
+
     name: str
     ipv4: str | None  # host address, no prefix
     ipv6: str | None
     as_number: int | None = None  # None: the default AS (Calico: the global AS), not ours
+    kind: str = MESH
+    node_peer: bool = True  # a node of this cluster (else: routes it sends stay here)
+    port: int = 179
+    rr_client: bool = False  # we reflect to it (we are a route reflector)
+    next_hop: str = ""  # "", "self" or "keep"
+    source_address: bool = True  # ``source address`` = this node's address
+    ttl_security: int = 0  # hops; 0: off
+    keepalive: int = 0  # seconds; 0: BIRD's default
+    max_restart: int = 0  # graceful restart time; 0: BIRD's default (120 s)
+    password: str = ""
 
 
 @dataclass(frozen=True)
@@ -43,11 +60,33 @@ class RoutingView:
     pools6: tuple[str, ...] = ()
     hold_time: int = 0  # 0: BIRD's default
     connect_retry: int = 5
+    no_export4: tuple[str, ...] = ()  # pools with disableBGPExport: never announced
+    no_export6: tuple[str, ...] = ()
+    announce4: tuple[tuple[str, tuple[str, ...]], ...] = ()  # (cidr, communities)
+    announce6: tuple[tuple[str, tuple[str, ...]], ...] = ()
+    communities: tuple[tuple[str, tuple[str, ...]], ...] = ()  # own prefixes: (cidr, comms)
+    rr_cluster_id: str = ""  # we are a route reflector with this cluster id
+    listen_port: int = 179
+    bind_address: bool = False  # bindMode NodeIP: listen on this node's addresses only
+    log_severity: str = "Info"
+    ignored_interfaces: tuple[str, ...] = ()
 
 
-def protocol_name(address: str) -> str:
-    """``Mesh_10_0_0_2`` / ``Mesh_fd00__2``, as Calico names mesh sessions."""
-    return "Mesh_" + address.replace(".", "_").replace(":", "_")
+def protocol_name(address: str, kind: str = MESH) -> str:
+    """``Mesh_10_0_0_2`` / ``Global_fd00__2`` / ``Node_…``, as Calico names sessions."""
+    return PREFIXES[kind] + address.replace(".", "_").replace(":", "_")
+
+
+def _community_statements(view: RoutingView, version: int) -> list[str]:
+    out = []
+    for cidr, values in view.communities:
+        if (":" in cidr) != (version == 6):
+            continue
+        for value in values:
+            parts = value.split(":")
+            attr = "bgp_large_community" if len(parts) == 3 else "bgp_community"
+            out.append(f"    if net ~ {cidr} then {attr}.add(({', '.join(parts)}));")
+    return out
 
 
 def _set(cidrs: Sequence[str], suffix: str = "") -> str:
@@ -59,6 +98,8 @@ def _family(view: RoutingView, version: int) -> list[str]:
     own = view.ipv4 if version == 4 else view.ipv6
     blocks = view.blocks4 if version == 4 else view.blocks6
     pools = view.pools4 if version == 4 else view.pools6
+    no_export = view.no_export4 if version == 4 else view.no_export6
+    announced = view.announce4 if version == 4 else view.announce6
     out = [
         f"# ---- IPv{version}",
         f"protocol kernel kernel{version} {{",
@@ -77,7 +118,25 @@ def _family(view: RoutingView, version: int) -> list[str]:
         f"  {fam};",
         *(f"  route {b} blackhole;" for b in blocks),
         "}",
+        f"protocol static announce{version} {{  # service ranges and prefixAdvertisements",
+        f"  {fam};",
+        *(f"  route {c} blackhole;" for c, _ in announced),
+        "}",
+        f"filter import_bgp{version} {{  # a peer never overrides this node's pod routes",
+        *([f"  if net ~ {_set(blocks, '+')} then reject;"] if blocks else []),
+        "  accept;",
+        "}",
+        f"filter export_outside{version} {{  # outside routers: only what this node originates",
+        *([f"  if net ~ {_set(no_export, '+')} then reject;"] if no_export else []),
+        f'  if proto = "blocks{version}" || proto = "announce{version}" then {{',
+        *_community_statements(view, version),
+        "    accept;",
+        "  }",
+        "  reject;",
+        "}",
         f"filter export_bgp{version} {{",
+        *([f"  if net ~ {_set(no_export, '+')} then reject;"] if no_export else []),
+        *([f'  if proto = "announce{version}" then accept;'] if announced else []),
     ]
     if blocks:
         out.append(f"  if net ~ {_set(blocks)} then accept;")
@@ -96,27 +155,81 @@ def _family(view: RoutingView, version: int) -> list[str]:
         timers.append(f"  keepalive time {max(1, view.hold_time // 3)};")
     out += [
         f"template bgp mesh{version} {{",
-        f"  local as {view.as_number};",
+        _local(view, own),
         *timers,
         f"  {fam} {{",
-        "    import all;",
+        f"    import filter import_bgp{version};",
         f"    export filter export_bgp{version};",
         "    add paths on;",
         "    gateway recursive;",
         "  };",
         "}",
     ]
-    for peer in sorted(view.peers, key=lambda p: p.name):
+    seen: set[str] = set()
+    for peer in sorted(view.peers, key=lambda p: (p.name, p.kind, p.ipv4 or "", p.ipv6 or "")):
         address = peer.ipv4 if version == 4 else peer.ipv6
-        if address is None or address == own or peer.name == view.node_name:
+        name = protocol_name(address, peer.kind) if address else ""
+        if address is None or address == own or peer.name == view.node_name or name in seen:
             continue
-        out.append(
-            f"protocol bgp {protocol_name(address)} from mesh{version} {{  # node {peer.name}\n"
-            f"  neighbor {address} as {peer.as_number or DEFAULT_AS};\n"
-            f"  source address {own};\n"
-            "}"
-        )
+        seen.add(name)
+        out += _session(view, version, peer, name, address, own)
     return out
+
+
+def _session(
+    view: RoutingView, version: int, peer: Peer, name: str, address: str, own: str | None
+) -> list[str]:
+    fam = f"ipv{version}"
+    remote_as = peer.as_number or DEFAULT_AS
+    port = f" port {peer.port}" if peer.port != 179 else ""
+    lines = [
+        f"protocol bgp {name} from mesh{version} {{  # {peer.kind} peer {peer.name}",
+        f"  neighbor {address}{port} as {remote_as};",
+    ]
+    if peer.source_address and own:
+        lines.append(f"  source address {own};")
+    if peer.rr_client:
+        lines += ["  rr client;", f"  rr cluster id {view.rr_cluster_id};"]
+    if peer.ttl_security:
+        lines += ["  ttl security on;", f"  multihop {peer.ttl_security};"]
+    elif remote_as == view.as_number and not peer.node_peer:
+        lines.append("  direct;")
+    if peer.keepalive:
+        lines.append(f"  keepalive time {peer.keepalive};")
+    if peer.max_restart:
+        lines.append(f"  graceful restart time {peer.max_restart};")
+    if peer.password:
+        lines.append(f"  password {_quote(peer.password)};")
+    channel = []  # the template's channel, changed where this peer needs it
+    if not (peer.node_peer or peer.rr_client):
+        channel.append(f"    export filter export_outside{version};")
+    if peer.next_hop:
+        channel.append(f"    next hop {peer.next_hop};")
+    elif remote_as == view.as_number and not peer.node_peer:
+        channel.append("    next hop self;")  # an outside iBGP router cannot reach our peers' hops
+    if channel:
+        lines += [f"  {fam} {{", *channel, "  };"]
+    lines.append("}")
+    return lines
+
+
+def _local(view: RoutingView, own: str | None) -> str:
+    address = f" {own}" if view.bind_address and own else ""
+    port = f" port {view.listen_port}" if view.listen_port != 179 else ""
+    return f"  local{address}{port} as {view.as_number};"
+
+
+def _quote(text: str) -> str:
+    return '"' + text + '"'  # peering refuses quotes, backslashes and newlines
+
+
+LOG_CLASSES = {
+    "Debug": "all",
+    "Info": "{ info, remote, warning, error, auth, fatal, bug }",
+    "Warning": "{ warning, error, auth, fatal, bug }",
+    "Error": "{ error, auth, fatal, bug }",
+    "Fatal": "{ fatal, bug }",
+}
 
 
 def render(view: RoutingView) -> str:
@@ -126,12 +239,15 @@ def render(view: RoutingView) -> str:
         "# Do not edit: it is rendered again from the datastore whenever nodes or blocks change.",
         f"router id {view.router_id};",
         "timeformat protocol iso long;",
-        "log stderr all;",
+        f"log stderr {LOG_CLASSES.get(view.log_severity, 'all')};",
         "protocol device { scan time 2; }",
     ]
     channels = [f"ipv{v};" for v, a in ((4, view.ipv4), (6, view.ipv6)) if a is not None]
     if channels:
-        lines.append(f'protocol direct {{ {" ".join(channels)} interface -"cali*", "*"; }}')
+        ignored = "".join(f' -"{i}",' for i in view.ignored_interfaces)
+        lines.append(
+            f'protocol direct {{ {" ".join(channels)} interface -"cali*",{ignored} "*"; }}'
+        )
     if view.ipv4 is not None:
         lines += _family(view, 4)
     if view.ipv6 is not None:

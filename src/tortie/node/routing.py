@@ -12,11 +12,12 @@ from tortie.errors import DatastoreError
 from tortie.ipam.nodes import NodeService
 from tortie.ipam.pools import load_pools
 from tortie.model.ipam_records import CONFIRMED, decode_affinity
-from tortie.node.bird import Peer, RoutingView
+from tortie.node.bird import RoutingView
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     import logging
+    from typing import Any
 
     from tortie.node.startup import StartupResult
 
@@ -25,6 +26,8 @@ def watched(node: str) -> tuple[str, ...]:
     return (
         keys.resource_prefix("nodes"),
         keys.resource_prefix("ippools"),
+        keys.resource_prefix("bgpconfigurations"),
+        keys.resource_prefix("bgppeers"),
         keys.host_prefix(node),
     )
 
@@ -51,33 +54,42 @@ def load_view(
     hold_time: int = 0,
     connect_retry: int = 5,
 ) -> RoutingView:
-    peers = []
+    """A thin reader over ``peering.routing_view`` (the pure core)."""
+    from tortie.model.resources import node_from_dict
+    from tortie.node.peering import Local, routing_view
+
+    nodes = []
     for kv in store.list(keys.resource_prefix("nodes")):
         try:
-            from tortie.model.resources import node_from_dict
-
-            n = node_from_dict(json.loads(kv.value), strict=False)
+            nodes.append(node_from_dict(json.loads(kv.value), strict=False))
         except Exception as exc:  # one broken Node must not stop routing for the rest
             log.warning("skipping node %s: %s", kv.key.rsplit("/", 1)[-1], exc)
-            continue
-        if n.name != me.node_name:
-            peers.append(Peer(n.name, _host(n.ipv4_address), _host(n.ipv6_address), n.as_number))
-    pools = load_pools(store)
+
+    def raw(plural: str) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for kv in store.list(keys.resource_prefix(plural)):
+            try:
+                out[kv.key] = json.loads(kv.value)
+            except ValueError:
+                log.warning("skipping %s: not JSON", kv.key)
+        return out
+
     v6 = me.ipv6_support and me.ipv6 is not None
-    return RoutingView(
-        node_name=me.node_name,
-        router_id=me.router_id,
-        as_number=me.as_number,
-        ipv4=_host(me.ipv4),
-        ipv6=_host(me.ipv6) if v6 else None,
-        peers=tuple(sorted(peers, key=lambda p: p.name)),
-        blocks4=tuple(own_blocks(store, me.node_name, 4, log)) if me.ipv4 else (),
-        blocks6=tuple(own_blocks(store, me.node_name, 6, log)) if v6 else (),
-        pools4=tuple(p.cidr for p in pools if p.version == 4),
-        pools6=tuple(p.cidr for p in pools if p.version == 6) if v6 else (),
+    local = Local(me.node_name, me.router_id, _host(me.ipv4), _host(me.ipv6) if v6 else None)
+    view, warnings = routing_view(
+        local,
+        nodes,
+        load_pools(store),
+        own_blocks(store, me.node_name, 4, log) if me.ipv4 else [],
+        own_blocks(store, me.node_name, 6, log) if v6 else [],
+        raw("bgpconfigurations"),
+        raw("bgppeers"),
         hold_time=hold_time,
         connect_retry=connect_retry,
     )
+    for warning in warnings:
+        log.warning("%s", warning)
+    return view
 
 
 __all__ = ["NodeService", "load_view", "own_blocks", "watched"]

@@ -33,9 +33,16 @@ class Route:
     protocol: str
 
 
+PEER_TYPES = {"Mesh_": "node-to-node mesh", "Global_": "global", "Node_": "node specific"}
+
+
+def _type_of(name: str) -> str | None:
+    return next((t for p, t in PEER_TYPES.items() if name.startswith(p)), None)
+
+
 def _peer_of(name: str) -> tuple[str, int]:
-    """``Mesh_10_0_0_2`` -> ("10.0.0.2", 4); ``Mesh_fd00__2`` -> ("fd00::2", 6)."""
-    raw = name.removeprefix("Mesh_")
+    """``Mesh_10_0_0_2`` -> ("10.0.0.2", 4); ``Global_fd00__2`` -> ("fd00::2", 6)."""
+    raw = name.split("_", 1)[1]
     parts = raw.split("_")
     if len(parts) == 4 and all(p.isdigit() for p in parts):
         return ".".join(parts), 4
@@ -46,7 +53,10 @@ def parse_protocols(text: str) -> list[Session]:
     sessions = []
     for line in text.splitlines():
         fields = line.split()
-        if len(fields) < 6 or not fields[0].startswith("Mesh_") or fields[1] != "BGP":
+        if len(fields) < 6 or fields[1] != "BGP":
+            continue
+        peer_type = _type_of(fields[0])
+        if peer_type is None:
             continue
         # name proto table state date time [info...]
         peer, family = _peer_of(fields[0])
@@ -54,7 +64,7 @@ def parse_protocols(text: str) -> list[Session]:
             Session(
                 peer=peer,
                 family=family,
-                peer_type="node-to-node mesh",
+                peer_type=peer_type,
                 state=fields[3],
                 since=" ".join(fields[4:6]),
                 info=" ".join(fields[6:]),
