@@ -129,6 +129,9 @@ def test_global_peer_gets_only_own_routes(tmp_path: Path) -> None:
         ({"peerIP": "10.0.0.9", "asNumber": 0}, "not an AS number"),
         ({"peerIP": "[fd00::9]:99999", "asNumber": 1}, "out of range"),
         ({"peerIP": "10.0.0.9"}, "asNumber is missing"),
+        # parsed but not rendered yet: refused rather than silently ignored
+        ({"peerIP": "10.0.0.9", "asNumber": 1, "filters": ["f1"]}, "filters is not supported"),
+        ({"peerIP": "10.0.0.9", "asNumber": 1, "reachableBy": "10.0.0.1"}, "reachableBy is not"),
     ],
 )
 def test_bad_bgppeer_refused_in_one_line(spec: dict[str, Any], message: str) -> None:

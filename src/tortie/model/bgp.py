@@ -385,6 +385,15 @@ def bgppeer_from_dict(d: Mapping[str, Any], *, strict: bool = True) -> BGPPeer:
     if keep and mode == "Self":
         fail(obj, "keepOriginalNextHop contradicts nextHopMode Self", "keep one of them")
     ttl = get_int(obj, "spec", spec, "ttlSecurity", 0, 0, 255)
+    # Accepting a setting that is not carried out is a defect: refuse these until the
+    # BIRD rendering does them.
+    for unsupported, what in (("filters", "BGPFilter resources"), ("reachableBy", "reachableBy")):
+        if spec.get(unsupported):
+            fail(
+                obj,
+                f"spec.{unsupported} is not supported by tortie yet ({what} are not rendered)",
+                f"remove spec.{unsupported}",
+            )
     return BGPPeer(
         name=meta.name,
         node=node,
