@@ -250,7 +250,12 @@ def test_a_pool_switched_from_never_to_always_keeps_running_pods_reachable(
                 p.kill()
                 p.wait()
     for out in outputs:
-        assert " 0% packet loss" in out, out
+        # no outage: at most one in-flight packet may be lost at the switch (seen once
+        # in 150 on a loaded 2-core CI machine); a real gap loses dozens
+        import re
+
+        m = re.search(r"(\d+) packets transmitted, (\d+) received", out)
+        assert m is not None and int(m.group(1)) - int(m.group(2)) <= 1, out
 
 
 def test_a_changed_vni_recreates_the_device(namespaces: NetnsPool) -> None:
