@@ -28,15 +28,13 @@ from tortie.datastore import keys
 from tortie.datastore.base import KV, TxnConflict, Write
 from tortie.errors import Conflict
 from tortie.ipam.affinities import in_pool_order
+from tortie.ipam.handle_counts import handle_write
 from tortie.ipam.records import FULL_BLOCK_MARK, StoredBlock, atomic
 from tortie.ipam.requests import AssignRequest
 from tortie.ipam.service import Ipam
 from tortie.model.ipam_records import (
-    Handle,
     decode_block,
-    decode_handle,
     encode_block,
-    encode_handle,
 )
 from tortie.model.ippool import IPPool
 
@@ -204,7 +202,7 @@ class GroupCommit:
             plans = [p for p in plans if p.items]
             if complete:
                 try:
-                    self._write_together(ipam, complete, plans)
+                    self._write_together(complete, plans)
                     filled = complete
                 except Conflict:  # another writer: nothing was written, the ordinary path
                     for plan in plans:
@@ -222,7 +220,7 @@ class GroupCommit:
             item.done.set()
         return [i for i in items if not i.done.is_set()], free_after
 
-    def _write_together(self, ipam: Ipam, complete: list[_Item], plans: list[_Plan]) -> None:
+    def _write_together(self, complete: list[_Item], plans: list[_Plan]) -> None:
         """Every filled request's handle and every block of the batch in one store
         transaction: on etcd as on SQLite they land together or not at all.  Any error
         but a conflict reaches the requests as it is (the ordinary path would take a
@@ -230,17 +228,15 @@ class GroupCommit:
         blocks = [Write(p.stored.key, encode_block(p.new), p.stored.revision) for p in plans]
         current: dict[str, KV | None] = {}  # handles assumed new until the store says not
         for attempt in (1, 2):
-            writes: list[Write] = []
-            for item in complete:
-                counts = {p.stored.cidr: p.num for p in plans if id(item) in p.ids()}
-                handle = item.request.handle_id or ""
-                key = keys.handle_key(handle)
-                held = current.get(key)
-                if held is not None:  # an existing handle (a repeated ADD) adds to it
-                    for cidr, n in decode_handle(key, held.value).block.items():
-                        counts[cidr] = counts.get(cidr, 0) + n
-                value = encode_handle(Handle(handle, counts))
-                writes.append(Write(key, value, 0 if held is None else held.revision))
+            writes = [  # an existing handle (a repeated ADD) is added to
+                handle_write(
+                    handle,
+                    {p.stored.cidr: p.num for p in plans if id(item) in p.ids()},
+                    current.get(keys.handle_key(handle)),
+                )
+                for item in complete
+                for handle in (item.request.handle_id or "",)
+            ]
             try:
                 self.store.txn(writes + blocks)
                 break
@@ -254,7 +250,6 @@ class GroupCommit:
                 current = exc.current  # only handles differed: write them as they are
         now = time.monotonic()
         for plan in plans:
-            plan.written = True
             self._free[plan.stored.cidr] = (plan.new.free, now)
 
     def _known_full(self, cidr: str) -> bool:
@@ -279,7 +274,7 @@ class _Plan:
     """The requests one block serves in a batch, and (after ``assign``) the block as it
     will be written."""
 
-    __slots__ = ("addresses", "items", "new", "num", "stored", "written")
+    __slots__ = ("addresses", "items", "new", "num", "stored")
 
     def __init__(self, stored: StoredBlock, num: int, items: list[_Item]) -> None:
         self.stored = stored
@@ -287,7 +282,6 @@ class _Plan:
         self.items = items
         self.new: Block = stored.block
         self.addresses: dict[int, list[str]] = {}
-        self.written = False
 
     def ids(self) -> set[int]:
         return {id(i) for i in self.items}

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from tortie.core import block as blk
 from tortie.datastore import keys
-from tortie.datastore.base import Datastore, Write
+from tortie.datastore.base import KV, Datastore, Write
 from tortie.errors import AlreadyExists
 from tortie.ipam.retry import DEFAULT_POLICY, RetryPolicy, run_cas
 from tortie.model.ipam_records import (
@@ -22,6 +22,17 @@ from tortie.model.ipam_records import (
 TYPE_CHECKING = False  # typing stays unimported at run time: plugin start-up
 if TYPE_CHECKING:
     from tortie.ipam.ownership import HandleOwners
+
+
+def handle_write(handle_id: str, added: dict[str, int], held: KV | None) -> Write:
+    """The transaction write adding ``added`` (block CIDR -> addresses) to the handle as
+    ``held`` (None: the handle must not exist yet)."""
+    key = keys.handle_key(handle_id)
+    counts = {} if held is None else dict(decode_handle(key, held.value).block)
+    for cidr, n in added.items():
+        counts[cidr] = counts.get(cidr, 0) + n
+    value = encode_handle(Handle(handle_id, counts))
+    return Write(key, value, 0 if held is None else held.revision)
 
 
 class HandleCounts:
@@ -66,12 +77,7 @@ class HandleCounts:
     def handle_write(self, handle_id: str, cidr: str, count: int) -> Write:
         """The write that adds ``count`` addresses in ``cidr`` to the handle, for a
         transaction that also writes the block (compare-and-swap on the handle as read)."""
-        key = keys.handle_key(handle_id)
-        kv = self.store.get(key)
-        counts = {} if kv is None else dict(decode_handle(key, kv.value).block)
-        counts[cidr] = counts.get(cidr, 0) + count
-        value = encode_handle(Handle(handle_id, counts))
-        return Write(key, value, 0 if kv is None else kv.revision)
+        return handle_write(handle_id, {cidr: count}, self.store.get(keys.handle_key(handle_id)))
 
     def add_counts(self, handle_id: str, counts: dict[str, int]) -> None:
         """Add addresses in several blocks to a handle in one write; a new handle is

@@ -16,7 +16,7 @@ from tortie.core.record import record
 from tortie.datastore import keys
 from tortie.datastore.base import Datastore
 from tortie.errors import DatastoreError
-from tortie.model.ipam_records import decode_block, encode_block
+from tortie.model.ipam_records import decode_block
 
 # Compact JSON of a block with no free ordinal (ours and Calico's Go encoder alike).
 FULL_BLOCK_MARK = '"unallocated":[]'
@@ -72,12 +72,6 @@ def read_block(store: Datastore, cidr: str, version: int) -> StoredBlock | None:
     if kv is None:
         return None
     return StoredBlock(cidr, decode_block(kv.key, kv.value), kv.revision)
-
-
-def write_block(store: Datastore, stored: StoredBlock, new: Block) -> None:
-    """Write ``new`` in place of ``stored`` if nobody wrote the block since it was read
-    (``Conflict`` otherwise)."""
-    store.update(stored.key, encode_block(new), stored.revision)
 
 
 def atomic(store: Datastore) -> contextlib.AbstractContextManager[None]:
