@@ -255,10 +255,11 @@ class CniService:
                     ),
                 )
             self.served += 1
+            # Counted before the answer goes out: whoever got the answer sees it counted.
+            self._count(verb, code, began)
             self._answer(conn, code, out)
             if code != 0:
                 self._warn("CNI %s failed: %s", label, out[:300])
-            self._count(verb, code, began)
 
         def abandon() -> None:
             self._answer(conn, 1, self._try_again("the node service is stopping"))
