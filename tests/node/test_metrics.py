@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 import logging
 import socket
+import threading
+import time
 from typing import cast
 
 import pytest
@@ -13,13 +15,24 @@ from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from tortie.datastore import keys
+from tortie.datastore.base import KV
 from tortie.datastore.memory import MemoryDatastore
-from tortie.errors import InvalidInput
+from tortie.errors import InvalidInput, Unavailable
 from tortie.ipam.requests import AutoAssignArgs
 from tortie.ipam.service import Ipam
 from tortie.node.birdproc import Bird
+from tortie.node.cache import FOLLOWED, ClusterView, NodeCache
 from tortie.node.config import config_from_env
-from tortie.node.metrics import AgentMetrics, PoolUsage, pool_usage, serve, session_counts
+from tortie.node.metrics import (
+    USAGE_REFRESH,
+    AgentMetrics,
+    PoolUsage,
+    blocks_in_use,
+    pool_usage,
+    refresh_forever,
+    serve,
+    session_counts,
+)
 
 POOL4, POOL6 = "10.244.0.0/16", "fd00:244::/48"
 
@@ -56,22 +69,35 @@ def store() -> MemoryDatastore:
     return s
 
 
+def view_of(store: MemoryDatastore) -> ClusterView:
+    """What the agent's watched cache would hold for this store."""
+    cache = NodeCache()
+    cache.replace(kv for prefix in FOLLOWED for kv in store.list(prefix))
+    return cache.view()
+
+
+def usage(store: MemoryDatastore, node: str) -> dict[str, PoolUsage]:
+    view = view_of(store)
+    return pool_usage(view, node, blocks_in_use(store, view, node))
+
+
 def test_pool_usage_counts_only_this_nodes_blocks(store: MemoryDatastore) -> None:
-    assert pool_usage(store, "a") == {POOL4: PoolUsage(), POOL6: PoolUsage()}
+    assert usage(store, "a") == {POOL4: PoolUsage(), POOL6: PoolUsage()}
     for i in range(5):
         assign(store, "a", f"pod-{i}", 1, int(i == 0))
     assign(store, "b", "other", 1, 1)
-    assert pool_usage(store, "a") == {POOL4: PoolUsage(2, 5), POOL6: PoolUsage(1, 1)}
-    assert pool_usage(store, "b") == {POOL4: PoolUsage(1, 1), POOL6: PoolUsage(1, 1)}
+    assert usage(store, "a") == {POOL4: PoolUsage(2, 5), POOL6: PoolUsage(1, 1)}
+    assert usage(store, "b") == {POOL4: PoolUsage(1, 1), POOL6: PoolUsage(1, 1)}
 
 
 def test_scrape_shows_pools_sessions_and_counters(store: MemoryDatastore) -> None:
     metrics = AgentMetrics()
     metrics.started(0.25)
     assign(store, "a", "pod", 1, 1)
-    metrics.after_pass(store, "a", None, woke=True, applied=True)
-    metrics.after_pass(store, "a", None, woke=True, applied=False)
-    metrics.after_pass(store, "a", None, woke=False, applied=False)
+    metrics.after_pass(woke=True, applied=1, bird=None)
+    metrics.after_pass(woke=True, applied=0, bird=None)
+    metrics.after_pass(woke=False, applied=0, bird=None)
+    metrics.refresh(store, view_of(store), "a", None)
     got = samples(metrics)
     assert got[("tortie_node_up", ())] == 1
     assert got[("tortie_node_startup_duration_seconds", ())] == 0.25
@@ -83,16 +109,48 @@ def test_scrape_shows_pools_sessions_and_counters(store: MemoryDatastore) -> Non
     assert got[("tortie_bgp_sessions", (("family", "4"),))] == 0
 
 
-def test_snapshot_follows_a_release_after_a_wakeup(store: MemoryDatastore) -> None:
+def test_allocations_are_read_on_their_own_timer_or_when_blocks_change(
+    store: MemoryDatastore,
+) -> None:
     metrics = AgentMetrics()
     assign(store, "a", "pod", 2, 0)
-    metrics.after_pass(store, "a", None, woke=True, applied=False)
+    view = view_of(store)
+    metrics.refresh(store, view, "a", None, now=100.0)
     assert samples(metrics)[("tortie_node_addresses_in_use", (("pool", POOL4),))] == 2
     Ipam(store).release_by_handle("pod")
-    metrics.after_pass(store, "a", None, woke=False, applied=False)  # not due yet
+    metrics.refresh(store, view, "a", None, now=101.0)  # same blocks, not due: no read
     assert samples(metrics)[("tortie_node_addresses_in_use", (("pool", POOL4),))] == 2
-    metrics.after_pass(store, "a", None, woke=True, applied=False)
+    metrics.refresh(store, view, "a", None, now=100.0 + USAGE_REFRESH)
     assert samples(metrics)[("tortie_node_addresses_in_use", (("pool", POOL4),))] == 0
+    assign(store, "a", "pod2", 5, 0)  # a second block: the cache's view changes
+    metrics.refresh(store, view_of(store), "a", None, now=100.0 + USAGE_REFRESH + 1)
+    got = samples(metrics)
+    assert got[("tortie_node_addresses_in_use", (("pool", POOL4),))] == 5
+    assert got[("tortie_node_blocks", (("pool", POOL4),))] == 2
+
+
+def test_a_failing_store_never_stops_the_refresh_thread(store: MemoryDatastore) -> None:
+    class Broken(MemoryDatastore):
+        def get(self, key: str) -> KV | None:
+            raise Unavailable("etcd: no endpoint answered")
+
+    assign(store, "a", "pod", 1, 0)
+    view = view_of(store)
+    metrics, stop = AgentMetrics(), threading.Event()
+    seen: list[int] = []
+
+    def current() -> tuple[ClusterView, str]:
+        seen.append(1)
+        return view, "a"
+
+    log = logging.getLogger("test.metrics")
+    thread = refresh_forever(metrics, Broken(), current, None, log, stop, every=0.01)
+    deadline = time.monotonic() + 5
+    while len(seen) < 3 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    stop.set()
+    thread.join(timeout=5)
+    assert len(seen) >= 3 and not thread.is_alive()
 
 
 class DeadBird:
@@ -110,10 +168,10 @@ class DeadBird:
 def test_bird_restarts_counted_once_each(store: MemoryDatastore) -> None:
     metrics, bird = AgentMetrics(), DeadBird()
     bird.restarts = 2
-    metrics.after_pass(store, "a", cast(Bird, bird), woke=False, applied=False)
-    metrics.after_pass(store, "a", cast(Bird, bird), woke=False, applied=False)
+    metrics.after_pass(woke=False, applied=0, bird=cast(Bird, bird))
+    metrics.after_pass(woke=False, applied=0, bird=cast(Bird, bird))
     bird.restarts = 3
-    metrics.after_pass(store, "a", cast(Bird, bird), woke=False, applied=False)
+    metrics.after_pass(woke=False, applied=0, bird=cast(Bird, bird))
     assert samples(metrics)[("tortie_bird_restarts_total", ())] == 3
 
 

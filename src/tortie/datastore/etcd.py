@@ -66,6 +66,8 @@ if TYPE_CHECKING:  # imported lazily: ssl for https only, http.client for watch 
     import ssl
     from typing import Any
 
+    from tortie.datastore.etcd_feed import EtcdFeed
+
 DEFAULT_ENDPOINT = "http://127.0.0.1:2379"
 REQUEST_TIMEOUT = 2.0
 TOTAL_TIMEOUT = 6.0
@@ -275,6 +277,12 @@ class EtcdDatastore:
         from tortie.datastore import etcd_watch
 
         return etcd_watch.watch(self, prefix, start_revision)
+
+    def open_feed(self, prefixes: tuple[str, ...]) -> EtcdFeed:
+        """A change feed over ``prefixes``: a watch stream each (``etcd_feed``)."""
+        from tortie.datastore.etcd_feed import EtcdFeed
+
+        return EtcdFeed(self, prefixes)
 
     def wait_for_change(
         self, prefixes: tuple[str, ...], after_revision: int, timeout: float

@@ -40,6 +40,12 @@ class MemoryDatastore:
         with self._changed:
             return self._changed.wait_for(changed, timeout=max(0.0, timeout))
 
+    def prefix_stamp(self, prefix: str) -> tuple[int, int]:
+        """Count and highest revision of the keys under ``prefix`` (see SQLite's)."""
+        with self._lock:
+            revs = [kv.revision for k, kv in self._data.items() if k.startswith(prefix)]
+            return len(revs), max(revs, default=0)
+
     def get(self, key: str) -> KV | None:
         with self._lock:
             return self._data.get(key)

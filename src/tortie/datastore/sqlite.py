@@ -225,6 +225,16 @@ class SqliteDatastore:
         rows = self._read("SELECT revision FROM meta WHERE id = 1", ())
         return int(str(rows[0][0])) if rows else 0
 
+    def prefix_stamp(self, prefix: str) -> tuple[int, int]:
+        """How many keys are under ``prefix`` and the highest revision among them: any
+        write under the prefix changes it (revisions are never reused).  The change feed
+        (``tortie.datastore.feed``) lists a prefix again only when this moved."""
+        rows = self._read(
+            "SELECT count(*), coalesce(max(revision), 0) FROM kv WHERE key >= ? AND key < ?",
+            (prefix, _prefix_end(prefix)),
+        )
+        return (int(str(rows[0][0])), int(str(rows[0][1]))) if rows else (0, 0)
+
     # ------------------------------------------------------------------ writes
 
     def _write(self, key: str, change: Change) -> int:

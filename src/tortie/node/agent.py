@@ -1,11 +1,15 @@
 """``tortie node run``: startup, then keep BIRD in step with the datastore until told to
 stop (SIGTERM / SIGINT), then stop BIRD and remove the run-time files.
 
-The loop: note the store revision, read nodes / this node's blocks / pools, render the
-BIRD configuration, apply it when the text changed, restart BIRD if it died, re-detect
-addresses when AUTODETECT_POLL_INTERVAL says so, then wait for a change under the watched
-prefixes (etcd: a watch; SQLite: cheap revision polling) or one second.  A datastore that
-is briefly unreachable is logged and retried; routes already in the kernel stay.
+A reconciler over a watched cache (docs/design/node-reconciler.md): the change feed
+(``tortie.datastore.feed``: etcd watch streams, SQLite revision polling) keeps
+``NodeCache`` equal to the followed prefixes — Nodes, IPPools, BGP and Felix
+configurations, block affinities — and every pass computes each part's desired state
+from it (``tortie.node.reconciler``; BIRD's configuration today) and applies what
+changed.  Nothing is read from the store while nothing followed changes; a full re-list
+every ``RESYNC`` seconds is the safety net and logs any drift it finds.  Kernel parts are
+re-applied every ``DATAPLANE_RESYNC`` seconds.  A datastore that is briefly unreachable is
+logged and retried; what is programmed stays.
 """
 
 from __future__ import annotations
@@ -16,12 +20,13 @@ import os
 import threading
 import time
 
-from tortie.datastore import keys
 from tortie.datastore.base import Datastore
+from tortie.datastore.feed import Feed, FeedBroken, open_feed
 from tortie.errors import Conflict, TortieError, Unavailable
-from tortie.node.bird import render
+from tortie.node.cache import FOLLOWED, ClusterView, NodeCache
 from tortie.node.config import NodeConfig
-from tortie.node.routing import load_view, watched
+from tortie.node.reconciler import Part, Reconciler
+from tortie.node.routing import BirdPart
 from tortie.node.startup import StartupResult, redetect, startup
 
 TYPE_CHECKING = False
@@ -32,6 +37,7 @@ if TYPE_CHECKING:
 
     from tortie.cni.host import NodeService
     from tortie.datastore.config import DatastoreSettings
+    from tortie.node.birdproc import Bird
     from tortie.node.hostprep import Host
     from tortie.node.metrics import AgentMetrics
 
@@ -109,6 +115,11 @@ def start_cni_service(
     )
 
 
+RESYNC = 300.0  # seconds between full re-reads of the followed prefixes (a safety net)
+DATAPLANE_RESYNC = 10.0  # seconds between re-applies of the kernel parts (hand edits)
+SETTLE = 0.05  # after a change, wait this long for more before reconciling
+
+
 def run_agent(
     config: NodeConfig,
     store: Datastore,
@@ -123,6 +134,8 @@ def run_agent(
     pid_file = _claim_run_dir(config.run_dir)
     bird = None
     service = None
+    feed = None
+    quit_metrics = threading.Event()
     try:
         metrics = None  # Prometheus metrics (issue 9 item 5), imported only when enabled
         if config.metrics_enabled:
@@ -135,72 +148,25 @@ def run_agent(
             metrics.started(time.monotonic() - began)
         if config.cni_service:
             service = start_cni_service(config, store, settings, log, metrics)
+        parts: list[Part] = []
         if result.backend == "bird":
             from tortie.node.birdproc import Bird
 
             bird = Bird(config.run_dir, log)
+            parts.append(BirdPart(bird, log, config.bgp_hold_time, config.bgp_connect_retry))
         write_status(config.run_dir, result)
         log.info("agent running for node %s (backend %s)", result.node_name, result.backend)
-        prefixes = watched(result.node_name)
-        last_text = refused = ""
-        applied = False
-        next_poll = time.monotonic() + config.poll_interval if config.poll_interval else None
-        while not stop.is_set():
-            try:
-                revision = store.current_revision()
-                if store.get(keys.resource_key("nodes", result.node_name)) is None:
-                    # Deleted under us ('tortie delete node'): its blocks are gone and the
-                    # other nodes dropped it; running on would leave a silently cut-off host.
-                    log.error(
-                        "node %s was deleted from the datastore while its agent runs; "
-                        "stopping: restart the agent to register the node again, or leave "
-                        "it stopped if the node is decommissioned",
-                        result.node_name,
-                    )
-                    return 1
-                if next_poll is not None and time.monotonic() >= next_poll:
-                    next_poll = time.monotonic() + config.poll_interval
-                    try:
-                        new = redetect(config, store, result, log, host)
-                    except Unavailable:
-                        raise
-                    except TortieError as exc:
-                        # An address gone for a moment must not stop routing updates.
-                        log.warning("address re-detection failed, addresses kept: %s", exc)
-                        new = result
-                    if new != result:
-                        result = new
-                        write_status(config.run_dir, result)
-                if bird is not None:
-                    view = load_view(
-                        store, result, log, config.bgp_hold_time, config.bgp_connect_retry
-                    )
-                    text = render(view)
-                    if text in (last_text, refused):
-                        pass  # a refused text is checked again only once it changes
-                    elif bird.apply(text):
-                        last_text, applied = text, True
-                        log.info(
-                            "routing: %d peers, blocks %s",
-                            len(view.peers),
-                            ", ".join(view.blocks4 + view.blocks6) or "none",
-                        )
-                    else:
-                        refused = text
-                    bird.supervise()
-                woke = store.wait_for_change(prefixes, revision, timeout=1.0)
-                if metrics is not None:
-                    metrics.after_pass(store, result.node_name, bird, woke, applied)
-                applied = False
-            except Unavailable as exc:
-                log.warning("datastore unavailable (%s); retrying in 1 s", exc)
-                stop.wait(1.0)
-            except TortieError as exc:
-                log.error("%s; retrying in 5 s", exc)
-                stop.wait(5.0)
-        log.info("stopping")
-        return 0
+        feed = open_feed(store, FOLLOWED)
+        loop = AgentLoop(config, store, log, stop, host, result, feed, Reconciler(parts, log))
+        if metrics is not None:
+            from tortie.node.metrics import refresh_forever
+
+            refresh_forever(metrics, store, loop.current, bird, log, quit_metrics)
+        return loop.run(bird, metrics)
     finally:
+        quit_metrics.set()
+        if feed is not None:
+            feed.close()
         if service is not None:
             service.stop()  # drains, then closes the stores it opened (cni/host.py)
         if bird is not None:
@@ -210,3 +176,127 @@ def run_agent(
             if os.path.exists(path):
                 os.unlink(path)
         pid_file.close()  # releases the run directory
+
+
+class AgentLoop:
+    """Follow the store through the change feed into the cache; reconcile on change."""
+
+    def __init__(
+        self,
+        config: NodeConfig,
+        store: Datastore,
+        log: logging.Logger,
+        stop: threading.Event,
+        host: Host | None,
+        result: StartupResult,
+        feed: Feed,
+        reconciler: Reconciler,
+    ) -> None:
+        self.config = config
+        self.store = store
+        self.log = log
+        self.stop = stop
+        self.host = host
+        self.result = result
+        self.feed = feed
+        self.reconciler = reconciler
+        self.cache = NodeCache()
+        self.loaded = False
+        self.resyncs = 0
+        self._view: tuple[ClusterView, str] | None = None
+        self._warned: frozenset[str] = frozenset()
+
+    def current(self) -> tuple[ClusterView, str] | None:
+        """The latest view and this node's name (read by the metrics thread)."""
+        return self._view
+
+    def run(self, bird: Bird | None, metrics: AgentMetrics | None) -> int:
+        config, log = self.config, self.log
+        now = time.monotonic()
+        next_resync = now + RESYNC
+        next_dataplane = now + DATAPLANE_RESYNC
+        next_poll = now + config.poll_interval if config.poll_interval else None
+        woke = False
+        while not self.stop.is_set():
+            try:
+                now = time.monotonic()
+                if not self.loaded or now >= next_resync:
+                    self._load()
+                    next_resync = now + RESYNC
+                view = self.cache.view()
+                self._view = (view, self.result.node_name)
+                for warning in sorted(set(view.warnings) - self._warned):
+                    log.warning("%s", warning)
+                self._warned = frozenset(view.warnings)
+                if view.node(self.result.node_name) is None:
+                    # Deleted under us ('tortie delete node'): its blocks are gone and the
+                    # other nodes dropped it; running on would leave a silently cut-off host.
+                    log.error(
+                        "node %s was deleted from the datastore while its agent runs; "
+                        "stopping: restart the agent to register the node again, or leave "
+                        "it stopped if the node is decommissioned",
+                        self.result.node_name,
+                    )
+                    return 1
+                if next_poll is not None and now >= next_poll:
+                    next_poll = now + config.poll_interval
+                    self._redetect()
+                resync = now >= next_dataplane
+                if resync:
+                    next_dataplane = now + DATAPLANE_RESYNC
+                applied = self.reconciler.reconcile(view, self.result, resync=resync)
+                if bird is not None:
+                    bird.supervise()
+                if metrics is not None:
+                    metrics.after_pass(woke, len(applied), bird)
+                woke = self._wait(min(1.0, max(0.0, next_resync - time.monotonic())))
+            except FeedBroken as exc:
+                log.info("%s", exc)
+                self.loaded = False
+            except Unavailable as exc:
+                log.warning("datastore unavailable (%s); retrying in 1 s", exc)
+                self.loaded = False
+                self.stop.wait(1.0)
+            except TortieError as exc:
+                log.error("%s; retrying in 5 s", exc)
+                self.loaded = False
+                self.stop.wait(5.0)
+        log.info("stopping")
+        return 0
+
+    def _load(self) -> None:
+        """List everything followed; after the first time, say what had drifted."""
+        differ = self.cache.replace(self.feed.load())
+        if self.loaded and differ:
+            shown = ", ".join(k.removeprefix("/calico/") for k in differ[:5])
+            more = f" and {len(differ) - 5} more" if len(differ) > 5 else ""
+            self.log.warning(
+                "resync: %d keys differed from the watched cache (%s%s); corrected",
+                len(differ),
+                shown,
+                more,
+            )
+        self.loaded = True
+        self.resyncs += 1
+
+    def _wait(self, timeout: float) -> bool:
+        """Wait for changes (up to ``timeout``), let a burst settle; True when the
+        cache changed."""
+        changed = self.cache.apply(self.feed.changes(timeout))
+        if changed:
+            while not self.stop.is_set() and self.cache.apply(self.feed.changes(SETTLE)):
+                pass
+        return changed
+
+    def _redetect(self) -> None:
+        try:
+            new = redetect(self.config, self.store, self.result, self.log, self.host)
+        except Unavailable:
+            raise
+        except TortieError as exc:
+            # An address gone for a moment must not stop routing updates.
+            self.log.warning("address re-detection failed, addresses kept: %s", exc)
+            return
+        if new != self.result:
+            self.result = new
+            write_status(self.config.run_dir, self.result)

@@ -1,9 +1,11 @@
 """Prometheus metrics of ``tortie node run`` (Felix's FELIX_PROMETHEUSMETRICS* variables).
 
 Served with ``prometheus_client`` from a registry of our own.  The agent's loop feeds the
-counters and refreshes a snapshot (BGP sessions from BIRD, blocks and addresses per pool
-from the store) at most every ``REFRESH`` seconds or after a datastore change; a scrape
-only reads that snapshot, so the HTTP thread never touches the store or BIRD.
+counters; a thread of its own (``refresh_forever``) refreshes a snapshot every
+``REFRESH`` seconds: BGP sessions from BIRD, this node's blocks per pool from the agent's
+watched cache, their allocations read from the store at most every ``USAGE_REFRESH``
+seconds.  A scrape only reads that snapshot, so the HTTP thread never touches the store
+or BIRD, and nothing here can delay routing.
 
 Metric names (``tortie_`` prefix):
 
@@ -21,8 +23,9 @@ from __future__ import annotations
 
 import errno
 import ipaddress
+import threading
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
@@ -32,7 +35,6 @@ from prometheus_client.registry import Collector
 from tortie.datastore import keys
 from tortie.datastore.base import Datastore
 from tortie.errors import DatastoreError, InvalidInput, TortieError
-from tortie.ipam.pools import load_pools
 from tortie.model.ipam_records import decode_block
 
 TYPE_CHECKING = False
@@ -42,9 +44,11 @@ if TYPE_CHECKING:
     from prometheus_client.core import Metric
 
     from tortie.node.birdproc import Bird
+    from tortie.node.cache import ClusterView
     from tortie.node.config import NodeConfig
 
-REFRESH = 5.0
+REFRESH = 5.0  # seconds between snapshots (BGP sessions, blocks per pool)
+USAGE_REFRESH = 30.0  # seconds between reads of this node's blocks' allocations
 NO_POOL = "none"  # blocks whose pool was deleted
 
 
@@ -54,28 +58,37 @@ class PoolUsage:
     in_use: int = 0
 
 
-def pool_usage(store: Datastore, node: str) -> dict[str, PoolUsage]:
-    """This node's affine blocks and their used addresses, by pool CIDR (pure reads)."""
-    pools = [ipaddress.ip_network(p.cidr) for p in load_pools(store)]
-    owner = f"host:{node}"
+def pool_usage(view: ClusterView, node: str, used: Mapping[str, int]) -> dict[str, PoolUsage]:
+    """This node's blocks (from the watched cache) and their used addresses (``used``:
+    block CIDR -> addresses allocated; a block not in it counts 0), by pool CIDR: pure."""
+    pools = [ipaddress.ip_network(p.cidr) for p in view.pools]
     usage: dict[str, PoolUsage] = {str(p): PoolUsage() for p in pools}
     for version in (4, 6):
-        for kv in store.list(keys.block_prefix(version)):
-            try:
-                block = decode_block(kv.key, kv.value)
-            except DatastoreError:
-                continue  # 'tortie ipam check' reports it
-            if block.affinity != owner:
-                continue
-            net = ipaddress.ip_network(block.cidr)
+        for cidr in view.blocks_of(node, version):
+            net = ipaddress.ip_network(cidr)
             pool = next(
                 (str(p) for p in pools if p.version == net.version and net.subnet_of(p)),  # type: ignore[arg-type]
                 NO_POOL,
             )
-            used = sum(1 for a in block.allocations if a is not None)
             old = usage.get(pool, PoolUsage())
-            usage[pool] = PoolUsage(old.blocks + 1, old.in_use + used)
+            usage[pool] = PoolUsage(old.blocks + 1, old.in_use + used.get(cidr, 0))
     return usage
+
+
+def blocks_in_use(store: Datastore, view: ClusterView, node: str) -> dict[str, int]:
+    """Addresses allocated in each of this node's blocks: one read per block."""
+    out: dict[str, int] = {}
+    for version in (4, 6):
+        for cidr in view.blocks_of(node, version):
+            kv = store.get(keys.block_key(cidr, version))
+            if kv is None:
+                continue
+            try:
+                block = decode_block(kv.key, kv.value)
+            except DatastoreError:
+                continue  # 'tortie ipam check' reports it
+            out[cidr] = sum(1 for a in block.allocations if a is not None)
+    return out
 
 
 def session_counts(sessions: Iterable[tuple[int, bool]]) -> dict[int, tuple[int, int]]:
@@ -148,16 +161,31 @@ class AgentMetrics:
         )
         self.snapshot = Snapshot()
         self._restarts_seen = 0
-        self._next_refresh = 0.0
+        self._next_usage = 0.0
+        self._usage_view: ClusterView | None = None
+        self._used: dict[str, int] = {}
         r.register(_SnapshotCollector(self))
 
     def started(self, seconds: float) -> None:
         self.startup_seconds.set(seconds)
         self.up.set(1)
 
-    def refresh(self, store: Datastore, node: str, bird: Bird | None) -> None:
-        """Re-read pools/blocks and (when BIRD runs) the BGP sessions into the snapshot."""
-        pools = pool_usage(store, node)
+    def refresh(
+        self,
+        store: Datastore,
+        view: ClusterView,
+        node: str,
+        bird: Bird | None,
+        now: float | None = None,
+    ) -> None:
+        """A new snapshot: blocks per pool from the cache, their allocations from the
+        store at most every ``USAGE_REFRESH`` seconds, BGP sessions from BIRD."""
+        now = time.monotonic() if now is None else now
+        if now >= self._next_usage or self._usage_view is not view:
+            self._used = blocks_in_use(store, view, node)
+            self._next_usage = now + USAGE_REFRESH
+            self._usage_view = view
+        pools = pool_usage(view, node, self._used)
         sessions = self.snapshot.sessions
         if bird is not None and bird.running():
             from tortie.node.birdproc import birdc
@@ -172,21 +200,46 @@ class AgentMetrics:
             sessions = session_counts(())
         self.snapshot = Snapshot(sessions, pools)
 
-    def after_pass(
-        self, store: Datastore, node: str, bird: Bird | None, woke: bool, applied: bool
-    ) -> None:
-        """One loop pass of the agent: count, and refresh the snapshot when due."""
+    def after_pass(self, woke: bool, applied: int, bird: Bird | None) -> None:
+        """One pass of the agent's loop: counters only (no I/O: routing never waits)."""
         if woke:
             self.wakeups.inc()
         if applied:
-            self.reconfigurations.inc()
+            self.reconfigurations.inc(applied)
         if bird is not None and bird.restarts > self._restarts_seen:
             self.restarts.inc(bird.restarts - self._restarts_seen)
             self._restarts_seen = bird.restarts
-        now = time.monotonic()
-        if woke or applied or now >= self._next_refresh:
-            self.refresh(store, node, bird)
-            self._next_refresh = now + REFRESH
+
+
+def refresh_forever(
+    metrics: AgentMetrics,
+    store: Datastore,
+    current: Callable[[], tuple[ClusterView, str] | None],
+    bird: Bird | None,
+    log: logging.Logger,
+    stop: threading.Event,
+    every: float = REFRESH,
+) -> threading.Thread:
+    """Refresh the snapshot on a timer of its own in a thread: a slow store or BIRD
+    delays the metrics, never routing.  ``current()``: the agent's latest view."""
+
+    def loop() -> None:
+        failing = ""
+        while not stop.is_set():
+            got = current()
+            if got is not None:
+                try:
+                    metrics.refresh(store, got[0], got[1], bird)
+                    failing = ""
+                except TortieError as exc:
+                    if str(exc) != failing:
+                        log.warning("metrics not refreshed: %s", exc)
+                    failing = str(exc)
+            stop.wait(every)
+
+    thread = threading.Thread(target=loop, name="metrics", daemon=True)
+    thread.start()
+    return thread
 
 
 def serve(config: NodeConfig, log: logging.Logger) -> AgentMetrics | None:

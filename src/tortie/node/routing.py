@@ -1,5 +1,7 @@
-"""What BIRD must know, read from the datastore: the other nodes, this node's confirmed
-blocks, the pools.  ``WATCHED`` are the key prefixes whose changes re-render it."""
+"""What BIRD must know: the other nodes, this node's confirmed blocks, the pools, BGP
+configurations and peers.  ``bird_view`` takes it from the agent's watched cache (pure);
+``load_view`` reads the same from a store (tools and tests).  ``BirdPart`` is the
+reconciler's part that keeps BIRD's configuration in step with the cache."""
 
 from __future__ import annotations
 
@@ -12,13 +14,15 @@ from tortie.errors import DatastoreError
 from tortie.ipam.nodes import NodeService
 from tortie.ipam.pools import load_pools
 from tortie.model.ipam_records import CONFIRMED, decode_affinity
-from tortie.node.bird import RoutingView
+from tortie.node.bird import RoutingView, render
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     import logging
     from typing import Any
 
+    from tortie.node.birdproc import Bird
+    from tortie.node.cache import ClusterView
     from tortie.node.startup import StartupResult
 
 
@@ -92,4 +96,62 @@ def load_view(
     return view
 
 
-__all__ = ["NodeService", "load_view", "own_blocks", "watched"]
+def bird_view(
+    view: ClusterView,
+    me: StartupResult,
+    hold_time: int = 0,
+    connect_retry: int = 5,
+) -> tuple[RoutingView, tuple[str, ...]]:
+    """The routing view from the watched cache, and its warnings (pure)."""
+    from tortie.node.peering import Local, routing_view
+
+    v6 = me.ipv6_support and me.ipv6 is not None
+    local = Local(me.node_name, me.router_id, _host(me.ipv4), _host(me.ipv6) if v6 else None)
+    return routing_view(
+        local,
+        list(view.nodes),
+        list(view.pools),
+        view.blocks_of(me.node_name, 4) if me.ipv4 else [],
+        view.blocks_of(me.node_name, 6) if v6 else [],
+        view.bgp_configurations,
+        view.bgp_peers,
+        hold_time=hold_time,
+        connect_retry=connect_retry,
+    )
+
+
+class BirdPart:
+    """BIRD's configuration as a reconciler part: the rendered text is the desired
+    state; applying it checks it with ``bird -p`` and reconfigures (or starts) BIRD."""
+
+    name = "bird"
+    kernel = False
+
+    def __init__(self, bird: Bird, log: logging.Logger, hold_time: int, connect_retry: int):
+        self.bird = bird
+        self.log = log
+        self.hold_time = hold_time
+        self.connect_retry = connect_retry
+        self._warned: frozenset[str] = frozenset()
+        self._summary = ""
+
+    def desired(self, view: ClusterView, me: StartupResult) -> object:
+        routing, warnings = bird_view(view, me, self.hold_time, self.connect_retry)
+        for warning in sorted(set(warnings) - self._warned):
+            self.log.warning("%s", warning)
+        self._warned = frozenset(warnings)
+        self._summary = (
+            f"{len(routing.peers)} peers, blocks "
+            f"{', '.join(routing.blocks4 + routing.blocks6) or 'none'}"
+        )
+        return render(routing)
+
+    def apply(self, desired: object) -> bool:
+        assert isinstance(desired, str)
+        if not self.bird.apply(desired):
+            return False
+        self.log.info("routing: %s", self._summary)
+        return True
+
+
+__all__ = ["BirdPart", "NodeService", "bird_view", "load_view", "own_blocks", "watched"]
