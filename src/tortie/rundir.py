@@ -72,6 +72,16 @@ class RunDir:
         """The MTU the CNI plugins give pods (written by the agent, read per call)."""
         return self._file("mtu")
 
+    def published_mtu(self, default: int) -> int:
+        """The pod MTU the agent published (``tortie.node.mtu``), or ``default`` when
+        there is none or it is unreadable."""
+        try:
+            with open(self.mtu, encoding="ascii") as fh:
+                text = fh.read(16).strip()
+        except (OSError, ValueError):
+            return default
+        return int(text) if text.isdigit() and 68 <= int(text) <= 65535 else default
+
     def __repr__(self) -> str:
         return f"RunDir({self.path!r})"
 

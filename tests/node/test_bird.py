@@ -228,8 +228,20 @@ def test_filters_without_blocks_or_pools() -> None:
 
 def test_kernel_learns_and_programs_only_bgp_and_blackholes() -> None:
     body = protocol(render(dual()), "kernel4")
-    assert "learn;" in body and "import all;" in body
-    assert 'if proto = "blocks4" || source = RTS_BGP then accept; reject;' in body
+    assert "learn;" in body
+    # tortie's own VXLAN routes (protocol 81) are not learned; everything else is
+    assert "import filter { if krt_source = 81 then reject; accept; };" in body
+    assert 'if proto = "blocks4" || source = RTS_BGP then accept;' in body
+    assert "net ~" not in body  # no VXLAN pools: nothing held back from the kernel
+
+
+def test_routes_inside_vxlan_pools_are_never_installed_by_bird() -> None:
+    text = render(dual(tunneled4=("10.244.0.0/16",), tunneled6=("fd00:244::/48",)))
+    v4, v6 = protocol(text, "kernel4"), protocol(text, "kernel6")
+    assert "if source = RTS_BGP && net ~ [ 10.244.0.0/16+ ] then reject;" in v4
+    assert "if source = RTS_BGP && net ~ [ fd00:244::/48+ ] then reject;" in v6
+    # the node's own blocks are still blackholed (and so announced)
+    assert "route 10.244.1.0/26 blackhole;" in protocol(text, "blocks4")
     mesh = re.search(r"^template bgp mesh4 \{.*?^\}", render(dual()), re.S | re.M)
     assert mesh is not None and "gateway recursive;" in mesh.group(0)
 

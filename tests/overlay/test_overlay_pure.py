@@ -114,6 +114,7 @@ def test_published_mtu_round_trip_and_cni_placeholder(tmp_path: Path) -> None:
 
 def test_conflist_chains_portmap_and_bandwidth() -> None:
     conf = conflist("k8s-pod-network", "dual", "", "", mtu=1450)
+    assert "mtu" not in conflist("k8s-pod-network", "dual", "", "")["plugins"][0]  # type: ignore[index]
     plugins = conf["plugins"]
     assert isinstance(plugins, list)
     assert [p["type"] for p in plugins] == ["calico", "portmap", "bandwidth"]

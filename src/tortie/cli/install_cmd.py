@@ -11,9 +11,10 @@ from tortie.rundir import DEFAULT_CNI_SOCKET
 
 
 def conflist(
-    name: str, mode: str, sqlite_path: str, nodename: str, mtu: int = 1500
+    name: str, mode: str, sqlite_path: str, nodename: str, mtu: int | None = None
 ) -> dict[str, object]:
-    """Calico's chain: the calico plugin, then portmap (hostPort) and bandwidth."""
+    """Calico's chain: the calico plugin, then portmap (hostPort) and bandwidth.  Without
+    ``mtu`` the plugin takes the MTU the node agent publishes, at each call."""
     ipam: dict[str, object] = {
         "type": "calico-ipam",
         "assign_ipv4": "false" if mode == "ipv6" else "true",
@@ -23,9 +24,10 @@ def conflist(
         "type": "calico",
         "datastore_type": "sqlite",
         "log_level": "warning",
-        "mtu": mtu,
         "ipam": ipam,
     }
+    if mtu is not None:
+        plugin["mtu"] = mtu
     if sqlite_path:
         plugin["sqlite_path"] = sqlite_path
     if nodename:
@@ -35,11 +37,15 @@ def conflist(
     return {"name": name, "cniVersion": "1.0.0", "plugins": [plugin, portmap, bandwidth]}
 
 
+def _mtu(value: int | None) -> int | None:
+    if value is not None and not 68 <= value <= 65535:
+        raise InvalidInput(f"--mtu {value}: an MTU is 68-65535; give one, or leave --mtu out")
+    return value
+
+
 def install_cni(args: argparse.Namespace) -> int:
     from tortie.cni.install import choose_client, write_executables
     from tortie.cni.netconf import NETWORK_NAME
-    from tortie.node.mtu import read_published_mtu
-    from tortie.rundir import RunDir
 
     if not NETWORK_NAME.fullmatch(args.network_name):
         raise InvalidInput(
@@ -77,7 +83,7 @@ def install_cni(args: argparse.Namespace) -> int:
                     args.mode,
                     args.sqlite_path,
                     args.nodename,
-                    read_published_mtu(RunDir.from_env()),
+                    _mtu(getattr(args, "mtu", None)),
                 ),
                 fh,
                 indent=2,

@@ -145,6 +145,14 @@ def build_parser() -> Parser:
         help="the plugins: the compiled thin client, Python launchers, or auto (compiled "
         "when pip built it; default)",
     )
+    install.add_argument(
+        "--mtu",
+        type=int,
+        default=None,
+        help="the pods' MTU written into the conflist; by default none is written and the "
+        "plugins use the MTU the node agent publishes in $TORTIE_RUN_DIR/mtu (host MTU minus "
+        "the encapsulation overhead, or FELIX_VETHMTU), 1500 when no agent published one",
+    )
     install.set_defaults(handler=_install_cni)
     return parser
 

@@ -20,6 +20,7 @@ from tortie.datastore.config import DatastoreSettings, read_settings
 from tortie.errors import InvalidInput
 from tortie.model.fields import type_name
 from tortie.node.nodename import DEFAULT_NODENAME_FILE
+from tortie.rundir import RunDir
 
 TYPE_CHECKING = False  # typing stays unimported at run time: plugin start-up
 if TYPE_CHECKING:
@@ -291,7 +292,9 @@ def parse_main_conf(top: Mapping[str, Any], env: Mapping[str, str], version: str
         )
     if "/" in ipam_type or ipam_type in (".", ".."):
         raise _invalid(f"ipam.type {ipam_type!r} is not a plugin name; name a plugin in CNI_PATH")
-    mtu = top.get("mtu", DEFAULT_MTU)
+    # No "mtu" in the configuration: the one the node agent published (host MTU minus
+    # the encapsulation overhead), as calico-node's install-cni fills __CNI_MTU__ in.
+    mtu = top["mtu"] if "mtu" in top else RunDir.from_env().published_mtu(DEFAULT_MTU)
     if isinstance(mtu, bool) or not isinstance(mtu, int) or not 68 <= mtu <= 65535:
         raise _invalid(f"mtu must be a whole number from 68 to 65535, not {json.dumps(mtu)}")
     settings = top.get("container_settings") or {}

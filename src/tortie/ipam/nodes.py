@@ -61,6 +61,8 @@ class NodeService:
             kv = self.store.get(key)
             old = None if kv is None else _decode(kv)
             new = change(old)
+            if old is not None and new == old:
+                return old  # nothing to write: a write would wake every node's agent
             doc = node_to_dict(new)
             meta = doc["metadata"]
             meta.pop("resourceVersion", None)

@@ -25,6 +25,7 @@ from tortie.datastore.feed import Feed, FeedBroken, open_feed
 from tortie.errors import Conflict, TortieError, Unavailable
 from tortie.node.cache import FOLLOWED, ClusterView, NodeCache
 from tortie.node.config import NodeConfig
+from tortie.node.hostprep import Host
 from tortie.node.reconciler import Part, Reconciler
 from tortie.node.routing import BirdPart
 from tortie.node.startup import StartupResult, redetect, startup
@@ -38,7 +39,6 @@ if TYPE_CHECKING:
     from tortie.cni.host import NodeService
     from tortie.datastore.config import DatastoreSettings
     from tortie.node.birdproc import Bird
-    from tortie.node.hostprep import Host
     from tortie.node.metrics import AgentMetrics
 
 STATUS_FILE = "agent.json"
@@ -148,7 +148,7 @@ def run_agent(
             metrics.started(time.monotonic() - began)
         if config.cni_service:
             service = start_cni_service(config, store, settings, log, metrics)
-        parts: list[Part] = []
+        parts = encapsulation_parts(config, store, log, host or Host())
         if result.backend == "bird":
             from tortie.node.birdproc import Bird
 
@@ -176,6 +176,31 @@ def run_agent(
             if os.path.exists(path):
                 os.unlink(path)
         pid_file.close()  # releases the run directory
+
+
+def encapsulation_parts(
+    config: NodeConfig, store: Datastore, log: logging.Logger, host: Host
+) -> list[Part]:
+    """Tunnel addresses, the pod MTU and (unless the backend is none) VXLAN."""
+    from tortie.node.encapsulation import MtuPart, TunnelAddressPart, VxlanPart
+    from tortie.node.mtu import host_mtu
+    from tortie.node.vxlan import OVERHEAD_V4, OVERHEAD_V6, VxlanSettings
+    from tortie.rundir import RunDir
+
+    mtu = host_mtu(host.links())
+    parts: list[Part] = [
+        TunnelAddressPart(store, config.backend, log),
+        MtuPart(RunDir(config.run_dir), config.backend, mtu, config.veth_mtu, log),
+    ]
+    if config.backend != "none":
+        settings = VxlanSettings(
+            vni=config.vxlan_vni,
+            port=config.vxlan_port,
+            mtu_v4=config.vxlan_mtu or mtu - OVERHEAD_V4,
+            mtu_v6=config.vxlan_mtu_v6 or mtu - OVERHEAD_V6,
+        )
+        parts.append(VxlanPart(host.vxlan(), settings, config.backend, log))
+    return parts
 
 
 class AgentLoop:

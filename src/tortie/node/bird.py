@@ -18,6 +18,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from tortie.node.vxlan import ROUTE_PROTOCOL as VXLAN_PROTOCOL
+
 DEFAULT_AS = 64512
 
 
@@ -70,6 +72,10 @@ class RoutingView:
     bind_address: bool = False  # bindMode NodeIP: listen on this node's addresses only
     log_severity: str = "Info"
     ignored_interfaces: tuple[str, ...] = ()
+    # Pools whose routes tortie's VXLAN dataplane programs: BIRD never installs routes
+    # inside them into the kernel (it still announces this node's blocks).
+    tunneled4: tuple[str, ...] = ()
+    tunneled6: tuple[str, ...] = ()
 
 
 def protocol_name(address: str, kind: str = MESH) -> str:
@@ -100,13 +106,23 @@ def _family(view: RoutingView, version: int) -> list[str]:
     pools = view.pools4 if version == 4 else view.pools6
     no_export = view.no_export4 if version == 4 else view.no_export6
     announced = view.announce4 if version == 4 else view.announce6
+    tunneled = view.tunneled4 if version == 4 else view.tunneled6
     out = [
         f"# ---- IPv{version}",
         f"protocol kernel kernel{version} {{",
         f"  {fam} {{",
-        "    import all;",
-        f'    export filter {{ if proto = "blocks{version}" || source = RTS_BGP then accept; '
-        "reject; };",
+        # tortie's own VXLAN routes (protocol 81) are never learned: this node must not
+        # announce other nodes' blocks as its own.
+        f"    import filter {{ if krt_source = {VXLAN_PROTOCOL} then reject; accept; }};",
+        "    export filter {",
+        *(
+            [f"      if source = RTS_BGP && net ~ {_set(tunneled, '+')} then reject;"]
+            if tunneled
+            else []
+        ),
+        f'      if proto = "blocks{version}" || source = RTS_BGP then accept;',
+        "      reject;",
+        "    };",
         "  };",
         "  learn;",
         "  persist;",  # routes stay in the kernel while BIRD restarts or the agent stops

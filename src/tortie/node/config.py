@@ -84,6 +84,15 @@ class NodeConfig:
     # The CNI node service (tortie/cni/service.py) on $TORTIE_RUN_DIR/cni.sock.
     cni_service: bool = True
     cni_trusted_uids: tuple[int, ...] = (0,)
+    # Felix's VXLAN settings; an MTU of 0 means the host's MTU minus the overhead.
+    vxlan_vni: int = 4096
+    vxlan_port: int = 4789
+    vxlan_mtu: int = 0
+    vxlan_mtu_v6: int = 0
+    veth_mtu: int | None = None  # FELIX_VETHMTU (None: computed)
+    # Every FELIX_* variable as given, for settings read together with the datastore's
+    # FelixConfiguration (environment first, as Felix).
+    felix_env: tuple[tuple[str, str], ...] = ()
 
 
 def parse_bool(name: str, value: str, default: bool) -> bool:
@@ -288,4 +297,23 @@ def config_from_env(env: Mapping[str, str]) -> NodeConfig:
         metrics_host=env.get("FELIX_PROMETHEUSMETRICSHOST", "").strip(),
         cni_service=parse_bool("TORTIE_CNI_SERVICE", env.get("TORTIE_CNI_SERVICE", ""), True),
         cni_trusted_uids=parse_trusted_uids(env),
+        vxlan_vni=_int(env, "FELIX_VXLANVNI", 4096, 1, 16777215),
+        vxlan_port=_int(env, "FELIX_VXLANPORT", 4789, 1, 65535),
+        vxlan_mtu=_mtu(env, "FELIX_VXLANMTU"),
+        vxlan_mtu_v6=_mtu(env, "FELIX_VXLANMTUV6"),
+        veth_mtu=_veth_mtu(env),
+        felix_env=tuple(sorted((k, v) for k, v in env.items() if k.startswith("FELIX_"))),
     )
+
+
+def _veth_mtu(env: Mapping[str, str]) -> int | None:
+    from tortie.node.mtu import veth_mtu_override
+
+    return veth_mtu_override(env)
+
+
+def _mtu(env: Mapping[str, str], name: str) -> int:
+    """An MTU setting: unset or 0 means computed; else 68-65535."""
+    if env.get(name, "").strip() in ("", "0"):
+        return 0
+    return _int(env, name, 0, 68, 65535)

@@ -14,6 +14,13 @@ from tortie.node.hostaddrs import HostAddress, has_default_route, host_addresses
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     import logging
+    from typing import Protocol
+
+    from tortie.dataplane.vxlan import ApplyResult
+    from tortie.node.vxlan import VxlanState
+
+    class VxlanApplier(Protocol):
+        def apply(self, state: VxlanState) -> ApplyResult: ...
 
 
 @dataclass
@@ -32,6 +39,31 @@ class Host:
     def enable_forwarding(self, version: int) -> None:
         sysctl.write("ipv4/ip_forward" if version == 4 else "ipv6/conf/all/forwarding", "1")
 
+    def links(self) -> list[tuple[str, int]]:
+        """(interface, MTU) of the host's interfaces."""
+        from tortie.node.encapsulation import host_links
+
+        return host_links()
+
+    def vxlan(self) -> VxlanApplier:
+        """What programs the VXLAN devices, neighbours and routes of this host."""
+        from tortie.dataplane.vxlan import VxlanDataplane
+
+        return VxlanDataplane()
+
+
+@dataclass
+class RecordingVxlan:
+    """A VXLAN dataplane for unit tests: keeps every state it is asked to apply."""
+
+    states: list[VxlanState] = field(default_factory=list)
+
+    def apply(self, state: VxlanState) -> ApplyResult:
+        from tortie.dataplane.vxlan import ApplyResult
+
+        self.states.append(state)
+        return ApplyResult()
+
 
 @dataclass
 class FakeHost(Host):
@@ -40,6 +72,8 @@ class FakeHost(Host):
     given: list[HostAddress] = field(default_factory=list)
     default_routes: set[int] = field(default_factory=set)
     enabled: dict[int, str] = field(default_factory=dict)
+    mtus: list[tuple[str, int]] = field(default_factory=lambda: [("eth0", 1500)])
+    recorded_vxlan: RecordingVxlan = field(default_factory=RecordingVxlan)
 
     def addresses(self) -> list[HostAddress]:
         return list(self.given)
@@ -52,6 +86,12 @@ class FakeHost(Host):
 
     def enable_forwarding(self, version: int) -> None:
         self.enabled[version] = "1"
+
+    def links(self) -> list[tuple[str, int]]:
+        return list(self.mtus)
+
+    def vxlan(self) -> VxlanApplier:
+        return self.recorded_vxlan
 
 
 def prepare(

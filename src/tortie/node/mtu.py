@@ -70,12 +70,7 @@ def publish_mtu(run_dir: RunDir, mtu: int) -> bool:
 
 def read_published_mtu(run_dir: RunDir, default: int = DEFAULT_HOST_MTU) -> int:
     """The MTU the agent published, or ``default`` when there is none (or it is bad)."""
-    try:
-        with open(run_dir.mtu, encoding="utf-8") as fh:
-            text = fh.read().strip()
-    except OSError:
-        return default
-    return int(text) if text.isdigit() and 68 <= int(text) <= 65535 else default
+    return run_dir.published_mtu(default)
 
 
 def substitute_cni_mtu(conflist_text: str, mtu: int) -> str:

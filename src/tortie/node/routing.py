@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import ipaddress
 import json
+from dataclasses import replace
 
 from tortie.datastore import keys
 from tortie.datastore.base import Datastore
@@ -15,6 +16,7 @@ from tortie.ipam.nodes import NodeService
 from tortie.ipam.pools import load_pools
 from tortie.model.ipam_records import CONFIRMED, decode_affinity
 from tortie.node.bird import RoutingView, render
+from tortie.node.vxlan import NEVER
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -107,7 +109,7 @@ def bird_view(
 
     v6 = me.ipv6_support and me.ipv6 is not None
     local = Local(me.node_name, me.router_id, _host(me.ipv4), _host(me.ipv6) if v6 else None)
-    return routing_view(
+    routing, warnings = routing_view(
         local,
         list(view.nodes),
         list(view.pools),
@@ -118,6 +120,11 @@ def bird_view(
         hold_time=hold_time,
         connect_retry=connect_retry,
     )
+    tunneled = {
+        v: tuple(p.cidr for p in view.pools if p.version == v and p.vxlan_mode != NEVER)
+        for v in (4, 6)
+    }
+    return replace(routing, tunneled4=tunneled[4], tunneled6=tunneled[6]), warnings
 
 
 class BirdPart:
