@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import logging
 import os
 import select
 import signal
@@ -34,7 +35,7 @@ import pytest
 
 from tortie.datastore import keys
 from tortie.datastore.sqlite import SqliteDatastore
-from tortie.node.birdproc import names_run_dir, stat_fields
+from tortie.node.birdproc import names_run_dir, stat_fields, stop_left_behind
 from tortie.rundir import RunDir
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -502,3 +503,20 @@ def test_a_bird_that_does_not_answer_is_replaced(lab: Lab) -> None:
         if left.poll() is None:
             left.kill()
         left.wait()
+
+
+def test_an_agent_without_bird_stops_the_one_left_behind(lab: Lab) -> None:
+    files = lab.files
+    left = lab.bird_by_hand(1)
+    sleep = subprocess.Popen(["sleep", "60"])  # and the pid file names something else
+    Path(files.bird_pid).write_text(f"{sleep.pid}\n")
+    try:
+        assert stop_left_behind(str(lab.run_dir), logging.getLogger("test")) == 1
+        left.wait(timeout=15)
+        assert birds_for(files.bird_socket) == [] and sleep.poll() is None
+        assert stop_left_behind(str(lab.run_dir), logging.getLogger("test")) == 0
+    finally:
+        for proc in (left, sleep):
+            if proc.poll() is None:
+                proc.kill()
+            proc.wait()

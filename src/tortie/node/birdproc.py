@@ -29,7 +29,16 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     import logging
 
-__all__ = ["Bird", "BirdProcess", "birdc", "find_bird", "find_birds", "names_run_dir"]
+__all__ = [
+    "Bird",
+    "BirdProcess",
+    "birdc",
+    "find_bird",
+    "find_birds",
+    "names_run_dir",
+    "stop_left_behind",
+    "terminate",
+]
 
 MIN_BACKOFF = 1.0  # seconds before the start after the first one
 MAX_BACKOFF = 30.0
@@ -151,6 +160,40 @@ def find_birds(socket: str, config: str, bird: str) -> list[BirdProcess]:
     return sorted(found, key=lambda p: p.pid)
 
 
+def terminate(proc: BirdProcess, run_dir: str) -> None:
+    """Stop a BIRD that is not our child: TERM (and CONT, should it be stopped), then
+    KILL; it is gone (or a zombie its parent will reap) when this returns."""
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        if not proc.signal(sig):
+            return
+        if sig == signal.SIGTERM:
+            proc.signal(signal.SIGCONT)
+        deadline = time.monotonic() + STOP_TIMEOUT
+        while proc.alive() and time.monotonic() < deadline:
+            time.sleep(0.05)
+    if proc.alive():
+        raise TortieError(
+            f"BIRD (pid {proc.pid}) of {run_dir} does not stop, even on SIGKILL: "
+            "find out what holds it, then restart the agent"
+        )
+
+
+def stop_left_behind(run_dir: str, log: logging.Logger) -> int:
+    """Stop every BIRD a previous agent left running for ``run_dir``; how many.  For an
+    agent that now runs without BIRD (``CALICO_NETWORKING_BACKEND`` changed): an old
+    BIRD would otherwise go on programming the kernel."""
+    files = RunDir(run_dir)
+    try:
+        bird = find_bird()[0]
+    except TortieError:
+        bird = "bird"  # uninstalled since: its process still says "bird"
+    found = find_birds(files.bird_socket, files.bird_config, bird)
+    for proc in found:
+        log.warning("stopping BIRD (pid %d) left running in %s: no BIRD now", proc.pid, run_dir)
+        terminate(proc, run_dir)
+    return len(found)
+
+
 def _pid_in(path: str) -> int | None:
     raw = _read(path)
     try:
@@ -258,7 +301,7 @@ class Bird:
                 self.proc.wait(timeout=STOP_TIMEOUT)
             self.log.info("BIRD stopped")
         elif self.adopted is not None and self.adopted.alive():
-            self._terminate(self.adopted)
+            terminate(self.adopted, self.run_dir)
             self.log.info("BIRD stopped (pid %d, adopted)", self.adopted.pid)
         self.proc = self.adopted = None
         for path in (self.socket, self.pidfile):
@@ -285,7 +328,7 @@ class Bird:
                 stray.pid,
                 self.run_dir,
             )
-            self._terminate(stray)
+            terminate(stray, self.run_dir)
         if os.path.exists(self.socket):
             os.unlink(self.socket)  # a dead BIRD's: the next one would take it for alive
         with open(self.logfile, "ab") as out:
@@ -348,7 +391,7 @@ class Bird:
                 self.run_dir,
                 why,
             )
-            self._terminate(proc)
+            terminate(proc, self.run_dir)
 
     def _why_not_adopt(self, proc: BirdProcess) -> str | None:
         installed = os.path.realpath(self.bird)
@@ -359,20 +402,3 @@ class Bird:
         except TortieError as exc:
             return f"it does not answer on its control socket ({exc})"
         return None
-
-    def _terminate(self, proc: BirdProcess) -> None:
-        """Stop a BIRD that is not our child: TERM (and CONT, should it be stopped), then
-        KILL; it is gone (or a zombie its parent will reap) when this returns."""
-        for sig in (signal.SIGTERM, signal.SIGKILL):
-            if not proc.signal(sig):
-                return
-            if sig == signal.SIGTERM:
-                proc.signal(signal.SIGCONT)
-            deadline = time.monotonic() + STOP_TIMEOUT
-            while proc.alive() and time.monotonic() < deadline:
-                time.sleep(0.05)
-        if proc.alive():
-            raise TortieError(
-                f"BIRD (pid {proc.pid}) of {self.run_dir} does not stop, even on SIGKILL: "
-                "find out what holds it, then restart the agent"
-            )
