@@ -8,6 +8,10 @@ from __future__ import annotations
 
 import os.path
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+
 DEFAULT = "/var/run/tortie"
 
 
@@ -20,7 +24,7 @@ class RunDir:
         self.path = path
 
     @classmethod
-    def from_env(cls, env: dict[str, str] | None = None) -> RunDir:
+    def from_env(cls, env: Mapping[str, str] | None = None) -> RunDir:
         """``$TORTIE_RUN_DIR`` when set and not blank, else the default."""
         source = os.environ if env is None else env
         return cls(source.get("TORTIE_RUN_DIR", "").strip() or DEFAULT)

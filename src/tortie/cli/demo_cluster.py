@@ -47,7 +47,8 @@ def run_cluster_demo(keep: bool = False) -> int:
                 adds.append(time.monotonic() - began)
         served = all(Path(RunDir(str(h.run_dir)).cni_socket).exists() for h in lab.hosts)
         rows = [[p.host.name, p.name, ", ".join(p.addresses)] for p in lab.pods]
-        how = "handed to each node's agent over cni.sock" if served else "run in-process"
+        sock = Path(RunDir().cni_socket).name
+        how = f"handed to each node's agent over {sock}" if served else "run in-process"
         print(
             f"\nPods (two per node, an address of each family; each CNI ADD {how}, "
             f"median {sorted(adds)[len(adds) // 2] * 1000:.0f} ms):"

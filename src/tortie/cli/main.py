@@ -10,7 +10,7 @@ from typing import NoReturn
 
 from tortie import __version__
 from tortie.errors import TortieError, exit_code
-from tortie.rundir import DEFAULT_CNI_SOCKET
+from tortie.rundir import DEFAULT_CNI_SOCKET, RunDir
 
 DESCRIPTION = """\
 tortie: workload networking and IP address management for IPv4, IPv6 and dual stack,
@@ -135,8 +135,9 @@ def build_parser() -> Parser:
     install.add_argument(
         "--socket",
         default=DEFAULT_CNI_SOCKET,
-        help="the node service the plugins ask first (tortie node run's $TORTIE_RUN_DIR/"
-        "cni.sock; default %(default)s); with no service there they run in-process",
+        help="the node service the plugins ask first (tortie node run's "
+        f"{RunDir('$TORTIE_RUN_DIR').cni_socket}; default %(default)s); with no service "
+        "there they run in-process",
     )
     install.add_argument(
         "--client",

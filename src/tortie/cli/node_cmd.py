@@ -11,12 +11,12 @@ import argparse
 import os
 from typing import Any
 
-from tortie.cli.node_common import setup_logging
+from tortie.cli.node_common import DEFAULT_RUN_DIR, setup_logging
 from tortie.cli.settings import cli_store
 
 __all__ = ["register", "setup_logging"]
 
-STARTUP_HELP = """\
+STARTUP_HELP = f"""\
 Read calico-node's environment and do what its start-up does, once: determine the node
 name, detect or take the IPv4/IPv6 addresses, derive the BGP router id, create the
 default IP pools when none of a family exists, write the Node resource, the nodename file
@@ -38,7 +38,7 @@ variables (Calico's names and meanings):
   *_NODE_SELECTOR, CALICO_IPV4POOL_IPIP, *_VXLAN, NO_DEFAULT_POOLS
   FELIX_IPV6SUPPORT (default true), FELIX_IPFORWARDING (Enabled | Disabled)
   CALICO_NETWORKING_BACKEND  bird (default) | vxlan | none
-  TORTIE_RUN_DIR  run-time files of 'tortie node run' (default /var/run/tortie)
+  TORTIE_RUN_DIR  run-time files of 'tortie node run' (default {DEFAULT_RUN_DIR})
 
 Autodetection never picks link-local, tentative, deprecated or temporary addresses or a
 /32 or /128 (VIP-style) address while a better one exists, and logs which address it chose,

@@ -7,7 +7,11 @@ import logging
 import os
 import sys
 
-from tortie.rundir import RunDir
+from tortie.rundir import DEFAULT, RunDir
+
+# The run directory's files as the commands' help names them ("TORTIE_RUN_DIR/cni.sock").
+IN_HELP = RunDir("TORTIE_RUN_DIR")
+DEFAULT_RUN_DIR = DEFAULT
 
 
 def setup_logging() -> logging.Logger:

@@ -8,10 +8,9 @@ import os
 import sys
 from typing import Any
 
-from tortie.cli.node_common import run_dir, setup_logging
+from tortie.cli.node_common import DEFAULT_RUN_DIR, IN_HELP, run_dir, setup_logging
 from tortie.cli.output import table
 from tortie.cli.settings import cli_settings, cli_store
-from tortie.node.config import DEFAULT_RUN_DIR
 
 
 def _run_dir() -> str:
@@ -25,8 +24,9 @@ def register(node_sub: Any) -> None:
         description="Do 'tortie node startup', then stay up: render BIRD 2's configuration "
         "from the datastore (a full mesh of iBGP sessions to the other nodes, one per "
         "family, this node's blocks announced, the other nodes' blocks imported into the "
-        "kernel), start BIRD as a child, reconfigure it when nodes or blocks change, restart "
-        "it if it dies. SIGTERM or SIGINT stops BIRD and the agent. Same variables as "
+        "kernel), start BIRD as a child (or adopt the one a previous agent left running in "
+        "TORTIE_RUN_DIR: never two), reconfigure it when nodes or blocks change, restart "
+        "it if it dies, waiting 1, 2, 4 ... 30 s between quick restarts. SIGTERM or SIGINT stops BIRD and the agent. Same variables as "
         "'tortie node startup --help'; run-time files go to TORTIE_RUN_DIR "
         f"(default {DEFAULT_RUN_DIR}). TORTIE_BGP_HOLD_TIME (seconds: 0 = BIRD's default, "
         "or 3 to 65535) and TORTIE_BGP_CONNECT_RETRY_TIME (seconds, default 5) shorten BGP "
@@ -34,7 +34,7 @@ def register(node_sub: Any) -> None:
         "FELIX_PROMETHEUSMETRICSENABLED=true serves Prometheus metrics on "
         "FELIX_PROMETHEUSMETRICSPORT (default 9091) of FELIX_PROMETHEUSMETRICSHOST (default "
         "every address): BGP sessions, this node's blocks and addresses per pool, counters. "
-        "The agent also serves the CNI plugins on TORTIE_RUN_DIR/cni.sock (root and the "
+        f"The agent also serves the CNI plugins on {IN_HELP.cni_socket} (root and the "
         "uids of TORTIE_CNI_TRUSTED_UIDS may call, by peer credentials; mode 0600, or 0666 "
         "when other uids are trusted): the plugins hand their calls to "
         "it and run in-process only when no agent answers. TORTIE_CNI_SERVICE=false turns "

@@ -6,22 +6,22 @@ import argparse
 import os
 from typing import Any
 
-from tortie.cli.node_common import run_dir, setup_logging
+from tortie.cli.node_common import IN_HELP, run_dir, setup_logging
 from tortie.cli.settings import cli_settings, cli_store
 
 
 def register(node_sub: Any) -> None:
     serve = node_sub.add_parser(
         "serve-cni",
-        help="serve the CNI plugins on TORTIE_RUN_DIR/cni.sock, without the routing agent",
+        help=f"serve the CNI plugins on {IN_HELP.cni_socket}, without the routing agent",
         description="Only the CNI part of 'tortie node run': answer the thin plugins' calls "
-        "on TORTIE_RUN_DIR/cni.sock (or --socket) with the datastore kept open, warm "
+        f"on {IN_HELP.cni_socket} (or --socket) with the datastore kept open, warm "
         "blocks, group commit and the netlink dataplane, until SIGTERM or SIGINT. For "
         "nodes whose routes are made elsewhere, and for measuring. Datastore from the "
         "environment or --config, as every command; TORTIE_CNI_TRUSTED_UIDS as for 'run' "
         "(a trusted uid is as good as root: its calls run as root).",
     )
-    serve.add_argument("--socket", default="", help="socket path (default TORTIE_RUN_DIR/cni.sock)")
+    serve.add_argument("--socket", default="", help=f"socket path (default {IN_HELP.cni_socket})")
     serve.set_defaults(handler=_serve_cni)
 
 

@@ -1,79 +1,239 @@
-"""The BIRD 2 daemon as the agent's child: configuration files, start, reconfigure,
-restart with back-off when it dies, stop.  Everything lives under the run directory, so
-several agents (one per network namespace) can share a machine."""
+"""The BIRD 2 daemon of one run directory: its configuration file, start, reconfigure,
+restart with back-off when it dies, stop; and the BIRD a previous agent left behind.
+
+Never two BIRDs for one run directory.  ``Bird(...)`` first looks for BIRDs already
+running for it: a process counts only when its executable is ``bird`` and its command
+line names this run directory's control socket and configuration (``bird.pid`` is read,
+but a pid alone proves nothing: pids get reused).  One such BIRD that runs the installed
+binary and answers on the socket is *adopted*: it keeps its BGP sessions and kernel
+routes, gets this agent's configuration at the next ``apply`` (``birdc configure``), and
+is watched by pid and start time, since it is not our child.  Anything else found
+(several BIRDs, one that does not answer, one whose binary was replaced) is stopped.
+Every start, the first as well as restarts, from ``apply`` as from ``supervise``, passes
+one back-off gate, and looks for strays once more.  docs/design/node-routing.md says why.
+"""
 
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 import subprocess
 import time
+from dataclasses import dataclass
 
-from tortie.errors import NotFound, TortieError
+from tortie.errors import TortieError
+from tortie.node.birdctl import birdc, find_bird
+from tortie.rundir import RunDir
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     import logging
 
+__all__ = [
+    "Bird",
+    "BirdProcess",
+    "birdc",
+    "find_bird",
+    "find_birds",
+    "names_run_dir",
+    "stop_left_behind",
+    "terminate",
+]
+
+MIN_BACKOFF = 1.0  # seconds before the start after the first one
 MAX_BACKOFF = 30.0
+STABLE = 60.0  # up this long: the next death starts the back-off from the beginning
+STOP_TIMEOUT = 5.0  # per signal (TERM, then KILL)
+PROC = "/proc"
 
 
-def find_bird() -> tuple[str, str]:
-    bird, birdc = shutil.which("bird"), shutil.which("birdc")
-    for candidate in ("/usr/sbin/bird", "/sbin/bird"):
-        if bird is None and os.access(candidate, os.X_OK):
-            bird = candidate
-    for candidate in ("/usr/sbin/birdc", "/sbin/birdc"):
-        if birdc is None and os.access(candidate, os.X_OK):
-            birdc = candidate
-    if bird is None or birdc is None:
-        raise NotFound(
-            "BIRD 2 is not installed (no bird/birdc on PATH): install it (Debian: apt-get "
-            "install bird2), or set CALICO_NETWORKING_BACKEND=none to run without routing"
-        )
-    return bird, birdc
+# ------------------------------------------------------------------ processes, pure part
 
 
-def birdc(socket_path: str, *command: str, timeout: float = 10) -> str:
-    """One ``birdc`` command on the agent's control socket; its output."""
-    _, client = find_bird()
+def names_run_dir(argv: list[str], socket: str, config: str) -> bool:
+    """True when a command line gives ``socket`` as ``-s`` and ``config`` as ``-c``."""
+    given = {argv[i]: argv[i + 1] for i in range(1, len(argv) - 1) if argv[i] in ("-s", "-c")}
+    return given.get("-s") == socket and given.get("-c") == config
+
+
+def is_bird(exe: str, bird: str) -> bool:
+    """``exe`` (``/proc/<pid>/exe``, ``… (deleted)`` after a package upgrade) is a BIRD
+    daemon: the same file name as ``bird`` (never ``birdc``, a shell, …)."""
+    return os.path.basename(exe.removesuffix(" (deleted)")) == os.path.basename(bird)
+
+
+def stat_fields(text: str) -> tuple[str, int]:
+    """State letter and start time (clock ticks after boot) from ``/proc/<pid>/stat``.
+    The command name may hold spaces and parentheses: fields are counted after the last
+    ``)``."""
+    rest = text.rsplit(")", 1)[1].split()
+    return rest[0], int(rest[19])  # fields 3 and 22 of proc(5)
+
+
+# ------------------------------------------------------------------ processes, /proc
+
+
+@dataclass(frozen=True)
+class BirdProcess:
+    """A process known by pid *and* start time: together they name it for its whole life,
+    where a pid alone may name another process tomorrow."""
+
+    pid: int
+    started: int
+    exe: str
+
+    def alive(self) -> bool:
+        """Still this process, and not exited (a zombie nobody reaped counts as exited)."""
+        now = _stat(self.pid)
+        return now is not None and now[1] == self.started and now[0] not in "ZXx"
+
+    def signal(self, sig: int) -> bool:
+        """Send ``sig`` if this is still the same live process; False when it is gone.
+        Through a pidfd opened *before* the identity check where the kernel has them, so
+        a pid reused between check and signal cannot be hit."""
+        try:
+            fd: int | None = os.pidfd_open(self.pid)
+        except ProcessLookupError:
+            return False
+        except OSError:
+            fd = None  # kernel before 5.3: check, then kill (a microsecond's window)
+        try:
+            if not self.alive():
+                return False
+            if fd is None:
+                os.kill(self.pid, sig)
+            else:
+                signal.pidfd_send_signal(fd, sig)
+            return True
+        except ProcessLookupError:
+            return False
+        finally:
+            if fd is not None:
+                os.close(fd)
+
+
+def _read(path: str) -> bytes | None:
     try:
-        proc = subprocess.run(
-            [client, "-s", socket_path, *command],
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-            check=False,
+        with open(path, "rb") as fh:
+            return fh.read()
+    except OSError:
+        return None
+
+
+def _stat(pid: int) -> tuple[str, int] | None:
+    raw = _read(f"{PROC}/{pid}/stat")
+    if raw is None:
+        return None
+    try:
+        return stat_fields(raw.decode(errors="replace"))
+    except (IndexError, ValueError):
+        return None
+
+
+def _process(pid: int, socket: str, config: str, bird: str) -> BirdProcess | None:
+    """The BIRD of this run directory at ``pid``, or None (other program, other run
+    directory, gone, zombie, unreadable: never ours when in doubt)."""
+    raw = _read(f"{PROC}/{pid}/cmdline")
+    if not raw:
+        return None
+    argv = [a.decode(errors="replace") for a in raw.rstrip(b"\0").split(b"\0")]
+    if not names_run_dir(argv, socket, config):
+        return None
+    try:
+        exe = os.readlink(f"{PROC}/{pid}/exe")
+    except OSError:
+        return None
+    stat = _stat(pid)
+    if not is_bird(exe, bird) or stat is None or stat[0] in "ZXx":
+        return None
+    return BirdProcess(pid, stat[1], exe)
+
+
+def find_birds(socket: str, config: str, bird: str) -> list[BirdProcess]:
+    """Every running BIRD whose command line names this control socket and configuration."""
+    found = []
+    for name in os.listdir(PROC):
+        if name.isdigit():
+            proc = _process(int(name), socket, config, bird)
+            if proc is not None:
+                found.append(proc)
+    return sorted(found, key=lambda p: p.pid)
+
+
+def terminate(proc: BirdProcess, run_dir: str) -> None:
+    """Stop a BIRD that is not our child: TERM (and CONT, should it be stopped), then
+    KILL; it is gone (or a zombie its parent will reap) when this returns."""
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        if not proc.signal(sig):
+            return
+        if sig == signal.SIGTERM:
+            proc.signal(signal.SIGCONT)
+        deadline = time.monotonic() + STOP_TIMEOUT
+        while proc.alive() and time.monotonic() < deadline:
+            time.sleep(0.05)
+    if proc.alive():
+        raise TortieError(
+            f"BIRD (pid {proc.pid}) of {run_dir} does not stop, even on SIGKILL: "
+            "find out what holds it, then restart the agent"
         )
-    except subprocess.TimeoutExpired:
-        raise TortieError(f"birdc {' '.join(command)}: no answer in {timeout:g} s") from None
-    if proc.returncode != 0 or "Unable to connect" in proc.stdout + proc.stderr:
-        raise NotFound(
-            f"no BIRD answers on {socket_path} ({(proc.stderr or proc.stdout).strip()[:200]}); "
-            "is 'tortie node run' running with this TORTIE_RUN_DIR?"
-        )
-    return proc.stdout
+
+
+def stop_left_behind(run_dir: str, log: logging.Logger) -> int:
+    """Stop every BIRD a previous agent left running for ``run_dir``; how many.  For an
+    agent that now runs without BIRD (``CALICO_NETWORKING_BACKEND`` changed): an old
+    BIRD would otherwise go on programming the kernel."""
+    files = RunDir(run_dir)
+    try:
+        bird = find_bird()[0]
+    except TortieError:
+        bird = "bird"  # uninstalled since: its process still says "bird"
+    found = find_birds(files.bird_socket, files.bird_config, bird)
+    for proc in found:
+        log.warning("stopping BIRD (pid %d) left running in %s: no BIRD now", proc.pid, run_dir)
+        terminate(proc, run_dir)
+    return len(found)
+
+
+def _pid_in(path: str) -> int | None:
+    raw = _read(path)
+    try:
+        return int(raw.strip()) if raw else None
+    except ValueError:
+        return None
+
+
+# ------------------------------------------------------------------ the supervisor
 
 
 class Bird:
+    """The one BIRD of ``run_dir``: ours (a child) or adopted (found running)."""
+
     def __init__(self, run_dir: str, log: logging.Logger) -> None:
+        files = RunDir(run_dir)
         self.run_dir = run_dir
         self.log = log
-        self.conf = os.path.join(run_dir, "bird.cfg")
-        self.socket = os.path.join(run_dir, "bird.ctl")
-        self.pidfile = os.path.join(run_dir, "bird.pid")
-        self.logfile = os.path.join(run_dir, "bird.log")
-        self.proc: subprocess.Popen[bytes] | None = None
+        self.conf = files.bird_config
+        self.socket = files.bird_socket
+        self.pidfile = files.bird_pid
+        self.logfile = files.bird_log
+        self.proc: subprocess.Popen[bytes] | None = None  # our child
+        self.adopted: BirdProcess | None = None  # found running: not our child
         self.restarts = 0
-        self._next_start = 0.0
-        self._backoff = 1.0
+        self._ran = False  # a BIRD ran under this supervisor: a start now is a restart
+        self._next_start = 0.0  # monotonic time before which nothing starts BIRD
+        self._backoff = MIN_BACKOFF
+        self._up_since = 0.0
+        self._death_seen = False
         self._refused = ""  # the last text BIRD refused: not checked (nor logged) again
         self.bird, _ = find_bird()
+        self._take_over()
+
+    # -------------------------------------------------------------- public
 
     def apply(self, text: str) -> bool:
         """Write ``text`` as the configuration if BIRD accepts it, then reconfigure the
-        running daemon (or start it).  False (and the old configuration kept) when BIRD
+        running daemon, or start it when the back-off allows (else ``supervise`` starts it
+        with this text when due).  False (and the old configuration kept) when BIRD
         refuses the new text."""
         if text == self._refused:
             return False
@@ -93,14 +253,84 @@ class Bird:
         if self.running():
             out = birdc(self.socket, "configure")
             self.log.info("BIRD reconfigured: %s", " ".join(out.split()[-2:]))
-        else:
-            self.start()
+            return True
+        self._note_death()
+        if not self._start_when_due():
+            self.log.info(
+                "BIRD is down; it starts with the new configuration in %.1f s (back-off)",
+                self._next_start - time.monotonic(),
+            )
         return True
 
     def running(self) -> bool:
-        return self.proc is not None and self.proc.poll() is None
+        if self.proc is not None:
+            return self.proc.poll() is None
+        return self.adopted is not None and self.adopted.alive()
 
-    def start(self) -> None:
+    @property
+    def pid(self) -> int | None:
+        """The supervised BIRD's pid (ours or adopted), None when none runs."""
+        if not self.running():
+            return None
+        if self.proc is not None:
+            return self.proc.pid
+        return None if self.adopted is None else self.adopted.pid
+
+    def supervise(self) -> None:
+        """Restart a BIRD that died.  Starts are at least 1, 2, 4 … 30 s apart (each
+        delay twice the last); after a minute up the delay is 1 s again, so a BIRD that
+        ran a while is restarted at once."""
+        if self.running():
+            if time.monotonic() - self._up_since >= STABLE:
+                self._backoff = MIN_BACKOFF
+            return
+        if not self._ran:
+            return  # no configuration accepted yet: nothing to run
+        self._note_death()
+        self._start_when_due()
+
+    def stop(self) -> None:
+        """Stop the BIRD (ours or adopted: TERM, then KILL after 5 s) and remove its
+        socket and pid file.  ``TortieError`` when it cannot be stopped."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=STOP_TIMEOUT)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout=STOP_TIMEOUT)
+            self.log.info("BIRD stopped")
+        elif self.adopted is not None and self.adopted.alive():
+            terminate(self.adopted, self.run_dir)
+            self.log.info("BIRD stopped (pid %d, adopted)", self.adopted.pid)
+        self.proc = self.adopted = None
+        for path in (self.socket, self.pidfile):
+            if os.path.exists(path):
+                os.unlink(path)
+
+    # -------------------------------------------------------------- start
+
+    def _start_when_due(self) -> bool:
+        """The one way to start BIRD: only when the back-off allows; True if started."""
+        now = time.monotonic()
+        if now < self._next_start:
+            return False
+        self._next_start = now + self._backoff
+        self._backoff = min(self._backoff * 2, MAX_BACKOFF)
+        self._start()
+        return True
+
+    def _start(self) -> None:
+        for stray in find_birds(self.socket, self.conf, self.bird):
+            self.log.warning(
+                "BIRD (pid %d) runs for %s though this agent did not start it; stopping it "
+                "(never two BIRDs on one run directory)",
+                stray.pid,
+                self.run_dir,
+            )
+            terminate(stray, self.run_dir)
+        if os.path.exists(self.socket):
+            os.unlink(self.socket)  # a dead BIRD's: the next one would take it for alive
         with open(self.logfile, "ab") as out:
             self.proc = subprocess.Popen(
                 [self.bird, "-f", "-c", self.conf, "-s", self.socket, "-P", self.pidfile],
@@ -108,36 +338,67 @@ class Bird:
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
             )
+        self.adopted = None
+        if self._ran:
+            self.restarts += 1
+        self._ran = True
+        self._up_since = time.monotonic()
+        self._death_seen = False
         self.log.info("BIRD started (pid %d), log %s", self.proc.pid, self.logfile)
 
-    def supervise(self) -> None:
-        """Restart a BIRD that died, waiting longer after each quick death."""
-        if self.proc is None or self.running():
-            if self.running() and time.monotonic() > self._next_start + 60:
-                self._backoff = 1.0  # it has been up for a while
+    def _note_death(self) -> None:
+        """Log a death once, when first seen."""
+        if not self._ran or self._death_seen:
             return
-        now = time.monotonic()
-        if now < self._next_start:
-            return
-        self.log.warning(
-            "BIRD (pid %d) exited with %s; restarting it", self.proc.pid, self.proc.returncode
-        )
-        self.restarts += 1
-        self._next_start = now + self._backoff
-        self._backoff = min(self._backoff * 2, MAX_BACKOFF)
-        if os.path.exists(self.socket):
-            os.unlink(self.socket)
-        self.start()
+        self._death_seen = True
+        if self.proc is not None:
+            pid, how = self.proc.pid, f" with {self.proc.returncode}"
+        else:
+            pid, how = (self.adopted.pid if self.adopted else 0), ""
+        wait = max(0.0, self._next_start - time.monotonic())
+        self.log.warning("BIRD (pid %d) exited%s; restarting it in %.1f s", pid, how, wait)
 
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(timeout=5)
-            self.log.info("BIRD stopped")
-        for path in (self.socket, self.pidfile):
-            if os.path.exists(path):
-                os.unlink(path)
+    # -------------------------------------------------------------- a previous agent's BIRD
+
+    def _take_over(self) -> None:
+        """Adopt the one BIRD a previous agent left running here, or stop what is found."""
+        found = find_birds(self.socket, self.conf, self.bird)
+        hint = _pid_in(self.pidfile)
+        if hint is not None and all(p.pid != hint for p in found):
+            self.log.info(
+                "%s names pid %d, which is no BIRD of this run directory: left alone",
+                self.pidfile,
+                hint,
+            )
+        if not found:
+            return
+        why = self._why_not_adopt(found[0]) if len(found) == 1 else f"{len(found)} run for it"
+        if why is None:
+            self.adopted = found[0]
+            self._ran = True
+            self._up_since = time.monotonic()
+            self.log.info(
+                "adopted BIRD (pid %d) left running by a previous agent in %s: its sessions "
+                "and routes stay; it gets this agent's configuration",
+                found[0].pid,
+                self.run_dir,
+            )
+            return
+        for proc in found:
+            self.log.warning(
+                "stopping BIRD (pid %d) left running by a previous agent in %s: %s",
+                proc.pid,
+                self.run_dir,
+                why,
+            )
+            terminate(proc, self.run_dir)
+
+    def _why_not_adopt(self, proc: BirdProcess) -> str | None:
+        installed = os.path.realpath(self.bird)
+        if proc.exe != installed:
+            return f"it runs {proc.exe}, not the installed {installed}"
+        try:
+            birdc(self.socket, "show", "status", timeout=3)
+        except TortieError as exc:
+            return f"it does not answer on its control socket ({exc})"
+        return None

@@ -16,8 +16,9 @@ from tortie.errors import InvalidInput
 from tortie.model.fields import is_dns_subdomain
 from tortie.model.names import quoted
 from tortie.node.nodename import determine_node_name, nodename_file
+from tortie.rundir import RunDir
 
-DEFAULT_RUN_DIR = "/var/run/tortie"
+DEFAULT_RUN_DIR = RunDir().path
 DEFAULT_AS = 64512
 BACKENDS = ("bird", "vxlan", "none")
 METHOD_KINDS = (
@@ -269,7 +270,7 @@ def config_from_env(env: Mapping[str, str]) -> NodeConfig:
         node_name=name,
         name_source=source,
         nodename_file=nodename_file(env),
-        run_dir=env.get("TORTIE_RUN_DIR", "").strip() or DEFAULT_RUN_DIR,
+        run_dir=RunDir.from_env(env).path,
         ip=env.get("IP", "").strip(),
         ip6=env.get("IP6", "").strip(),
         ip_method=parse_method("IP_AUTODETECTION_METHOD", env.get("IP_AUTODETECTION_METHOD", "")),

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from tortie.errors import TortieError
+from tortie.rundir import RunDir
 
 POOL4 = "10.244.0.0/16"
 POOL6 = "fd00:10:244::/48"
@@ -138,7 +139,7 @@ class Lab:
                 "PATH": os.environ.get("PATH", "/usr/sbin:/usr/bin:/sbin:/bin"),
                 **self.store_env,
                 "NODENAME": host.name,
-                "CALICO_NODENAME_FILE": str(host.run_dir / "nodename"),
+                "CALICO_NODENAME_FILE": RunDir(str(host.run_dir)).nodename,
                 "TORTIE_RUN_DIR": str(host.run_dir),
                 "IP": "autodetect",
                 "IP6": "autodetect",
@@ -147,7 +148,7 @@ class Lab:
                 "TORTIE_BGP_HOLD_TIME": "9",
                 "TORTIE_BGP_CONNECT_RETRY_TIME": "1",
             }
-            with open(host.run_dir / "agent.log", "ab") as log:
+            with open(RunDir(str(host.run_dir)).agent_log, "ab") as log:
                 host.agent = subprocess.Popen(
                     [
                         self.ip,
@@ -192,7 +193,7 @@ class Lab:
         while not check():
             for host in self.hosts:
                 if host.agent is not None and host.agent.poll() is not None:
-                    log = (host.run_dir / "agent.log").read_text(errors="replace")
+                    log = Path(RunDir(str(host.run_dir)).agent_log).read_text(errors="replace")
                     raise TortieError(f"lab: the agent of {host.name} exited: {log.strip()[-400:]}")
             if time.monotonic() - start > timeout:
                 raise TortieError(f"lab: timed out after {timeout:g} s waiting for {what}")

@@ -188,8 +188,7 @@ class AgentMetrics:
         pools = pool_usage(view, node, self._used)
         sessions = self.snapshot.sessions
         if bird is not None and bird.running():
-            from tortie.node.birdproc import birdc
-            from tortie.node.status import parse_protocols
+            from tortie.node.birdctl import birdc, parse_protocols
 
             try:
                 text = birdc(bird.socket, "show", "protocols", timeout=2)
