@@ -18,10 +18,11 @@ from tortie.datastore import keys
 from tortie.datastore.memory import MemoryDatastore
 from tortie.ipam.nodes import NodeService
 from tortie.node import birdproc
-from tortie.node.agent import PID_FILE, STATUS_FILE, run_agent
+from tortie.node.agent import run_agent
 from tortie.node.config import config_from_env
 from tortie.node.hostaddrs import HostAddress
 from tortie.node.hostprep import FakeHost
+from tortie.rundir import RunDir
 
 LOG = logging.getLogger("test.node.agent")
 
@@ -103,12 +104,12 @@ def test_poll_interval_moves_the_node_and_the_bird_configuration(
         wait_for("first configuration", lambda: bool(bird.instances and bird.instances[0].texts))
         fake = bird.instances[0]
         assert "router id 10.10.0.11;" in fake.texts[-1]
-        assert (run_dir / PID_FILE).exists()
+        assert Path(RunDir(str(run_dir)).agent_pid).exists()
 
         host.given = [v4("10.10.0.42")]  # the host's address moved
         wait_for("the Node to follow", lambda: node_ipv4(store) == "10.10.0.42/24")
         wait_for("BIRD to follow", lambda: "router id 10.10.0.42;" in fake.texts[-1])
-        status = json.loads((run_dir / STATUS_FILE).read_text())
+        status = json.loads(Path(RunDir(str(run_dir)).agent_status).read_text())
         assert status["ipv4"] == "10.10.0.42/24" and status["routerID"] == "10.10.0.42"
 
         applied = len(fake.texts)
@@ -127,7 +128,10 @@ def test_poll_interval_moves_the_node_and_the_bird_configuration(
         stop.set()
         thread.join(timeout=10)
     assert rc == [0] and fake.stopped
-    assert not (run_dir / PID_FILE).exists() and not (run_dir / STATUS_FILE).exists()
+    assert (
+        not Path(RunDir(str(run_dir)).agent_pid).exists()
+        and not Path(RunDir(str(run_dir)).agent_status).exists()
+    )
 
 
 def test_refused_configuration_is_not_retried_until_it_changes(

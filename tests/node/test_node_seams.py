@@ -20,9 +20,8 @@ FORBIDDEN = [
     ("tortie.cli.node_service_cmd", "tortie.cli.node_cmd"),
 ]
 # Modules that may still spell a file name: rundir.py owns them; thin.py keeps its own
-# copy so the plugin's start-up does not load os (tests/cni_service guards it); agent.py
-# is being rewritten by the lead (to be removed from this list then).
-SPELLERS = {"tortie.rundir", "tortie.cni.thin", "tortie.node.agent"}
+# copy so the plugin's start-up does not load os (tests/cni_service guards it).
+SPELLERS = {"tortie.rundir", "tortie.cni.thin"}
 # Paths that end like a run-directory file but are not in it.
 NOT_RUN_DIR = {"/var/lib/calico/nodename"}  # Calico's CALICO_NODENAME_FILE default
 

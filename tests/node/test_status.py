@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from tortie.node.agent import PID_FILE, STATUS_FILE
 from tortie.node.bird import protocol_name
 from tortie.node.status import Route, health, parse_protocols, parse_routes
+from tortie.rundir import RunDir
 
 FIXTURES = Path(__file__).parent / "fixtures"
 
@@ -111,28 +111,32 @@ def test_health_without_agent(tmp_path: Path) -> None:
 
 
 def test_health_with_stale_agent_pid(tmp_path: Path) -> None:
-    (tmp_path / PID_FILE).write_text(str(dead_pid()))
-    (tmp_path / STATUS_FILE).write_text(json.dumps({"node": "n1", "backend": "none"}))
+    Path(RunDir(str(tmp_path)).agent_pid).write_text(str(dead_pid()))
+    Path(RunDir(str(tmp_path)).agent_status).write_text(
+        json.dumps({"node": "n1", "backend": "none"})
+    )
     for ready in (False, True):
         ok, why = health(str(tmp_path), ready=ready)
         assert not ok and "no node agent is running" in why
 
 
 def test_health_with_garbage_pid_file(tmp_path: Path) -> None:
-    (tmp_path / PID_FILE).write_text("not a pid\n")
+    Path(RunDir(str(tmp_path)).agent_pid).write_text("not a pid\n")
     ok, _ = health(str(tmp_path), ready=False)
     assert not ok
 
 
 def test_health_before_startup_finished(tmp_path: Path) -> None:
-    (tmp_path / PID_FILE).write_text(str(os.getpid()))
+    Path(RunDir(str(tmp_path)).agent_pid).write_text(str(os.getpid()))
     ok, why = health(str(tmp_path), ready=False)
     assert not ok and "not finished startup" in why
 
 
 def test_health_with_stale_bird_pid(tmp_path: Path) -> None:
-    (tmp_path / PID_FILE).write_text(str(os.getpid()))
-    (tmp_path / STATUS_FILE).write_text(json.dumps({"node": "n1", "backend": "bird"}))
+    Path(RunDir(str(tmp_path)).agent_pid).write_text(str(os.getpid()))
+    Path(RunDir(str(tmp_path)).agent_status).write_text(
+        json.dumps({"node": "n1", "backend": "bird"})
+    )
     (tmp_path / "bird.pid").write_text(str(dead_pid()))
     for ready in (False, True):
         ok, why = health(str(tmp_path), ready=ready)
@@ -140,8 +144,10 @@ def test_health_with_stale_bird_pid(tmp_path: Path) -> None:
 
 
 def test_health_of_agent_without_routing(tmp_path: Path) -> None:
-    (tmp_path / PID_FILE).write_text(str(os.getpid()))
-    (tmp_path / STATUS_FILE).write_text(json.dumps({"node": "n1", "backend": "none"}))
+    Path(RunDir(str(tmp_path)).agent_pid).write_text(str(os.getpid()))
+    Path(RunDir(str(tmp_path)).agent_status).write_text(
+        json.dumps({"node": "n1", "backend": "none"})
+    )
     assert health(str(tmp_path), ready=False) == (
         True,
         f"node agent of n1 is live (pid {os.getpid()})",

@@ -29,6 +29,7 @@ from tortie.node.hostprep import Host
 from tortie.node.reconciler import Part, Reconciler
 from tortie.node.routing import BirdPart
 from tortie.node.startup import StartupResult, redetect, startup
+from tortie.rundir import RunDir
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -40,9 +41,6 @@ if TYPE_CHECKING:
     from tortie.datastore.config import DatastoreSettings
     from tortie.node.birdproc import Bird
     from tortie.node.metrics import AgentMetrics
-
-STATUS_FILE = "agent.json"
-PID_FILE = "agent.pid"
 
 
 def write_status(run_dir: str, result: StartupResult, **extra: object) -> None:
@@ -56,17 +54,18 @@ def write_status(run_dir: str, result: StartupResult, **extra: object) -> None:
         "startup": "done",
         **extra,
     }
-    tmp = os.path.join(run_dir, STATUS_FILE + ".tmp")
+    path = RunDir(run_dir).agent_status
+    tmp = path + ".tmp"
     with open(tmp, "w", encoding="utf-8") as fh:
         json.dump(doc, fh)
-    os.replace(tmp, os.path.join(run_dir, STATUS_FILE))
+    os.replace(tmp, path)
 
 
 def _claim_run_dir(run_dir: str) -> IO[str]:
     """Lock the run directory for this agent (a second agent there would start a second
     BIRD on the same socket and delete the first one's files when it stops) and write
     our pid.  The lock dies with the process, so a crashed agent leaves no stale claim."""
-    fh = open(os.path.join(run_dir, PID_FILE), "a+", encoding="utf-8")  # noqa: SIM115
+    fh = open(RunDir(run_dir).agent_pid, "a+", encoding="utf-8")  # noqa: SIM115
     try:
         fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
@@ -152,8 +151,12 @@ def run_agent(
         if result.backend == "bird":
             from tortie.node.birdproc import Bird
 
-            bird = Bird(config.run_dir, log)
+            bird = Bird(config.run_dir, log)  # adopts a BIRD a killed agent left behind
             parts.append(BirdPart(bird, log, config.bgp_hold_time, config.bgp_connect_retry))
+        else:
+            from tortie.node.birdproc import stop_left_behind
+
+            stop_left_behind(config.run_dir, log)  # no BIRD may route for this node now
         write_status(config.run_dir, result)
         log.info("agent running for node %s (backend %s)", result.node_name, result.backend)
         feed = open_feed(store, FOLLOWED)
@@ -171,8 +174,8 @@ def run_agent(
             service.stop()  # drains, then closes the stores it opened (cni/host.py)
         if bird is not None:
             bird.stop()
-        for name in (STATUS_FILE, PID_FILE):
-            path = os.path.join(config.run_dir, name)
+        run = RunDir(config.run_dir)
+        for path in (run.agent_status, run.agent_pid):
             if os.path.exists(path):
                 os.unlink(path)
         pid_file.close()  # releases the run directory
