@@ -29,6 +29,14 @@ def test_the_cni_service_does_not_import_the_node_agent() -> None:
         assert not bad, f"tortie.cni.{name} imports {bad}"
 
 
+def test_no_cni_module_imports_the_node_package() -> None:
+    """The plugins and the service reach the agent's side only through small values
+    (``tortie.rundir``, ``tortie.nodename``) and callbacks, never ``tortie.node``."""
+    for path in sorted((SRC / "cni").glob("*.py")):
+        bad = {m for m in imports_of(path) if m.startswith("tortie.node.") or m == "tortie.node"}
+        assert not bad, f"tortie.cni.{path.stem} imports {bad}"
+
+
 def test_node_command_modules_do_not_import_each_other() -> None:
     graph = {
         name: {

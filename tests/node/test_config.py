@@ -9,8 +9,8 @@ import pytest
 
 from tortie.errors import InvalidInput
 from tortie.node.config import Method, config_from_env, parse_bool, parse_duration, parse_method
-from tortie.node.nodename import determine_node_name
 from tortie.node.routerid import hashed_router_id, router_id
+from tortie.nodename import determine_node_name
 
 
 def env(**kw: str) -> dict[str, str]:

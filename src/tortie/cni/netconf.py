@@ -19,7 +19,7 @@ from tortie.core.record import field, record
 from tortie.datastore.config import DatastoreSettings, read_settings
 from tortie.errors import InvalidInput
 from tortie.model.fields import type_name
-from tortie.node.nodename import DEFAULT_NODENAME_FILE
+from tortie.nodename import DEFAULT_NODENAME_FILE
 from tortie.rundir import RunDir
 
 TYPE_CHECKING = False  # typing stays unimported at run time: plugin start-up

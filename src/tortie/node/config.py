@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from tortie.errors import InvalidInput
 from tortie.model.fields import is_dns_subdomain
 from tortie.model.names import quoted
-from tortie.node.nodename import determine_node_name, nodename_file
+from tortie.nodename import determine_node_name, nodename_file
 from tortie.rundir import RunDir
 
 DEFAULT_RUN_DIR = RunDir().path

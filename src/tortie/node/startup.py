@@ -27,7 +27,6 @@ from tortie.node.config import DEFAULT_AS, NodeConfig
 from tortie.node.defaultpools import ensure_default_pools
 from tortie.node.hostaddrs import HostAddress
 from tortie.node.hostprep import Host, prepare
-from tortie.node.nodename import write_nodename_file
 from tortie.node.routerid import router_id
 from tortie.node.tunnel import (
     IPIP,
@@ -36,6 +35,7 @@ from tortie.node.tunnel import (
     kernel_has_ipip,
     tunnel_settings,
 )
+from tortie.nodename import write_nodename_file
 
 
 @dataclass(frozen=True)
