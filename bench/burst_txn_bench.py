@@ -24,6 +24,7 @@ import tempfile
 import threading
 import time
 import urllib.request
+from functools import partial
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -36,6 +37,7 @@ from tortie.cni import thin  # noqa: E402
 from tortie.cni.service import CniService, Stores  # noqa: E402
 from tortie.datastore import keys  # noqa: E402
 from tortie.datastore.backends import open_datastore  # noqa: E402
+from tortie.datastore.base import Datastore  # noqa: E402
 from tortie.datastore.config import DatastoreSettings  # noqa: E402
 from tortie.ipam.check import check  # noqa: E402
 
@@ -50,6 +52,10 @@ def etcd_counts(cluster: EtcdCluster) -> dict[str, float]:
                         if f'grpc_method="{method}"' in line:
                             counts[method] += float(line.rsplit(" ", 1)[1])
     return counts
+
+
+def same(store: Datastore, _settings: DatastoreSettings) -> Datastore:
+    return store
 
 
 def burst(calls: list[tuple[str, str, str, bytes]]) -> list[int]:
@@ -82,7 +88,7 @@ def one_round(cluster: EtcdCluster, tmp: str, nodes: int, pods: int) -> dict[str
     calls: dict[str, list[tuple[str, str, str, bytes]]] = {"ADD": [], "DEL": []}
     for n in range(nodes):
         store = open_datastore(settings)
-        svc = CniService(f"{tmp}/n{n}.sock", Stores(None), open_store=lambda _s, st=store: st)
+        svc = CniService(f"{tmp}/n{n}.sock", Stores(None), open_store=partial(same, store))
         svc.start()
         services.append((svc, store))
         conf = netconf(name="net1", ipam={"assign_ipv4": "true", "assign_ipv6": "true"})

@@ -185,7 +185,7 @@ def test_mixed_add_and_del_bursts_of_one_node(world: World) -> None:
     results = world.burst(calls)
     assert all(code == 0 for code, _ in results), [r for r in results if r[0] != 0][:3]
     held = world.allocations()
-    assert sorted(set(held.values())) == sorted(f"net1.{p}" for p in new)
+    assert set(held.values()) == {f"net1.{p}" for p in new} and len(held) == 2 * len(new)
     for (verb, pod), (_, out) in zip(calls, results, strict=True):
         if verb == "ADD":
             assert sorted(a for a, h in held.items() if h == f"net1.{pod}") == sorted(
