@@ -5,7 +5,8 @@ that arrive while a batch is being written wait and form the next batch (the cla
 group commit: a lone call is written at once, with no added latency; under a burst one
 store transaction serves many pods).  ADDs and DELs form batches of their own, each
 written in one ``Datastore.txn`` (one etcd ``Txn``, one SQLite transaction) of at most
-``MAX_TXN_OPS`` writes, so a pod's handle and its blocks land together or not at all.
+``MAX_TXN_OPS`` writes (a DEL batch past that in a few, each handle whole in one), so a
+pod's handle and its blocks land together or not at all.
 
 ADD (automatic addresses, a handle): the node's blocks are read once per batch and every
 request is planned in memory by ``planner.plan_assign`` — the planner the ordinary path
