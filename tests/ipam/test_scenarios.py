@@ -529,18 +529,20 @@ def test_a_block_with_a_bad_shape_raises_datastore_error(
         v4(ipam, "n1", "h", 8)
 
 
-class _AllocateAfterBlockWrite:
-    """A store proxy: right after the first write of ``key``, another writer allocates
-    for the same handle elsewhere (a concurrent ADD racing a DEL of the handle)."""
+class _AllocateAroundRelease:
+    """A store proxy: right before (or after) the first transaction writing ``key``,
+    another writer allocates for the same handle elsewhere (a concurrent ADD racing a
+    DEL of the handle)."""
 
-    def __init__(self, inner: Datastore, key: str, race: Ipam) -> None:
+    def __init__(self, inner: Datastore, key: str, race: Ipam, when: str) -> None:
         self.inner = inner
         self.key = key
         self.race = race
+        self.when = when
         self.fired = False
 
-    def _after(self, key: str) -> None:
-        if key == self.key and not self.fired:
+    def _race(self, writes: Writes, when: str) -> None:
+        if when == self.when and not self.fired and any(w.key == self.key for w in writes):
             self.fired = True
             got = self.race.auto_assign(
                 AutoAssignArgs(node="n2", handle_id="h", num4=1, ipv4_pools=("other",))
@@ -557,7 +559,10 @@ class _AllocateAfterBlockWrite:
         return self.inner.current_revision()
 
     def txn(self, writes: Writes) -> int:
-        return self.inner.txn(writes)
+        self._race(writes, "before")
+        rev = self.inner.txn(writes)
+        self._race(writes, "after")
+        return rev
 
     def wait_for_change(
         self, prefixes: tuple[str, ...], after_revision: int, timeout: float
@@ -568,24 +573,24 @@ class _AllocateAfterBlockWrite:
         return self.inner.create(key, value)
 
     def update(self, key: str, value: str, revision: int) -> KV:
-        kv = self.inner.update(key, value, revision)
-        self._after(key)
-        return kv
+        return self.inner.update(key, value, revision)
 
     def delete(self, key: str, revision: int | None = None) -> None:
         self.inner.delete(key, revision)
-        self._after(key)
 
     def close(self) -> None:
         self.inner.close()
 
 
 def test_release_by_handle_racing_an_allocation_keeps_the_new_address(store: Datastore) -> None:
+    """The allocation lands after the release's transaction: it stays, under the
+    handle (which the release had deleted with its addresses)."""
     create_pool(store, "pool", "10.0.0.0/29", 29)
     create_pool(store, "other", "10.1.0.0/29", 29)
     ipam = Ipam(store)
     old = [bare(a) for a in v4(ipam, "n1", "h", 2, ipv4_pools=("pool",)).addresses]
-    racing = Ipam(_AllocateAfterBlockWrite(store, keys.block_key("10.0.0.0/29", 4), Ipam(store)))
+    block = keys.block_key("10.0.0.0/29", 4)
+    racing = Ipam(_AllocateAroundRelease(store, block, Ipam(store), "after"))
     assert sorted(racing.release_by_handle("h")) == old
     # The address allocated meanwhile is still recorded under the handle.
     handle = ipam.get_handle("h")
@@ -593,6 +598,24 @@ def test_release_by_handle_racing_an_allocation_keeps_the_new_address(store: Dat
     check_invariants(store)
     assert ipam.release_by_handle("h") == ["10.1.0.0"]
     assert ipam.get_handle("h") is None
+    check_invariants(store)
+
+
+def test_release_by_handle_losing_to_an_allocation_plans_again(store: Datastore) -> None:
+    """The allocation lands between the release's reads and its transaction: the
+    transaction loses (the handle changed), the release is planned again from what the
+    conflict returned and frees every address the handle holds by then — never a handle
+    left naming a freed address, nor an address whose handle is gone."""
+    create_pool(store, "pool", "10.0.0.0/29", 29)
+    create_pool(store, "other", "10.1.0.0/29", 29)
+    ipam = Ipam(store)
+    old = [bare(a) for a in v4(ipam, "n1", "h", 2, ipv4_pools=("pool",)).addresses]
+    block = keys.block_key("10.0.0.0/29", 4)
+    proxy = _AllocateAroundRelease(store, block, Ipam(store), "before")
+    assert sorted(Ipam(proxy).release_by_handle("h")) == sorted([*old, "10.1.0.0"])
+    assert proxy.fired
+    assert ipam.get_handle("h") is None
+    assert ipam.find_allocation("10.1.0.0") is None
     check_invariants(store)
 
 

@@ -39,6 +39,7 @@ if TYPE_CHECKING:
     from typing import Any, TextIO
 
     from tortie.cni.pod_dataplane import PodDataplane
+    from tortie.ipam.allocator import AllocatorFor
 
 StoreOpener = Callable[[DatastoreSettings], Datastore]
 
@@ -46,11 +47,12 @@ StoreOpener = Callable[[DatastoreSettings], Datastore]
 @record
 class Backends:
     """What the process running the call offers the verbs.  The plugin's own process:
-    nothing (``Ipam.assign`` per call, ``ip -batch`` for pods).  The node service
-    (``tortie.cni.service``): ``assign`` through its warm blocks and group commit, and the
-    netlink pod ``dataplane`` (a ``PodDataplane``: ``tortie.dataplane.netlink_pod``)."""
+    nothing (the plain allocator ``Ipam`` per call, ``ip -batch`` for pods).  The node
+    service (``tortie.cni.service``): the ``allocator`` of each store (its batching one,
+    ``tortie.ipam.batch.GroupCommit``, with warm blocks), and the netlink pod
+    ``dataplane`` (a ``PodDataplane``: ``tortie.dataplane.netlink_pod``)."""
 
-    assign: Callable[[Datastore, Any], list[str]] | None = None
+    allocator: AllocatorFor | None = None
     dataplane: PodDataplane | None = None
 
 

@@ -39,7 +39,7 @@ from tortie.ipam.service import Ipam
 
 TYPE_CHECKING = False  # typing stays unimported at run time: plugin start-up
 if TYPE_CHECKING:
-    pass
+    from tortie.ipam.allocator import Allocator
 
 KNOWN_ARGS = (
     "IP",
@@ -53,6 +53,13 @@ KNOWN_ARGS = (
 def handle_of(call: Call) -> str:
     """The IPAM handle of the call's attachment: ``<network>.<container id>``."""
     return f"{call.conf.name}.{call.env.container_id}"
+
+
+def allocator_of(call: Call) -> Allocator:
+    """The node service's allocator for the call's store (it batches), or the plain
+    one (``Ipam``) in the plugin's own process."""
+    allocator_for = call.backends.allocator
+    return allocator_for(call.store) if allocator_for is not None else Ipam(call.store)
 
 
 # ------------------------------------------------------------------------------- ADD
@@ -123,8 +130,7 @@ def cmd_add(call: Call) -> str:
         intent=WORKLOAD,
     )
     try:
-        assign = call.backends.assign
-        got = assign(call.store, request) if assign else Ipam(call.store).assign(request)
+        got = allocator_of(call).assign(request)
     except TortieError as exc:
         for note in getattr(exc, "__notes__", ()):
             call.log.error(note)
@@ -139,7 +145,7 @@ def cmd_add(call: Call) -> str:
 
 def cmd_del(call: Call) -> str:
     try:
-        released = Ipam(call.store).release_by_handle(handle_of(call))
+        released = allocator_of(call).release_by_handle(handle_of(call))
     except NotFound:
         call.log.info(f"handle {handle_of(call)} holds no addresses: nothing to release")
         return ""
@@ -197,6 +203,7 @@ def cmd_gc(call: Call) -> str:
     node = determine_nodename(call.conf)
     grace = call.conf.gc_grace_seconds
     ipam = Ipam(call.store)
+    allocator = allocator_of(call)
     base = keys.handle_prefix()
     name = call.conf.name
     released = 0
@@ -223,7 +230,7 @@ def cmd_gc(call: Call) -> str:
                 call.log.debug(f"GC: skipping {handle_id}: younger than {grace:g}s")
                 continue
         try:
-            addrs = ipam.release_by_handle(handle_id)
+            addrs = allocator.release_by_handle(handle_id)
         except NotFound:
             continue
         released += 1

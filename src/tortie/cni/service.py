@@ -106,7 +106,7 @@ class CniService:
         self.observe = observe
         self.trusted_uids = trusted_uids
         self.open_store = open_store or stores.open
-        self.backends = Backends(assign=stores.assign, dataplane=dataplane)
+        self.backends = Backends(allocator=stores.allocator, dataplane=dataplane)
         self.runner = runner
         self.queue = CallQueue(workers, log)
         self._listener: _socket.socket | None = None

@@ -1,5 +1,5 @@
 """The node service's datastores: one open connection per datastore the network
-configurations name, each with its group commit and warm blocks."""
+configurations name, each with its batching allocator (group commit) and warm blocks."""
 
 from __future__ import annotations
 
@@ -8,7 +8,6 @@ import threading
 from tortie.datastore.backends import open_datastore
 from tortie.datastore.config import DatastoreSettings
 from tortie.ipam.batch import GroupCommit
-from tortie.ipam.requests import AssignRequest
 from tortie.ipam.warm import WarmBlocks
 
 TYPE_CHECKING = False
@@ -16,6 +15,7 @@ if TYPE_CHECKING:
     import logging
 
     from tortie.datastore.base import Datastore
+    from tortie.ipam.allocator import Allocator
 
 
 def settings_key(s: DatastoreSettings) -> tuple[object, ...]:
@@ -69,8 +69,9 @@ class Stores:
                 self._commits[id(store)] = commit
             return commit
 
-    def assign(self, store: Datastore, request: AssignRequest) -> list[str]:
-        return self.group_commit(store).assign(request)
+    def allocator(self, store: Datastore) -> Allocator:
+        """The store's batching allocator (an ``AllocatorFor`` for the CNI edge)."""
+        return self.group_commit(store)
 
     def close(self) -> None:
         """Wait for the warm-block claims under way, then close the stores opened here

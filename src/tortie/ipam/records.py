@@ -20,6 +20,9 @@ from tortie.model.ipam_records import decode_block
 
 # Compact JSON of a block with no free ordinal (ours and Calico's Go encoder alike).
 FULL_BLOCK_MARK = '"unallocated":[]'
+# The most writes one store transaction may carry: etcd refuses more (--max-txn-ops,
+# default 128).  Batches (ADD and DEL) are cut to stay within it.
+MAX_TXN_OPS = 128
 
 
 @record

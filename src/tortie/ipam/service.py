@@ -36,7 +36,8 @@ from tortie.errors import (
 )
 from tortie.ipam import pools as poolsel
 from tortie.ipam.affinities import BlockAffinities, Family, in_any, in_pool_order
-from tortie.ipam.records import FULL_BLOCK_MARK, list_blocks
+from tortie.ipam.planner import Want, attribute_for, plan_assign, usable_block
+from tortie.ipam.records import list_blocks
 from tortie.ipam.requests import (
     AssignRequest,
     AutoAssignArgs,
@@ -48,7 +49,6 @@ from tortie.ipam.requests import (
 from tortie.ipam.retry import run_cas
 from tortie.model.ipam_records import (
     decode_block,
-    decode_handle,
     encode_block,
 )
 from tortie.model.ipamconfig import IPAMConfig, ipamconfig_from_v2, ipamconfig_to_v2
@@ -123,9 +123,7 @@ class Ipam(BlockAffinities):
         """
         if args.num4 < 0 or args.num6 < 0:
             raise InvalidInput("the number of addresses to assign must not be negative")
-        attrs = dict(args.attrs)
-        attrs.setdefault("node", args.node)
-        attr = Attribute(args.handle_id, attrs)
+        attr = attribute_for(args.handle_id, args.attrs, args.node)
         config = self.get_config()
         wanted = {v: n for v, n in ((4, args.num4), (6, args.num6)) if n}
         named = {4: args.ipv4_pools, 6: args.ipv6_pools}
@@ -194,21 +192,18 @@ class Ipam(BlockAffinities):
         key = keys.block_key(cidr, version)
 
         def attempt() -> list[str]:
-            kv = self.store.get(key)
-            if kv is None or FULL_BLOCK_MARK in kv.value:
-                return []  # a full block is skipped without decoding it
-            block = decode_block(key, kv.value)
-            if (node is not None and block.host() != node) or block.free == 0:
+            stored = usable_block(self.store.get(key), node)
+            if stored is None:
                 return []
-            new, ordinals = blk.assign(block, count, attr)
+            plan = plan_assign([stored.block], [Want(count, attr)], node)
+            got = plan.grants[0].addresses
             # The handle's count and the block land in one transaction: on etcd as on
             # SQLite a failure can never leave one without the other.
-            writes = [Write(key, encode_block(new), kv.revision)]
-            if attr.handle_id is not None and ordinals:
-                writes.insert(0, self.handle_write(attr.handle_id, cidr, len(ordinals)))
+            writes = [Write(key, encode_block(plan.blocks[cidr]), stored.revision)]
+            if attr.handle_id is not None:
+                writes.insert(0, self.handle_write(attr.handle_id, cidr, len(got)))
             self.store.txn(writes)
-            prefix = cidr.rsplit("/", 1)[1]
-            return [f"{new.address(o)}/{prefix}" for o in ordinals]
+            return got
 
         return run_cas(attempt, f"assign from block {cidr}", self.policy)
 
@@ -238,9 +233,7 @@ class Ipam(BlockAffinities):
             )
         cidr = str(block_of(addr, pool.block_size))
         key = keys.block_key(cidr, pool.version)
-        full = dict(attrs)
-        full.setdefault("node", node)
-        attr = Attribute(handle_id, full)
+        attr = attribute_for(handle_id, attrs, node)
         config = self.get_config()
 
         def attempt() -> None:
@@ -385,47 +378,19 @@ class Ipam(BlockAffinities):
         else:
             self.store.update(key, encode_block(block), revision)
 
+    def release_addresses(self, items: Iterable[ReleaseOptions]) -> ReleaseResult:
+        """``release_ips`` under the ``Allocator`` name (``tortie.ipam.allocator``)."""
+        return self.release_ips(items)
+
     def release_by_handle(self, handle_id: str) -> list[str]:
-        """Release every address of a handle; NotFound when the handle does not exist."""
-        key = keys.handle_key(handle_id)
-        kv = self.store.get(key)
-        if kv is None:
+        """Release every address of a handle and delete it, in one store transaction
+        (``tortie.ipam.release``); NotFound when the handle does not exist."""
+        from tortie.ipam.release import release_handles  # lazy: DEL only
+
+        released = release_handles(self.store, [handle_id], self.policy)[handle_id]
+        if released is None:
             raise NotFound(f"handle {handle_id} does not exist")
-        handle = decode_handle(key, kv.value)
-        released: list[str] = []
-        for cidr, recorded in handle.block.items():
-            version = 6 if ":" in cidr else 4
-            freed, emptied = self._release_handle_in_block(handle_id, cidr, version)
-            if emptied is not None:
-                self._trim_emptied_block(emptied, version)
-            released += freed
-            # Decrement (never blindly delete) the handle, so an allocation made for it
-            # meanwhile in another block stays recorded.  At least the count read above
-            # goes, so a stale count (block lost its addresses) does not linger.
-            self.remove_from_handle(handle_id, cidr, max(len(freed), recorded))
         return released
-
-    def _release_handle_in_block(
-        self, handle_id: str, cidr: str, version: int
-    ) -> tuple[list[str], Block | None]:
-        """Free the handle's addresses in one block: (those freed, the block when that
-        left it empty and affine to a node)."""
-        bkey = keys.block_key(cidr, version)
-
-        def attempt() -> tuple[list[str], Block | None]:
-            bkv = self.store.get(bkey)
-            if bkv is None:
-                return [], None
-            block = decode_block(bkey, bkv.value)
-            ordinals = blk.ordinals_of_handle(block, handle_id)
-            if not ordinals:
-                return [], None
-            new, _ = blk.release(block, ordinals)
-            self._write_or_drop(bkey, new, bkv.revision)
-            emptied = new if new.empty and new.host() else None
-            return [str(block.address(o)) for o in ordinals], emptied
-
-        return run_cas(attempt, f"release handle {handle_id}", self.policy)
 
     # ------------------------------------------------------------------ reads
 

@@ -15,6 +15,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 from tortie.errors import TortieError
 from tortie.ipam.affinities import Family, in_any
+from tortie.ipam.planner import usable
 from tortie.ipam.records import read_block
 from tortie.ipam.service import DEFAULT_MAX_BLOCKS_PER_HOST, Ipam
 from tortie.model.ippool import IPPool
@@ -74,7 +75,7 @@ class WarmBlocks:
         for cidr in ipam.confirmed_affinities(node, version):
             if in_any(cidr, nets):
                 stored = read_block(self.store, cidr, version)
-                if stored is not None and stored.block.host() == node:
+                if stored is not None and usable(stored.block, node):
                     total += stored.block.free
         return total
 
