@@ -7,11 +7,10 @@ import json
 from collections.abc import Iterable, Mapping, Sequence
 
 from tortie.core.addr import Address, parse_network
-from tortie.core.selector import parse_selector
 from tortie.datastore import keys
 from tortie.datastore.base import Datastore
 from tortie.errors import DatastoreError, InvalidInput, NotFound
-from tortie.model.ippool import IPPool, ippool_from_dict
+from tortie.model.ippool import ALL_NODES, IPPool, ippool_from_dict
 
 
 def load_pools(store: Datastore) -> list[IPPool]:
@@ -66,6 +65,16 @@ def requested_pools(
     return chosen
 
 
+def selects(selector: str, labels: Mapping[str, str]) -> bool:
+    """Whether a pool's nodeSelector picks a node with ``labels``; the default ``all()``
+    without loading the selector parser (plugin start-up)."""
+    if selector.strip() == ALL_NODES:
+        return True
+    from tortie.core.selector import parse_selector
+
+    return parse_selector(selector).matches(labels)
+
+
 def selected_pools(
     version: int, node: str, labels: Mapping[str, str], pools: Iterable[IPPool], intent: str
 ) -> list[IPPool]:
@@ -77,7 +86,7 @@ def selected_pools(
         if not p.disabled
         and p.assignment_mode == "Automatic"
         and intent in p.allowed_uses
-        and parse_selector(p.node_selector).matches(labels)
+        and selects(p.node_selector, labels)
     ]
     if not chosen:
         detail = "; ".join(

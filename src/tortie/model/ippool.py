@@ -10,7 +10,6 @@ import ipaddress
 from collections.abc import Iterable, Mapping
 
 from tortie.core.record import field, record
-from tortie.core.selector import parse_selector
 from tortie.errors import InvalidInput
 from tortie.model.fields import (
     API_VERSION,
@@ -73,6 +72,8 @@ IPPOOL_SPEC_FIELDS = (
     "assignmentMode",
 )
 
+ALL_NODES = "all()"  # the default nodeSelector: every node
+
 
 @record
 class IPPool:
@@ -86,7 +87,7 @@ class IPPool:
     nat_outgoing: bool = False
     disabled: bool = False
     disable_bgp_export: bool = False
-    node_selector: str = "all()"
+    node_selector: str = ALL_NODES
     allowed_uses: tuple[str, ...] = ("Workload", "Tunnel")
     assignment_mode: str = "Automatic"
     namespace_selector: str = ""
@@ -229,7 +230,9 @@ def _read_cidr(obj: str, spec: Mapping[str, Any]) -> IPNetwork:
 
 def _read_selector(obj: str, spec: Mapping[str, Any], key: str, default: str) -> str:
     text = get_str(obj, "spec", spec, key, default) or default
-    if text:
+    if text and text.strip() != ALL_NODES:  # all(): no parser to load (plugin start-up)
+        from tortie.core.selector import parse_selector
+
         try:
             parse_selector(text)
         except InvalidInput as exc:
