@@ -140,7 +140,7 @@ def test_node_specific_configuration_overrides_what_calico_allows(tmp_path: Path
         logSeverityScreen="Debug",
         prefixAdvertisements=[{"cidr": "10.244.0.0/16", "communities": ["65010:9"]}],
     )
-    text, warnings = build([DEFAULT, per_node], [], passwords={})
+    text, _ = build([DEFAULT, per_node], [], passwords={})
     assert "local 10.0.0.1 port 1791 as 65010;" in text and "log stderr all;" in text
     assert "bgp_community.add((65010, 9))" in text and "(65010, 100)" not in text
     # b listens where ITS configuration says: 1790

@@ -212,7 +212,12 @@ def _secret_file(obj: str, path: str, value: object) -> str:
         obj, f"{path}.secretKeyRef", ref, "name", ""
     )
     if data and not name.startswith("/"):
-        fail(obj, f"{path} names no password file", f"set {path}.file to an absolute file path")
+        what = (
+            f"{path}.secretKeyRef names a Kubernetes Secret, which tortie does not read"
+            if ref and not data.get("file")
+            else f"{path} names no password file"
+        )
+        fail(obj, what, f"set {path}.file to the absolute path of a file holding the password")
     return name
 
 
