@@ -163,6 +163,7 @@ def test_every_bgppeer_field_is_rendered(tmp_path: Path, monkeypatch: pytest.Mon
             maxRestartTime="2m",
             keepaliveTime="10s",
             ttlSecurity=2,
+            numAllowedLocalASNumbers=2,
             password={"file": str(secret)},
         ),
         peer("tor6", peerIP="[fd00::254]:1179", asNumber=65010, nextHopMode="Self"),
@@ -177,7 +178,11 @@ def test_every_bgppeer_field_is_rendered(tmp_path: Path, monkeypatch: pytest.Mon
     assert "neighbor 10.0.0.254 port 1179 as 65546;" in tor4
     assert "source address" not in tor4  # sourceAddress None
     assert "ttl security on;" in tor4 and "multihop 2;" in tor4
-    assert "keepalive time 10;" in tor4 and "graceful restart time 120;" in tor4
+    assert (
+        "allow local as 2;" in tor4
+        and "keepalive time 10;" in tor4
+        and "graceful restart time 120;" in tor4
+    )
     assert 'password "tor-pass";' in tor4 and "next hop keep;" in tor4
     assert "import filter import_outside4;" in tor4 and "export filter export_outside4;" in tor4
     tor6 = protocol(text, "Global_fd00__254")

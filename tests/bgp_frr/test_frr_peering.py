@@ -315,3 +315,69 @@ def test_route_reflector_chosen_by_label(fab: Fabric) -> None:
     fab.reset(*tor_peers())
     for host in fab.hosts:  # back to the mesh
         fab.wait_sessions(host, mesh_with(fab, host, (TOR4, GLOBAL), (TOR6, GLOBAL)))
+
+
+def test_configuration_and_peer_options_as_the_router_sees_them(fab: Fabric) -> None:
+    """listenPort, service ranges from every node, communities, a password from a file,
+    ttlSecurity and maxRestartTime: each checked on the real router or socket."""
+    password = fab.tmp / "tor-password"
+    password.write_text("tortie-md5\n")
+    v4_neighbors = [host_addr(h.index, 4) for h in fab.hosts]
+    tor_side = ["router bgp 64600"]
+    for n in v4_neighbors:
+        tor_side += [f"neighbor {n} password tortie-md5", f"neighbor {n} ttl-security hops 1"]
+    fab.tor.configure(*tor_side)
+    try:
+        fab.reset(
+            doc(
+                "BGPConfiguration",
+                "default",
+                {
+                    "listenPort": 1790,
+                    "serviceClusterIPs": [{"cidr": "10.96.0.0/12"}],
+                    "serviceLoadBalancerIPs": [{"cidr": "fd00:96::/112"}],
+                    "communities": [{"name": "pods", "value": "65000:100"}],
+                    "prefixAdvertisements": [
+                        {"cidr": "10.244.0.0/16", "communities": ["pods", "64512:1:2"]}
+                    ],
+                },
+            ),
+            doc(
+                "BGPPeer",
+                "tor-v4",
+                {
+                    "peerIP": TOR4,
+                    "asNumber": TOR_AS,
+                    "password": {"file": str(password)},
+                    "ttlSecurity": 1,
+                    "maxRestartTime": "90s",
+                },
+            ),
+            doc("BGPPeer", "tor-v6", {"peerIP": TOR6, "asNumber": TOR_AS}),
+        )
+        for host in fab.hosts:  # the mesh now dials port 1790: established means heard
+            fab.wait_sessions(host, mesh_with(fab, host, (TOR4, GLOBAL), (TOR6, GLOBAL)))
+        listening = fab.hosts[0].ns.run("ss", "-ltnH").stdout
+        assert ":1790 " in listening and ":179 " not in listening
+        # MD5 and TTL security are enforced by the router: established means both matched
+        assert set(v4_neighbors) <= fab.tor.established()
+        neighbor = fab.tor.json(f"show bgp neighbors {v4_neighbors[0]}")[v4_neighbors[0]]
+        assert neighbor["gracefulRestartInfo"]["timers"]["receivedRestartTimer"] == 90
+        nodes = {4: set(v4_neighbors), 6: {host_addr(h.index, 6) for h in fab.hosts}}
+
+        def announced_by_all(v: int, service: str) -> bool:
+            return fab.tor.next_hops(v).get(service) == nodes[v]
+
+        for v, service in ((4, "10.96.0.0/12"), (6, "fd00:96::/112")):
+            wait_for(f"every node announces {service}", partial(announced_by_all, v, service), 20)
+        block = sorted(own_blocks(fab.hosts[0], 4))[0]
+        paths = fab.tor.json(f"show bgp ipv4 unicast {block}")["paths"]
+        assert paths[0]["community"]["string"] == "65000:100"
+        assert paths[0]["largeCommunity"]["string"] == "64512:1:2"
+    finally:
+        fab.tor.configure(
+            "router bgp 64600",
+            *(f"no neighbor {n} password" for n in v4_neighbors),
+            *(f"no neighbor {n} ttl-security hops 1" for n in v4_neighbors),
+        )
+        fab.reset(*tor_peers())

@@ -131,6 +131,7 @@ class BGPPeer:
     max_restart_time: str = ""
     keepalive_time: str = ""
     ttl_security: int = 0
+    allowed_local_as: int = 0  # numAllowedLocalASNumbers
     password_file: str = ""
     filters: tuple[str, ...] = ()
     reachable_by: str = ""
@@ -445,6 +446,7 @@ def bgppeer_from_dict(d: Mapping[str, Any], *, strict: bool = True) -> BGPPeer:
         max_restart_time=_duration(obj, spec, "maxRestartTime"),
         keepalive_time=_duration(obj, spec, "keepaliveTime"),
         ttl_security=ttl,
+        allowed_local_as=get_int(obj, "spec", spec, "numAllowedLocalASNumbers", 0, 0, 255),
         password_file=_secret_file(obj, "spec.password", spec.get("password"))
         if spec.get("password") is not None
         else "",
@@ -503,6 +505,8 @@ def bgppeer_to_dict(p: BGPPeer) -> dict[str, Any]:
             spec[key] = value
     if p.ttl_security:
         spec["ttlSecurity"] = p.ttl_security
+    if p.allowed_local_as:
+        spec["numAllowedLocalASNumbers"] = p.allowed_local_as
     if p.password_file:
         spec["password"] = {"file": p.password_file}
     if p.filters:

@@ -47,6 +47,7 @@ class Peer:
     next_hop: str = ""  # "", "self" or "keep"
     source_address: bool = True  # ``source address`` = this node's address
     ttl_security: int = 0  # hops; 0: off
+    allow_local_as: int = 0  # routes whose AS path holds our AS this often are accepted
     keepalive: int = 0  # seconds; 0: BIRD's default
     max_restart: int = 0  # graceful restart time; 0: BIRD's default (120 s)
     password: str = ""
@@ -254,6 +255,8 @@ def _session(
         lines += ["  rr client;", f"  rr cluster id {view.rr_cluster_id};"]
     if peer.ttl_security:
         lines += ["  ttl security on;", f"  multihop {peer.ttl_security};"]
+    if peer.allow_local_as:
+        lines.append(f"  allow local as {peer.allow_local_as};")
     if peer.keepalive:
         lines.append(f"  keepalive time {peer.keepalive};")
     if peer.max_restart:

@@ -291,6 +291,7 @@ def _options(spec: BGPPeer, passwords: Mapping[str, str], warnings: list[str]) -
         "next_hop": {"Self": "self", "Keep": "keep"}.get(spec.next_hop_mode, ""),
         "source_address": spec.source_address == "UseNodeIP",
         "ttl_security": spec.ttl_security,
+        "allow_local_as": spec.allowed_local_as,
         "keepalive": duration_seconds(spec.keepalive_time),
         "password": _password(f"BGPPeer({spec.name})", spec.password_file, passwords, warnings),
     }
