@@ -22,11 +22,15 @@ def register(node_sub: Any) -> None:
         "run",
         help="start the node agent: startup, then routes between nodes with BIRD 2",
         description="Do 'tortie node startup', then stay up: render BIRD 2's configuration "
-        "from the datastore (a full mesh of iBGP sessions to the other nodes, one per "
-        "family, this node's blocks announced, the other nodes' blocks imported into the "
-        "kernel), start BIRD as a child (or adopt the one a previous agent left running in "
-        "TORTIE_RUN_DIR: never two), reconfigure it when nodes or blocks change, restart "
-        "it if it dies, waiting 1, 2, 4 ... 30 s between quick restarts. SIGTERM or SIGINT stops BIRD and the agent. Same variables as "
+        "from the datastore (by default a full mesh of iBGP sessions to the other nodes, one "
+        "per family; BGPConfiguration and BGPPeer resources add routers, route reflectors "
+        "and per-node peers; this node's blocks announced, learned routes imported into "
+        "the kernel), start BIRD as a child (or adopt the one a previous agent left running "
+        "in TORTIE_RUN_DIR: never two), reconfigure it when nodes or blocks change, restart "
+        "it if it dies, waiting 1, 2, 4 ... 30 s between quick restarts; program the VXLAN "
+        "dataplane of pools with vxlanMode and publish the pod MTU. The datastore is "
+        "followed with watches, not re-read. SIGTERM or SIGINT stops BIRD and the agent. "
+        "Same variables as "
         "'tortie node startup --help'; run-time files go to TORTIE_RUN_DIR "
         f"(default {DEFAULT_RUN_DIR}). TORTIE_BGP_HOLD_TIME (seconds: 0 = BIRD's default, "
         "or 3 to 65535) and TORTIE_BGP_CONNECT_RETRY_TIME (seconds, default 5) shorten BGP "
@@ -44,9 +48,10 @@ def register(node_sub: Any) -> None:
     status = node_sub.add_parser(
         "status",
         help="BGP sessions and learned routes of the agent on this host",
-        description="Like 'calicoctl node status': the agent's BGP sessions (peer, type, "
-        "state, since, info) and the routes learned from peers, read from the agent's run "
-        "directory (TORTIE_RUN_DIR).",
+        description="Like 'calicoctl node status': the agent's BGP sessions per family "
+        "(peer address; type: node-to-node mesh, global or node specific; state, since, "
+        "info) and the routes learned from peers, read from the agent's run directory "
+        "(TORTIE_RUN_DIR). -o json gives the same as one JSON document.",
     )
     status.add_argument("-o", "--output", choices=("text", "json"), default="text")
     status.set_defaults(handler=_status)

@@ -40,11 +40,13 @@ def register(sub: Any) -> None:
     get = sub.add_parser(
         "get",
         help="show resources",
-        description="Show resources of a kind "
-        "(ippools, nodes, ipamconfig, workloadendpoints), all or one by name.",
+        description="Show resources of a kind (ippools, nodes, ipamconfig, "
+        "workloadendpoints, bgppeers, bgpconfigurations), all or one by name.",
     )
     get.add_argument(
-        "kind", help="resource type: ippool(s), node(s), ipamconfig, workloadendpoint(s)"
+        "kind",
+        help="resource type: ippool(s), node(s), ipamconfig, workloadendpoint(s), "
+        "bgppeer(s), bgpconfiguration(s)",
     )
     get.add_argument("name", nargs="?", help="one resource by name")
     get.add_argument(
@@ -188,6 +190,32 @@ def _columns(
                 ],
             )
         return ["NAME"], [[meta(d, "name")] for d in docs]
+    if kind == "BGPPeer":  # calicoctl's columns, the same with -o wide
+        return (
+            ["NAME", "PEERIP", "NODE", "ASN"],
+            [
+                [
+                    meta(d, "name"),
+                    spec(d, "peerIP"),
+                    spec(d, "node") or spec(d, "nodeSelector") or "(global)",
+                    spec(d, "asNumber") or "0",
+                ]
+                for d in docs
+            ],
+        )
+    if kind == "BGPConfiguration":
+        return (
+            ["NAME", "LOGSEVERITY", "MESHENABLED", "ASNUMBER"],
+            [
+                [
+                    meta(d, "name"),
+                    spec(d, "logSeverityScreen"),
+                    spec(d, "nodeToNodeMeshEnabled") or "-",
+                    spec(d, "asNumber") or "-",
+                ]
+                for d in docs
+            ],
+        )
     if kind == "WorkloadEndpoint":
         return (
             ["NAMESPACE", "WORKLOAD", "NODE", "NETWORKS", "INTERFACE"],

@@ -60,6 +60,8 @@ _CONFIG_FIELDS = (
     "bindMode",
     "ignoredInterfaces",
 )
+# Calico: a node.<name> object can override only these (the rest are cluster-wide).
+_NODE_CONFIG_FIELDS = ("listenPort", "logSeverityScreen", "prefixAdvertisements", "communities")
 _PEER_FIELDS = (
     "node",
     "nodeSelector",
@@ -82,7 +84,8 @@ _PEER_FIELDS = (
 @record
 class PrefixAdvertisement:
     cidr: str
-    communities: tuple[str, ...] = ()  # community values (names already resolved)
+    communities: tuple[str, ...] = ()  # as written: community names or values
+    values: tuple[str, ...] = ()  # the community values (names resolved)
 
 
 @record
@@ -128,6 +131,7 @@ class BGPPeer:
     max_restart_time: str = ""
     keepalive_time: str = ""
     ttl_security: int = 0
+    allowed_local_as: int = 0  # numAllowedLocalASNumbers
     password_file: str = ""
     filters: tuple[str, ...] = ()
     reachable_by: str = ""
@@ -209,7 +213,12 @@ def _secret_file(obj: str, path: str, value: object) -> str:
         obj, f"{path}.secretKeyRef", ref, "name", ""
     )
     if data and not name.startswith("/"):
-        fail(obj, f"{path} names no password file", f"set {path}.file to an absolute file path")
+        what = (
+            f"{path}.secretKeyRef names a Kubernetes Secret, which tortie does not read"
+            if ref and not data.get("file")
+            else f"{path} names no password file"
+        )
+        fail(obj, what, f"set {path}.file to the absolute path of a file holding the password")
     return name
 
 
@@ -225,6 +234,21 @@ def bgpconfiguration_from_dict(d: Mapping[str, Any], *, strict: bool = True) -> 
         fail(obj, "the name is neither default nor node.<node name>", "rename it")
     spec = as_mapping(obj, "spec", top.get("spec"))
     check_known(obj, "spec", spec, _CONFIG_FIELDS, strict)
+    if meta.name != "default" and strict:
+        for key in _CONFIG_FIELDS:
+            if key not in _NODE_CONFIG_FIELDS and spec.get(key) not in (None, [], ""):
+                hint = (
+                    "set the node's AS in its Node spec.bgp.asNumber"
+                    if key == "asNumber"
+                    else "set it in BGPConfiguration default"
+                )
+                fail(
+                    obj,
+                    f"spec.{key} is only valid in BGPConfiguration default "
+                    "(a per-node object may set listenPort, logSeverityScreen, "
+                    "prefixAdvertisements)",
+                    hint,
+                )
     communities: dict[str, str] = {}
 
     def community(path: str, data: Mapping[str, Any]) -> tuple[str, str]:
@@ -240,10 +264,18 @@ def bgpconfiguration_from_dict(d: Mapping[str, Any], *, strict: bool = True) -> 
 
     def advertisement(path: str, data: Mapping[str, Any]) -> PrefixAdvertisement:
         cidr = _cidr(obj, f"{path}.cidr", get_str(obj, path, data, "cidr", ""))
+        written = get_str_list(obj, path, data, "communities")
         values = []
-        for i, c in enumerate(get_str_list(obj, path, data, "communities")):
+        for i, c in enumerate(written):
+            if c not in communities and not _COMMUNITY.fullmatch(c):
+                fail(
+                    obj,
+                    f"{path}.communities[{i}] {c!r} is neither a name in spec.communities "
+                    "nor a community value",
+                    "define it in spec.communities, or write aa:nn or aa:nn:mm",
+                )
             values.append(communities.get(c) or _community(obj, f"{path}.communities[{i}]", c))
-        return PrefixAdvertisement(cidr, tuple(values))
+        return PrefixAdvertisement(cidr, written, tuple(values))
 
     adverts = read_objects(
         obj,
@@ -253,6 +285,12 @@ def bgpconfiguration_from_dict(d: Mapping[str, Any], *, strict: bool = True) -> 
         strict,
         advertisement,
     )
+    if communities and not adverts and strict:
+        fail(
+            obj,
+            "spec.communities are defined but not used in spec.prefixAdvertisements",
+            "name them in prefixAdvertisements[].communities, or remove them",
+        )
     severity = get_str(obj, "spec", spec, "logSeverityScreen", "") or None
     if severity is not None:
         severity = get_enum(obj, "spec", spec, "logSeverityScreen", LOG_SEVERITIES, "Info")
@@ -280,7 +318,7 @@ def bgpconfiguration_from_dict(d: Mapping[str, Any], *, strict: bool = True) -> 
         node_mesh_password_file=None
         if password is None
         else _secret_file(obj, "spec.nodeMeshPassword", password),
-        node_mesh_max_restart=get_str(obj, "spec", spec, "nodeMeshMaxRestartTime", "") or None,
+        node_mesh_max_restart=_duration(obj, spec, "nodeMeshMaxRestartTime") or None,
         bind_mode=bind,
         ignored_interfaces=get_str_list(obj, "spec", spec, "ignoredInterfaces"),
         labels=meta.labels,
@@ -408,6 +446,7 @@ def bgppeer_from_dict(d: Mapping[str, Any], *, strict: bool = True) -> BGPPeer:
         max_restart_time=_duration(obj, spec, "maxRestartTime"),
         keepalive_time=_duration(obj, spec, "keepaliveTime"),
         ttl_security=ttl,
+        allowed_local_as=get_int(obj, "spec", spec, "numAllowedLocalASNumbers", 0, 0, 255),
         password_file=_secret_file(obj, "spec.password", spec.get("password"))
         if spec.get("password") is not None
         else "",
@@ -466,6 +505,8 @@ def bgppeer_to_dict(p: BGPPeer) -> dict[str, Any]:
             spec[key] = value
     if p.ttl_security:
         spec["ttlSecurity"] = p.ttl_security
+    if p.allowed_local_as:
+        spec["numAllowedLocalASNumbers"] = p.allowed_local_as
     if p.password_file:
         spec["password"] = {"file": p.password_file}
     if p.filters:

@@ -4,13 +4,19 @@ A pure function of a ``RoutingView``: the same inputs give the same text byte fo
 so the agent can compare texts and reconfigure BIRD only when something changed.
 
 Shape (Calico's confd templates, in BIRD 2 form, one daemon for both families):
-router id; device and direct protocols (direct on every interface except ``cali*``, so
-next hops resolve); per family a kernel protocol that learns kernel routes (borrowed
-pod addresses) and programs BGP routes and this node's block blackholes; a static
-protocol with one blackhole per block affine to this node; an export filter that sends a
-block itself, refuses anything more specific inside this node's blocks (aggregation),
-accepts other routes inside pools and rejects the rest; one iBGP session per other node
-and family (full mesh), ``source address`` this node's address of that family.
+router id; device and direct protocols (direct on every interface except ``cali*`` and
+the ignored interfaces, so next hops resolve); per family a kernel protocol that learns
+kernel routes (borrowed pod addresses; they win over any BGP route) and programs BGP
+routes and this node's block blackholes; a static protocol with one blackhole per block
+affine to this node and one announcing the service ranges; export filters that send a
+block itself, refuse anything more specific inside this node's blocks (aggregation),
+accept other routes inside pools and reject the rest; one session per peer and family,
+``source address`` this node's address of that family.
+
+Routes learned from a router outside the cluster (``Peer.node_peer`` false) carry the
+attribute ``tortie_outside`` and, inside a pool, a lower preference than any node's
+route: they never go to another outside router nor to the nodes (only a route reflector
+passes them to its clients), and never replace a route a node announces.
 """
 
 from __future__ import annotations
@@ -43,6 +49,7 @@ class Peer:
     next_hop: str = ""  # "", "self" or "keep"
     source_address: bool = True  # ``source address`` = this node's address
     ttl_security: int = 0  # hops; 0: off
+    allow_local_as: int = 0  # routes whose AS path holds our AS this often are accepted
     keepalive: int = 0  # seconds; 0: BIRD's default
     max_restart: int = 0  # graceful restart time; 0: BIRD's default (120 s)
     password: str = ""
@@ -64,9 +71,9 @@ class RoutingView:
     connect_retry: int = 5
     no_export4: tuple[str, ...] = ()  # pools with disableBGPExport: never announced
     no_export6: tuple[str, ...] = ()
-    announce4: tuple[tuple[str, tuple[str, ...]], ...] = ()  # (cidr, communities)
-    announce6: tuple[tuple[str, tuple[str, ...]], ...] = ()
-    communities: tuple[tuple[str, tuple[str, ...]], ...] = ()  # own prefixes: (cidr, comms)
+    announce4: tuple[str, ...] = ()  # service ranges: originated by every node
+    announce6: tuple[str, ...] = ()
+    communities: tuple[tuple[str, tuple[str, ...]], ...] = ()  # prefixAdvertisements
     rr_cluster_id: str = ""  # we are a route reflector with this cluster id
     listen_port: int = 179
     bind_address: bool = False  # bindMode NodeIP: listen on this node's addresses only
@@ -83,7 +90,13 @@ def protocol_name(address: str, kind: str = MESH) -> str:
     return PREFIXES[kind] + address.replace(".", "_").replace(":", "_")
 
 
+OUTSIDE = "tortie_outside"  # route attribute: learned from a router outside the cluster
+OUTSIDE_PREFERENCE = 50  # below BGP's 100: a node's own announcement of a prefix wins
+KERNEL_PREFERENCE = 110  # above BGP's 100: a pod route in the kernel is never replaced
+
+
 def _community_statements(view: RoutingView, version: int) -> list[str]:
+    """prefixAdvertisements: communities added to every exported route inside the CIDR."""
     out = []
     for cidr, values in view.communities:
         if (":" in cidr) != (version == 6):
@@ -91,12 +104,44 @@ def _community_statements(view: RoutingView, version: int) -> list[str]:
         for value in values:
             parts = value.split(":")
             attr = "bgp_large_community" if len(parts) == 3 else "bgp_community"
-            out.append(f"    if net ~ {cidr} then {attr}.add(({', '.join(parts)}));")
+            out.append(f"  if net ~ {cidr} then {attr}.add(({', '.join(parts)}));")
     return out
 
 
 def _set(cidrs: Sequence[str], suffix: str = "") -> str:
     return "[ " + ", ".join(c + suffix for c in cidrs) + " ]"
+
+
+def _outside_peers(view: RoutingView) -> bool:
+    return any(not p.node_peer for p in view.peers)
+
+
+def _export(
+    view: RoutingView, version: int, name: str, comment: str, *, outside: bool, reflect: bool
+) -> list[str]:
+    """One export filter; first match wins.  ``outside``: routes learned from an outside
+    router are refused (never passed from one outside router to another, nor to nodes);
+    ``reflect``: a route reflector's filter towards its clients (every BGP route)."""
+    blocks = view.blocks4 if version == 4 else view.blocks6
+    pools = view.pools4 if version == 4 else view.pools6
+    no_export = view.no_export4 if version == 4 else view.no_export6
+    announced = view.announce4 if version == 4 else view.announce6
+    out = [
+        f"filter {name} {{{comment}",
+        *([f"  if net ~ {_set(no_export, '+')} then reject;"] if no_export else []),
+        *([f"  if defined({OUTSIDE}) then reject;"] if outside else []),
+        *_community_statements(view, version),
+        *([f'  if proto = "announce{version}" then accept;'] if announced else []),
+    ]
+    if blocks:
+        out.append(f"  if net ~ {_set(blocks)} then accept;")
+        out.append(f"  if net ~ {_set(blocks, '+')} then reject;")
+    if pools:
+        out.append(f"  if net ~ {_set(pools, '+')} then accept;")
+    if reflect:
+        out.append("  if source = RTS_BGP then accept;")
+    out += ["  reject;", "}"]
+    return out
 
 
 def _family(view: RoutingView, version: int) -> list[str]:
@@ -107,10 +152,12 @@ def _family(view: RoutingView, version: int) -> list[str]:
     no_export = view.no_export4 if version == 4 else view.no_export6
     announced = view.announce4 if version == 4 else view.announce6
     tunneled = view.tunneled4 if version == 4 else view.tunneled6
+    outside = _outside_peers(view)
     out = [
         f"# ---- IPv{version}",
         f"protocol kernel kernel{version} {{",
         f"  {fam} {{",
+        f"    preference {KERNEL_PREFERENCE};  # a pod route learned here beats any BGP route",
         # tortie's own VXLAN routes (protocol 81) are never learned: this node must not
         # announce other nodes' blocks as its own.
         f"    import filter {{ if krt_source = {VXLAN_PROTOCOL} then reject; accept; }};",
@@ -134,32 +181,47 @@ def _family(view: RoutingView, version: int) -> list[str]:
         f"  {fam};",
         *(f"  route {b} blackhole;" for b in blocks),
         "}",
-        f"protocol static announce{version} {{  # service ranges and prefixAdvertisements",
+        f"protocol static announce{version} {{  # service ranges, announced by every node",
         f"  {fam};",
-        *(f"  route {c} blackhole;" for c, _ in announced),
+        *(f"  route {c} blackhole;" for c in announced),
         "}",
         f"filter import_bgp{version} {{  # a peer never overrides this node's pod routes",
         *([f"  if net ~ {_set(blocks, '+')} then reject;"] if blocks else []),
         "  accept;",
         "}",
-        f"filter export_outside{version} {{  # outside routers: only what this node originates",
-        *([f"  if net ~ {_set(no_export, '+')} then reject;"] if no_export else []),
-        f'  if proto = "blocks{version}" || proto = "announce{version}" then {{',
-        *_community_statements(view, version),
-        "    accept;",
-        "  }",
-        "  reject;",
-        "}",
-        f"filter export_bgp{version} {{",
-        *([f"  if net ~ {_set(no_export, '+')} then reject;"] if no_export else []),
-        *([f'  if proto = "announce{version}" then accept;'] if announced else []),
     ]
-    if blocks:
-        out.append(f"  if net ~ {_set(blocks)} then accept;")
-        out.append(f"  if net ~ {_set(blocks, '+')} then reject;")
-    if pools:
-        out.append(f"  if net ~ {_set(pools, '+')} then accept;")
-    out += ["  reject;", "}"]
+    if outside:
+        every_pool = pools + no_export
+        out += [
+            f"filter import_outside{version} {{  # routes from routers outside the cluster",
+            *([f"  if net ~ {_set(blocks, '+')} then reject;"] if blocks else []),
+            f"  {OUTSIDE} = 1;",
+            *(
+                [f"  if net ~ {_set(every_pool, '+')} then preference = {OUTSIDE_PREFERENCE};"]
+                if every_pool
+                else []
+            ),
+            "  accept;",
+            "}",
+        ]
+        out += _export(
+            view,
+            version,
+            f"export_outside{version}",
+            "  # outside routers: pool routes, never another router's",
+            outside=True,
+            reflect=False,
+        )
+    out += _export(view, version, f"export_bgp{version}", "", outside=outside, reflect=False)
+    if view.rr_cluster_id:
+        out += _export(
+            view,
+            version,
+            f"export_client{version}",
+            "  # route reflector to its clients",
+            outside=False,
+            reflect=True,
+        )
     timers = [
         "  graceful restart;",
         "  connect delay time 2;",
@@ -172,6 +234,7 @@ def _family(view: RoutingView, version: int) -> list[str]:
     out += [
         f"template bgp mesh{version} {{",
         _local(view, own),
+        *(["  strict bind on;"] if view.bind_address and own else []),
         *timers,
         f"  {fam} {{",
         f"    import filter import_bgp{version};",
@@ -208,8 +271,8 @@ def _session(
         lines += ["  rr client;", f"  rr cluster id {view.rr_cluster_id};"]
     if peer.ttl_security:
         lines += ["  ttl security on;", f"  multihop {peer.ttl_security};"]
-    elif remote_as == view.as_number and not peer.node_peer:
-        lines.append("  direct;")
+    if peer.allow_local_as:
+        lines.append(f"  allow local as {peer.allow_local_as};")
     if peer.keepalive:
         lines.append(f"  keepalive time {peer.keepalive};")
     if peer.max_restart:
@@ -217,12 +280,14 @@ def _session(
     if peer.password:
         lines.append(f"  password {_quote(peer.password)};")
     channel = []  # the template's channel, changed where this peer needs it
-    if not (peer.node_peer or peer.rr_client):
+    if not peer.node_peer:
+        channel.append(f"    import filter import_outside{version};")
+    if peer.rr_client:
+        channel.append(f"    export filter export_client{version};")
+    elif not peer.node_peer:
         channel.append(f"    export filter export_outside{version};")
     if peer.next_hop:
         channel.append(f"    next hop {peer.next_hop};")
-    elif remote_as == view.as_number and not peer.node_peer:
-        channel.append("    next hop self;")  # an outside iBGP router cannot reach our peers' hops
     if channel:
         lines += [f"  {fam} {{", *channel, "  };"]
     lines.append("}")
@@ -255,6 +320,7 @@ def render(view: RoutingView) -> str:
         "# Do not edit: it is rendered again from the datastore whenever nodes or blocks change.",
         f"router id {view.router_id};",
         "timeformat protocol iso long;",
+        *([f"attribute int {OUTSIDE};"] if _outside_peers(view) else []),
         f"log stderr {LOG_CLASSES.get(view.log_severity, 'all')};",
         "protocol device { scan time 2; }",
     ]

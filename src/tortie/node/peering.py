@@ -7,14 +7,19 @@ BIRD's configuration, plus one warning per object that could not be used (a brok
 object is skipped, never fatal for the others).  Calico's semantics (§16):
 
 - BGPConfiguration ``default`` gives the cluster AS (64512), the mesh switch, listen
-  port, log level, service ranges, communities and prefix advertisements;
-  ``node.<name>`` overrides any field it sets for that node.
+  port, log level, bind mode, ignored interfaces, service ranges (announced by every
+  node), prefix advertisements (communities on exported routes) and the mesh password
+  and restart time; ``node.<name>`` may override listenPort, logSeverityScreen and
+  prefixAdvertisements for that node (Calico: only these).
 - Mesh (``Mesh_<ip>``): every other node, one session per family both have — unless the
   mesh is off, this node is a route reflector, or the other node is one.
 - BGPPeers that select this node (no node/nodeSelector: global, ``Global_<ip>``; else
   ``Node_<ip>``): a ``peerIP`` router, or every node ``peerSelector`` picks.
 - A route reflector (Node ``routeReflectorClusterID``) treats a same-AS peer without its
   cluster id as its client.
+
+Password files are the only thing read here (``read_password_files``), and only when the
+caller does not hand their contents in.
 """
 
 from __future__ import annotations
@@ -54,7 +59,9 @@ class Local:
 
 @dataclass(frozen=True)
 class Settings:
-    """The effective BGPConfiguration of one node (``default`` merged with ``node.<name>``)."""
+    """The effective BGPConfiguration of one node: ``default``, with ``node.<name>``
+    overriding the three fields Calico lets it override (listenPort, logSeverityScreen,
+    prefixAdvertisements)."""
 
     as_number: int = DEFAULT_AS
     mesh: bool = True
@@ -65,6 +72,7 @@ class Settings:
     advertisements: tuple[tuple[str, tuple[str, ...]], ...] = ()
     ignored_interfaces: tuple[str, ...] = ()
     mesh_max_restart: int = 0
+    mesh_password_file: str = ""
 
 
 def _host(address: str | None) -> str | None:
@@ -73,27 +81,42 @@ def _host(address: str | None) -> str | None:
 
 def settings(configs: Sequence[BGPConfiguration], node_name: str) -> Settings:
     by_name = {c.name: c for c in configs}
-    layers = [c for c in (by_name.get("default"), by_name.get(f"node.{node_name}")) if c]
     s: dict[str, Any] = {}
-    for c in layers:
+    default = by_name.get("default")
+    if default is not None:
+        c = default
         for key, value in (
             ("as_number", c.as_number),
             ("mesh", c.node_to_node_mesh),
-            ("listen_port", c.listen_port),
-            ("log_severity", c.log_severity),
             ("bind_node_ip", None if c.bind_mode is None else c.bind_mode == "NodeIP"),
             ("mesh_max_restart", duration_seconds(c.node_mesh_max_restart or "") or None),
+            ("mesh_password_file", c.node_mesh_password_file),
         ):
             if value is not None:
                 s[key] = value
-        services = c.service_cluster_ips + c.service_external_ips + c.service_load_balancer_ips
-        if services:
-            s["services"] = services
+        s["services"] = c.service_cluster_ips + c.service_external_ips + c.service_load_balancer_ips
+        s["ignored_interfaces"] = c.ignored_interfaces
+    for c in (x for x in (default, by_name.get(f"node.{node_name}")) if x is not None):
+        if c.listen_port is not None:
+            s["listen_port"] = c.listen_port
+        if c.log_severity is not None:
+            s["log_severity"] = c.log_severity
         if c.prefix_advertisements:
-            s["advertisements"] = tuple((a.cidr, a.communities) for a in c.prefix_advertisements)
-        if c.ignored_interfaces:
-            s["ignored_interfaces"] = c.ignored_interfaces
+            s["advertisements"] = tuple((a.cidr, a.values) for a in c.prefix_advertisements)
     return Settings(**s)
+
+
+def read_password_files(peers: Sequence[BGPPeer], mesh_file: str = "") -> dict[str, str]:
+    """The contents of every password file the peers name (missing ones left out).  The
+    only I/O of this module; ``routing_view`` calls it when not handed the passwords."""
+    out: dict[str, str] = {}
+    for path in {p.password_file for p in peers if p.password_file} | ({mesh_file} - {""}):
+        try:
+            with open(path, encoding="utf-8") as fh:
+                out[path] = fh.read()
+        except OSError:
+            pass
+    return out
 
 
 def _parse(raw: Mapping[str, Mapping[str, Any]], parse: Any, warnings: list[str]) -> list[Any]:
@@ -131,21 +154,30 @@ def routing_view(
     passwords: Mapping[str, str] | None = None,
 ) -> tuple[RoutingView, tuple[str, ...]]:
     """The routing view of ``local`` and the warnings about objects that were skipped.
-    ``passwords``: password file path -> its contents (read by the caller)."""
+    ``passwords``: password file path -> its contents; None: the files are read here."""
     warnings: list[str] = []
     configs = _parse(bgp_configurations, bgpconfiguration_from_dict, warnings)
     peers = _parse(bgp_peers, bgppeer_from_dict, warnings)
     cfg = settings(configs, local.node_name)
+    if passwords is None:
+        passwords = read_password_files(peers, cfg.mesh_password_file)
     me = next((n for n in nodes if n.name == local.node_name), None)
     my_as = me.as_number if me and me.as_number else cfg.as_number
     my_cluster = (me.route_reflector_cluster_id if me else None) or ""
     others = sorted((n for n in nodes if n.name != local.node_name), key=lambda n: n.name)
+    mesh_password = _password(
+        "BGPConfiguration(default) nodeMeshPassword", cfg.mesh_password_file, passwords, warnings
+    )
 
     def node_peer(n: Node, kind: str, spec: BGPPeer | None) -> Peer:
         remote_as = _node_as(n, cfg)
         client = (
             bool(my_cluster) and remote_as == my_as and n.route_reflector_cluster_id != my_cluster
         )
+        if spec is None:
+            options: dict[str, Any] = {"password": mesh_password}
+        else:
+            options = _options(spec, passwords, warnings)
         return Peer(
             n.name,
             _host(n.ipv4_address),
@@ -153,9 +185,9 @@ def routing_view(
             remote_as,
             kind=kind,
             rr_client=client,
-            port=cfg.listen_port,
+            port=settings(configs, n.name).listen_port,  # where that node listens
             max_restart=cfg.mesh_max_restart if spec is None else _restart(spec),
-            **({} if spec is None else _options(spec, passwords or {}, warnings)),
+            **options,
         )
 
     out: list[Peer] = []
@@ -197,7 +229,7 @@ def routing_view(
                 port=spec.port,
                 rr_client=client,
                 max_restart=_restart(spec),
-                **_options(spec, passwords or {}, warnings),
+                **_options(spec, passwords, warnings),
             )
         )
     # An explicit peering replaces a mesh session to the same address (Calico: one each).
@@ -205,7 +237,6 @@ def routing_view(
     out = [p for p in out if not ({p.ipv4, p.ipv6} & taken)] + explicit
     export = [p for p in pools if not p.disable_bgp_export]
     hidden = [p for p in pools if p.disable_bgp_export]
-    announce = tuple((c, ()) for c in cfg.services) + cfg.advertisements
     view = RoutingView(
         node_name=local.node_name,
         router_id=local.router_id,
@@ -221,8 +252,8 @@ def routing_view(
         connect_retry=connect_retry,
         no_export4=tuple(p.cidr for p in hidden if p.version == 4),
         no_export6=tuple(p.cidr for p in hidden if p.version == 6),
-        announce4=_unique(c for c in announce if ":" not in c[0]),
-        announce6=_unique(c for c in announce if ":" in c[0]),
+        announce4=tuple(dict.fromkeys(c for c in cfg.services if ":" not in c)),
+        announce6=tuple(dict.fromkeys(c for c in cfg.services if ":" in c)),
         communities=tuple(c for c in cfg.advertisements if c[1]),
         rr_cluster_id=my_cluster,
         listen_port=cfg.listen_port,
@@ -233,38 +264,34 @@ def routing_view(
     return view, tuple(warnings)
 
 
-def _unique(
-    items: Any,
-) -> tuple[tuple[str, tuple[str, ...]], ...]:
-    seen: dict[str, tuple[str, ...]] = {}
-    for cidr, comms in items:
-        seen.setdefault(cidr, comms)
-    return tuple(seen.items())
-
-
 def _restart(spec: BGPPeer) -> int:
     return duration_seconds(spec.max_restart_time)
 
 
+def _password(what: str, path: str, passwords: Mapping[str, str], warnings: list[str]) -> str:
+    if not path:
+        return ""
+    password = passwords.get(path, "").strip()
+    if any(c in password for c in '"\\\n'):
+        warnings.append(
+            f"{what}: the password in {path} contains a quote, backslash or newline, which "
+            "BIRD cannot take; the session runs without one"
+        )
+        return ""
+    if not password:
+        warnings.append(
+            f"{what}: password file {path} is missing or empty; the session runs without a "
+            "password until it is readable"
+        )
+    return password
+
+
 def _options(spec: BGPPeer, passwords: Mapping[str, str], warnings: list[str]) -> dict[str, Any]:
-    password = ""
-    if spec.password_file:
-        password = passwords.get(spec.password_file, "").strip()
-        if any(c in password for c in '"\\\n'):
-            warnings.append(
-                f"BGPPeer({spec.name}): the password in {spec.password_file} contains a quote, "
-                "backslash or newline, which BIRD cannot take; the session runs without one"
-            )
-            password = ""
-        elif not password:
-            warnings.append(
-                f"BGPPeer({spec.name}): password file {spec.password_file} is missing or empty; "
-                "the session runs without a password until it is readable"
-            )
     return {
         "next_hop": {"Self": "self", "Keep": "keep"}.get(spec.next_hop_mode, ""),
         "source_address": spec.source_address == "UseNodeIP",
         "ttl_security": spec.ttl_security,
+        "allow_local_as": spec.allowed_local_as,
         "keepalive": duration_seconds(spec.keepalive_time),
-        "password": password,
+        "password": _password(f"BGPPeer({spec.name})", spec.password_file, passwords, warnings),
     }
