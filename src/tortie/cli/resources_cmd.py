@@ -41,10 +41,13 @@ def register(sub: Any) -> None:
         "get",
         help="show resources",
         description="Show resources of a kind "
-        "(ippools, nodes, ipamconfig, workloadendpoints), all or one by name.",
+        "(ippools, nodes, ipamconfig, workloadendpoints, bgppeers, bgpconfigurations, "
+        "felixconfigurations), all or one by name.",
     )
     get.add_argument(
-        "kind", help="resource type: ippool(s), node(s), ipamconfig, workloadendpoint(s)"
+        "kind",
+        help="resource type: ippool(s), node(s), ipamconfig, workloadendpoint(s), bgppeer(s), "
+        "bgpconfiguration(s), felixconfiguration(s)",
     )
     get.add_argument("name", nargs="?", help="one resource by name")
     get.add_argument(
@@ -187,6 +190,8 @@ def _columns(
                     for d in docs
                 ],
             )
+        return ["NAME"], [[meta(d, "name")] for d in docs]
+    if kind == "FelixConfiguration":  # calicoctl shows the name only
         return ["NAME"], [[meta(d, "name")] for d in docs]
     if kind == "WorkloadEndpoint":
         return (
