@@ -63,13 +63,13 @@ while True:
     threading.Thread(target=serve, args=(conn, addr), daemon=True).start()
 """
 
-# Ask the outside host over TCP which address it sees; prints it, or "unreachable".
+# Ask a peer server over TCP which address and port it sees; prints them, or "unreachable".
 ASK_TCP = r"""
 import socket, sys
 try:
     s = socket.create_connection((sys.argv[1], 7000), timeout=2)
     s.sendall(b"hello\n")
-    print(s.makefile("r").readline().split()[0])
+    print(" ".join(s.makefile("r").readline().split()[:2]))
 except OSError:
     print("unreachable")
 """
@@ -111,6 +111,7 @@ class NatLab:
         self.tmp = tmp
         self.log = tmp / "peers.log"
         self.log.write_text("")
+        self.extra: list[subprocess.Popen[str]] = []
         for ns in (self.node, self.outside):
             _no_dad(ns)
             ns.ip("link", "set", "lo", "up")
@@ -154,16 +155,36 @@ class NatLab:
         return pod
 
     def close(self) -> None:
-        self.server.kill()
-        self.server.wait(timeout=10)
+        for proc in [self.server, *self.extra]:
+            stop(proc)
 
     # ------------------------------------------------------------------ probes
 
     def ask(self, pod: Pod, dst: str) -> str:
-        """The source address the outside host saw for a TCP connection from ``pod``,
-        or "unreachable" (no answer came back)."""
+        """The source address a peer server at ``dst`` saw for a TCP connection from
+        ``pod``, or "unreachable" (no answer came back)."""
+        return self.ask_port(pod, dst)[0]
+
+    def ask_port(self, pod: Pod, dst: str) -> tuple[str, int]:
+        """The source address and port the peer server saw (port 0: unreachable)."""
         out = pod.ns.run(sys.executable, "-c", ASK_TCP, dst, check=False, timeout=20)
-        return out.stdout.strip() or f"error: {out.stderr.strip()}"
+        words = out.stdout.split()
+        if len(words) != 2:
+            return (out.stdout.strip() or f"error: {out.stderr.strip()}", 0)
+        return words[0], int(words[1])
+
+    def serve_in(self, ns: Netns, name: str) -> subprocess.Popen[str]:
+        """Start another peer server (in a pod); stopped by ``close``."""
+        log = self.tmp / f"{name}.log"
+        proc = subprocess.Popen(
+            [str(IP), "netns", "exec", ns.name, sys.executable, "-c", PEER_SERVER, str(log)],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        self.extra.append(proc)
+        assert proc.stdout is not None
+        assert proc.stdout.readline().strip() == "ready"
+        return proc
 
     def arrives_from(self, pod: Pod, dst: str) -> str | None:
         """Send one UDP datagram; the source address it arrived with, or None."""
@@ -182,6 +203,15 @@ class NatLab:
 
     def nft(self, *args: str) -> str:
         return self.node.run("nft", *args).stdout
+
+
+def stop(proc: subprocess.Popen[str]) -> None:
+    """Kill a helper process we started and close its pipes."""
+    proc.kill()
+    proc.wait(timeout=10)
+    for stream in (proc.stdin, proc.stdout, proc.stderr):
+        if stream is not None:
+            stream.close()
 
 
 def ping(pod: Pod, dst: str) -> bool:
