@@ -11,9 +11,9 @@ import time
 from pathlib import Path
 
 import pytest
-from cli.clihelp import Cli
-from natlab import IP, NODE4, NODE6, OUT4, OUT6, HOLD_TCP, NatLab, ping, pool, stop
+from natlab import HOLD_TCP, IP, NODE4, NODE6, OUT4, OUT6, NatLab, ping, pool, stop
 
+from cli.clihelp import Cli
 from tortie.dataplane import nat as nat_dataplane
 from tortie.dataplane.nat import NatTables
 from tortie.errors import TortieError
