@@ -52,6 +52,7 @@ TABLE = "tortie"
 CHAIN = "postrouting"
 PRIORITY = "srcnat + 10"  # after kube-proxy's and Docker's masquerade (srcnat), as Felix
 FAMILIES = {4: "ip", 6: "ip6"}
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 _FINGERPRINT = re.compile(r'^\s*comment "tortie:([0-9a-f]+)"$')
 
 
@@ -97,10 +98,8 @@ def host_ips(nodes: Iterable[Node]) -> list[str]:
     return out
 
 
-def _collapse(version: int, cidrs: Iterable[str]) -> tuple[str, ...]:
-    nets = [ipaddress.ip_network(c, strict=False) for c in cidrs]
-    mine = [n for n in nets if n.version == version]
-    return tuple(str(n) for n in ipaddress.collapse_addresses(mine))  # type: ignore[type-var]
+def _collapse(nets: Iterable[Network]) -> tuple[str, ...]:
+    return tuple(str(n) for n in ipaddress.collapse_addresses(nets))  # type: ignore[type-var]
 
 
 def _load_balancer_only(pool: IPPool) -> bool:
@@ -113,23 +112,28 @@ def desired(
     """The tables this node should hold.  ``host_addresses`` are the cluster's host
     addresses (``host_ips(nodes)``; a ``/prefix`` is ignored), used only with
     ``IPPoolsAndHostIPs``."""
-    pools = list(pools)
-    hosts_given = [a.split("/")[0] for a in host_addresses]
+    nets: dict[int, list[Network]] = {4: [], 6: []}
+    nat: dict[int, list[Network]] = {4: [], 6: []}
+    for p in pools:
+        net = ipaddress.ip_network(p.cidr)
+        if not _load_balancer_only(p):
+            nets[net.version].append(net)
+        if p.nat_outgoing:
+            nat[net.version].append(net)
+    hosts_given = {ipaddress.ip_address(a.split("/")[0]) for a in host_addresses}
     families: dict[int, FamilyNat | None] = {}
     for version in (4, 6):
-        mine = [p for p in pools if p.version == version]
-        nat = _collapse(version, (p.cidr for p in mine if p.nat_outgoing))
-        if not nat or (version == 6 and not settings.ipv6):
+        if not nat[version] or (version == 6 and not settings.ipv6):
             families[version] = None
             continue
         hosts = None
         if settings.exclusions == "IPPoolsAndHostIPs":
-            addrs = {ipaddress.ip_address(a) for a in hosts_given}
-            hosts = tuple(str(a) for a in sorted(a for a in addrs if a.version == version))
+            mine = sorted(a for a in hosts_given if a.version == version)
+            hosts = tuple(str(a) for a in mine)
         families[version] = FamilyNat(
             version=version,
-            all_pools=_collapse(version, (p.cidr for p in mine if not _load_balancer_only(p))),
-            nat_pools=nat,
+            all_pools=_collapse(nets[version]),
+            nat_pools=_collapse(nat[version]),
             hosts=hosts,
             snat_address=settings.address_v4 if version == 4 else settings.address_v6,
             port_range=settings.port_range,
