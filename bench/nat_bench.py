@@ -1,4 +1,4 @@
-"""natOutgoing benchmark (root; real namespaces, tests/nat/natlab.py's node + outside host).
+"""natOutgoing benchmark (root; real namespaces, tests/nat_lab.py's node + outside host).
 
 1. Rules re-applied after a pool change with 1,000 pools (500 IPv4, 500 IPv6, half of
    them natOutgoing): ``desired`` + ``render`` + ``NatTables.apply`` after one pool's
@@ -24,9 +24,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "nat"))
-from natlab import NODE4, NODE6, OUT4, OUT6, NatLab, pool
-
+from nat_lab import NODE4, NODE6, OUT4, OUT6, NatLab, pool
 from netns import Netns, NetnsPool
 from tortie.dataplane.nat import NatTables
 from tortie.model.ippool import IPPool

@@ -1,5 +1,5 @@
 """Fixtures of the NAT tests: the CLI against a fresh SQLite store, throw-away namespaces
-and the NAT lab (``natlab``)."""
+and the NAT lab (``nat_lab``)."""
 
 from __future__ import annotations
 
@@ -12,9 +12,8 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/: netns, cli helpers
-from natlab import NatLab
-
 from cli.clihelp import Cli
+from nat_lab import NatLab
 from netns import NetnsPool, require_root
 
 

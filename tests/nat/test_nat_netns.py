@@ -1,5 +1,5 @@
 """natOutgoing for real: nft in a node namespace, pods behind veths, an outside host with
-no route back to any pool (``natlab``)."""
+no route back to any pool (``nat_lab``)."""
 
 from __future__ import annotations
 
@@ -11,9 +11,10 @@ import time
 from pathlib import Path
 
 import pytest
-from natlab import HOLD_TCP, IP, NODE4, NODE6, OUT4, OUT6, NatLab, ping, pool, stop
 
 from cli.clihelp import Cli
+from nat_lab import HOLD_TCP, NODE4, NODE6, OUT4, OUT6, NatLab, ping, pool, stop
+from netns import IP
 from tortie.dataplane import nat as nat_dataplane
 from tortie.dataplane.nat import NatTables
 from tortie.errors import TortieError

@@ -6,8 +6,8 @@ from __future__ import annotations
 import itertools
 
 import pytest
-from natlab import pool
 
+from nat_lab import pool
 from netns import NetnsPool
 from tortie.model.felixconfig import PortRange
 from tortie.model.node import Node

@@ -1,4 +1,5 @@
-"""A node with two pods and an outside host, in namespaces (root), for the NAT tests.
+"""A node with two pods and an outside host, in namespaces (root): the NAT tests (tests/nat)
+and bench/nat_bench.py.
 
 Layout: the node namespace holds ``wan0`` (172.30.0.1/24, fd00:30::1/64) to the outside
 namespace (``eth0``: 172.30.0.2/24, fd00:30::2/64), which has NO route to any pool: a
