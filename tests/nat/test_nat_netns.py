@@ -147,6 +147,9 @@ def test_other_tables_stay_byte_identical_and_cleanup_removes_only_tortie(lab: N
     tables.apply(render(desired(pools(), NatSettings())))
     tables.apply(render(desired(pools(b_nat=True), NatSettings(address_v4=NODE4))))
     assert foreign() == before
+    listing = tables.listing()
+    assert "table ip tortie {" in listing and "table ip6 tortie {" in listing
+    assert "other" not in listing
     assert set(re.findall(r"^table (\S+ \S+)", lab.nft("list", "tables"), re.M)) == {
         "inet other",
         "ip other4",

@@ -88,8 +88,9 @@ class NatTables:
 
     def listing(self) -> str:
         """``nft list table`` of each tortie table present (for status and debugging)."""
-        out = []
-        for family in FAMILIES.values():
-            if self.loaded().get(family):
-                out.append(self._nft("list", "table", family, TABLE))
-        return "".join(out)
+        loaded = self.loaded()
+        return "".join(
+            self._nft("list", "table", family, TABLE)
+            for family in FAMILIES.values()
+            if loaded.get(family)
+        )
