@@ -5,7 +5,7 @@ Layout: the node namespace holds ``wan0`` (172.30.0.1/24, fd00:30::1/64) to the 
 namespace (``eth0``: 172.30.0.2/24, fd00:30::2/64), which has NO route to any pool: a
 packet from a pod address reaches it, but its answer goes nowhere unless the node
 NATs.  Pods sit behind ``cali-a`` / ``cali-b`` as Calico wires them (the node side
-answers for 169.254.1.1 / fe80::1): pod A has 10.244.1.5 and fd00:244::5 (pool
+answers for 169.254.1.1 / fe80::1; every neighbour entry is pinned, see ``pin``): pod A has 10.244.1.5 and fd00:244::5 (pool
 ``pool-a``), pod B 10.245.1.5 and fd00:245::5 (pool ``pool-b``).
 
 The outside host runs ``PEER_SERVER``: on UDP and TCP port 7000, over both families, it
@@ -126,6 +126,10 @@ class NatLab:
         o.ip("link", "set", "eth0", "up")
         n.set_sysctl("net/ipv4/ip_forward", "1")
         n.set_sysctl("net/ipv6/conf/all/forwarding", "1")
+        for addr in (OUT4, OUT6):
+            pin(n, "wan0", addr, mac(o, "eth0"))
+        for addr in (NODE4, NODE6):
+            pin(o, "eth0", addr, mac(n, "wan0"))
         self.pod_a = self._pod(namespaces, "cali-a", "10.244.1.5", "fd00:244::5")
         self.pod_b = self._pod(namespaces, "cali-b", "10.245.1.5", "fd00:245::5")
         self.server = subprocess.Popen(
@@ -153,7 +157,17 @@ class NatLab:
         p.ip("route", "add", "169.254.1.1", "dev", "eth0", "scope", "link")
         p.ip("route", "add", "default", "via", "169.254.1.1", "dev", "eth0")
         p.ip("-6", "route", "add", "default", "via", "fe80::1", "dev", "eth0")
+        for gateway in ("169.254.1.1", "fe80::1"):
+            pin(p, "eth0", gateway, mac(n, veth))
+        for addr in (ip4, ip6):
+            pin(n, veth, addr, mac(p, "eth0"))
         return pod
+
+    def add_node_address(self, address: str) -> None:
+        """Another address on the node's ``wan0`` (an SNAT target), known to the outside."""
+        plen = 64 if ":" in address else 24
+        self.node.ip("addr", "add", f"{address}/{plen}", "dev", "wan0", "nodad")
+        pin(self.outside, "eth0", address, mac(self.node, "wan0"))
 
     def close(self) -> None:
         for proc in [self.server, *self.extra]:
@@ -218,6 +232,19 @@ def stop(proc: subprocess.Popen[str]) -> None:
 def ping(pod: Pod, dst: str) -> bool:
     argv = ["ping", "-c", "1", "-W", "2"] + (["-6"] if ":" in dst else [])
     return pod.ns.run(*argv, dst, check=False, timeout=10).returncode == 0
+
+
+def mac(ns: Netns, dev: str) -> str:
+    return str(ns.ip_json("link", "show", "dev", dev)[0]["address"])
+
+
+def pin(ns: Netns, dev: str, address: str, lladdr: str) -> None:
+    """A permanent neighbour entry.  The kernel's neighbour tables are shared by every
+    namespace of the machine (gc_thresh3, default 1024): other tests with many namespaces
+    can fill them ("neighbor table overflow"), and then ARP/ND here fails and packets never
+    leave.  Permanent entries are exempt from that limit."""
+    family = ["-6"] if ":" in address else []
+    ns.ip(*family, "neigh", "replace", address, "lladdr", lladdr, "dev", dev, "nud", "permanent")
 
 
 def _no_dad(ns: Netns) -> None:

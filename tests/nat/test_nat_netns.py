@@ -192,8 +192,8 @@ def test_established_flow_survives_reapplying_and_changing_the_rules(lab: NatLab
 
 
 def test_nat_outgoing_address_per_family(lab: NatLab) -> None:
-    lab.node.ip("addr", "add", "172.30.0.9/24", "dev", "wan0")
-    lab.node.ip("addr", "add", "fd00:30::9/64", "dev", "wan0", "nodad")
+    lab.add_node_address("172.30.0.9")
+    lab.add_node_address("fd00:30::9")
     apply(lab, NatSettings(address_v4="172.30.0.9", address_v6="fd00:30::9"))
     assert lab.ask(lab.pod_a, OUT4) == "172.30.0.9"
     assert lab.ask(lab.pod_a, OUT6) == "fd00:30::9"
