@@ -370,6 +370,7 @@ def test_kinds_registry() -> None:
         "WorkloadEndpoint": ("workloadendpoints", True),
         "BGPConfiguration": ("bgpconfigurations", False),
         "BGPPeer": ("bgppeers", False),
+        "FelixConfiguration": ("felixconfigurations", False),
     }
     assert KINDS["IPAMConfig"] is KINDS["IPAMConfiguration"]
     assert KINDS["IPPool"].list_kind == "IPPoolList"

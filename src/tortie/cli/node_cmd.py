@@ -1,7 +1,7 @@
 """``tortie node …``: the node agent's commands.
 
 ``startup`` is here; ``run``, ``status`` and ``health`` live in ``node_routing_cmd``,
-``serve-cni`` in ``node_service_cmd``; what they share in ``node_common`` (none of them
+``serve-cni`` in ``node_service_cmd``, ``cleanup`` in ``node_cleanup_cmd``; what they share in ``node_common`` (none of them
 imports this module).
 """
 
@@ -47,11 +47,11 @@ on which interface, and why.
 
 
 def register(sub: Any) -> None:
-    from tortie.cli import node_routing_cmd, node_service_cmd
+    from tortie.cli import node_cleanup_cmd, node_routing_cmd, node_service_cmd
 
     node = sub.add_parser(
         "node",
-        help="the node agent: startup, run, status, health",
+        help="the node agent: startup, run, status, health, cleanup",
         description="What calico-node does on every host: address detection, the Node "
         "resource, default pools, and routes between nodes with BIRD 2.",
     )
@@ -69,6 +69,7 @@ def register(sub: Any) -> None:
     startup.set_defaults(handler=_startup)
     node_routing_cmd.register(node_sub)
     node_service_cmd.register(node_sub)
+    node_cleanup_cmd.register(node_sub)
 
 
 def _startup(args: argparse.Namespace) -> int:

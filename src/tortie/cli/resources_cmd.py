@@ -40,13 +40,14 @@ def register(sub: Any) -> None:
     get = sub.add_parser(
         "get",
         help="show resources",
-        description="Show resources of a kind (ippools, nodes, ipamconfig, "
-        "workloadendpoints, bgppeers, bgpconfigurations), all or one by name.",
+        description="Show resources of a kind "
+        "(ippools, nodes, ipamconfig, workloadendpoints, bgppeers, bgpconfigurations, "
+        "felixconfigurations), all or one by name.",
     )
     get.add_argument(
         "kind",
-        help="resource type: ippool(s), node(s), ipamconfig, workloadendpoint(s), "
-        "bgppeer(s), bgpconfiguration(s)",
+        help="resource type: ippool(s), node(s), ipamconfig, workloadendpoint(s), bgppeer(s), "
+        "bgpconfiguration(s), felixconfiguration(s)",
     )
     get.add_argument("name", nargs="?", help="one resource by name")
     get.add_argument(
@@ -216,6 +217,8 @@ def _columns(
                 for d in docs
             ],
         )
+    if kind == "FelixConfiguration":  # calicoctl shows the name only
+        return ["NAME"], [[meta(d, "name")] for d in docs]
     if kind == "WorkloadEndpoint":
         return (
             ["NAMESPACE", "WORKLOAD", "NODE", "NETWORKS", "INTERFACE"],

@@ -135,6 +135,30 @@ _BGPPEER = KindInfo(
     (API_VERSION, CRD_API_VERSION),
 )
 
+
+# FelixConfiguration is loaded on first use: this module is on the CNI plugins' import path.
+def _felixconfiguration_from_dict(d: Mapping[str, Any], *, strict: bool = True) -> Any:
+    from tortie.model.felixconfig import felixconfiguration_from_dict
+
+    return felixconfiguration_from_dict(d, strict=strict)
+
+
+def _felixconfiguration_to_dict(c: Any) -> dict[str, Any]:
+    from tortie.model.felixconfig import felixconfiguration_to_dict
+
+    return felixconfiguration_to_dict(c)
+
+
+_FELIXCONFIG = KindInfo(
+    "FelixConfiguration",
+    "felixconfigurations",
+    False,
+    _felixconfiguration_from_dict,
+    _felixconfiguration_to_dict,
+    ("felixconfiguration", "felixconfigurations", "felixconfig", "felixconfigs"),
+    (API_VERSION, CRD_API_VERSION),
+)
+
 KINDS: dict[str, KindInfo] = {
     "IPPool": _IPPOOL,
     "IPAMConfiguration": _IPAMCONFIG,
@@ -143,6 +167,7 @@ KINDS: dict[str, KindInfo] = {
     "WorkloadEndpoint": _WEP,
     "BGPConfiguration": _BGPCONFIG,
     "BGPPeer": _BGPPEER,
+    "FelixConfiguration": _FELIXCONFIG,
 }
 
 

@@ -44,6 +44,10 @@ class KindHooks:
         """The documents of ``get`` in a kind's own way; None: the stored objects."""
         return None
 
+    def note(self, obj: Any) -> str:
+        """Something the user should know about a written object (added to its line)."""
+        return ""
+
 
 class IPAMConfigHooks(KindHooks):
     """One per cluster, stored in Calico's v2 form at ``/calico/ipam/v2/config``."""
@@ -129,7 +133,18 @@ class NodeHooks(KindHooks):
         return False  # then the Node itself, as any resource
 
 
+class FelixConfigHooks(KindHooks):
+    """Calico's fields that tortie keeps but does not act on are named in the message."""
+
+    def note(self, obj: Any) -> str:
+        from tortie.model.felixconfig import not_acted_on
+
+        ignored = not_acted_on(obj)
+        return f" (stored, not acted on by tortie: {', '.join(ignored)})" if ignored else ""
+
+
 HOOKS: dict[str, type[KindHooks]] = {
+    "FelixConfiguration": FelixConfigHooks,
     "IPAMConfiguration": IPAMConfigHooks,
     "IPPool": PoolHooks,
     "Node": NodeHooks,

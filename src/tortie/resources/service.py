@@ -117,7 +117,8 @@ class ResourceService:
                 done.append(f"Successfully deleted 1 '{p.info.kind}' resource(s): {what}")
             else:
                 verb = {"create": "created", "apply": "applied", "replace": "replaced"}[p.verb]
-                done.append(f"Successfully {verb} 1 '{p.info.kind}' resource(s): {what}")
+                note = self.hooks(p.info.kind).note(p.obj)
+                done.append(f"Successfully {verb} 1 '{p.info.kind}' resource(s): {what}{note}")
         return done
 
     def _write(self, p: Planned) -> None:
