@@ -26,6 +26,7 @@ from tortie.errors import Conflict, TortieError, Unavailable
 from tortie.node.cache import FOLLOWED, ClusterView, NodeCache
 from tortie.node.config import NodeConfig
 from tortie.node.hostprep import Host
+from tortie.node.outgoing import NatPart
 from tortie.node.reconciler import Part, Reconciler
 from tortie.node.routing import BirdPart
 from tortie.node.startup import StartupResult, redetect, startup
@@ -147,7 +148,9 @@ def run_agent(
             metrics.started(time.monotonic() - began)
         if config.cni_service:
             service = start_cni_service(config, store, settings, log, metrics)
-        parts = encapsulation_parts(config, store, log, host or Host())
+        host = host or Host()
+        parts = encapsulation_parts(config, store, log, host)
+        parts.append(NatPart(host.nat(), dict(config.felix_env), log))
         if result.backend == "bird":
             from tortie.node.birdproc import Bird
 

@@ -22,6 +22,9 @@ if TYPE_CHECKING:
     class VxlanApplier(Protocol):
         def apply(self, state: VxlanState) -> ApplyResult: ...
 
+    class NatApplier(Protocol):
+        def apply(self, text: str, force: bool = False) -> bool: ...
+
 
 @dataclass
 class Host:
@@ -51,6 +54,12 @@ class Host:
 
         return VxlanDataplane()
 
+    def nat(self) -> NatApplier:
+        """What programs tortie's natOutgoing tables on this host (``nft``)."""
+        from tortie.dataplane.nat import NatTables
+
+        return NatTables()
+
 
 @dataclass
 class RecordingVxlan:
@@ -66,6 +75,18 @@ class RecordingVxlan:
 
 
 @dataclass
+class RecordingNat:
+    """natOutgoing tables for unit tests: keeps every script it is asked to apply."""
+
+    scripts: list[str] = field(default_factory=list)
+
+    def apply(self, text: str, force: bool = False) -> bool:
+        changed = not self.scripts or self.scripts[-1] != text
+        self.scripts.append(text)
+        return changed
+
+
+@dataclass
 class FakeHost(Host):
     """A host for unit tests: given addresses and routes, forwarding recorded."""
 
@@ -74,6 +95,7 @@ class FakeHost(Host):
     enabled: dict[int, str] = field(default_factory=dict)
     mtus: list[tuple[str, int]] = field(default_factory=lambda: [("eth0", 1500)])
     recorded_vxlan: RecordingVxlan = field(default_factory=RecordingVxlan)
+    recorded_nat: RecordingNat = field(default_factory=RecordingNat)
 
     def addresses(self) -> list[HostAddress]:
         return list(self.given)
@@ -92,6 +114,9 @@ class FakeHost(Host):
 
     def vxlan(self) -> VxlanApplier:
         return self.recorded_vxlan
+
+    def nat(self) -> NatApplier:
+        return self.recorded_nat
 
 
 def prepare(
