@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import itertools
 import os
+import subprocess
 import sys
 import time
 from collections.abc import Iterator
@@ -19,7 +20,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from harness import BIN, Cluster, Host, ping, wait_for
 
-from netns import NetnsPool, require_root
+from netns import Netns, NetnsPool, require_root
 
 
 def _require() -> None:
@@ -90,6 +91,37 @@ def ping_matrix(cluster: Cluster, versions: list[int]) -> list[str]:
     return [f[2] for f in failures]
 
 
+RECEIVE = (
+    "import socket, sys\n"
+    "s = socket.socket(socket.AF_INET6 if ':' in sys.argv[1] else socket.AF_INET, "
+    "socket.SOCK_DGRAM)\n"
+    "s.bind((sys.argv[1], 7001)); s.settimeout(10); print('ready', flush=True)\n"
+    "print(s.recvfrom(100)[1][0], flush=True)\n"
+)
+SEND = (
+    "import socket, sys\n"
+    "s = socket.socket(socket.AF_INET6 if ':' in sys.argv[1] else socket.AF_INET, "
+    "socket.SOCK_DGRAM)\n"
+    "s.sendto(b'x', (sys.argv[1], 7001))\n"
+)
+
+
+def source_seen(src: Netns, dst: Netns, address: str) -> str:
+    """The source address a datagram from ``src`` to ``address`` (in ``dst``) arrives with."""
+    server = subprocess.Popen(
+        ["ip", "netns", "exec", dst.name, sys.executable, "-c", RECEIVE, address],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert server.stdout is not None and server.stdout.readline().strip() == "ready"
+        src.run(sys.executable, "-c", SEND, address)
+        return server.stdout.readline().strip()
+    finally:
+        server.kill()
+        server.communicate()
+
+
 @pytest.mark.parametrize("mode", ["dual", "ipv4", "ipv6"])
 def test_pods_on_every_host_reach_each_other(pool: NetnsPool, tmp_path: Path, mode: str) -> None:
     store = {"DATASTORE_TYPE": "sqlite", "SQLITE_PATH": str(tmp_path / "tortie.db")}
@@ -110,6 +142,14 @@ def test_pods_on_every_host_reach_each_other(pool: NetnsPool, tmp_path: Path, mo
                 )
             assert all(r["dst"] != "default" for r in host.routes(4) + host.routes(6))
         assert ping_matrix(cluster, versions) == []
+        if mode == "dual":
+            # The default IPv4 pool has natOutgoing (IPv6's not, as Calico): the agents
+            # program it, and pod-to-pod traffic across nodes still keeps its source.
+            tables = cluster.hosts[0].ns.run("nft", "list", "tables", check=False).stdout
+            assert "table ip tortie" in tables and "ip6 tortie" not in tables, tables
+            (ns1, addrs1), (ns2, addrs2) = (next(iter(h.pods.values())) for h in cluster.hosts[:2])
+            for a1, a2 in zip(addrs1, addrs2, strict=True):
+                assert source_seen(ns1, ns2, a2) == a1
         status = cluster.hosts[0].tortie("node", "status")
         assert status.returncode == 0 and "Established" in status.stdout
         ready = cluster.hosts[0].tortie("node", "health", "--ready")
