@@ -142,13 +142,19 @@ def test_from_node_reads_the_model() -> None:
         ipv6_address="fd00:1::11/64",
         ipv4_vxlan_tunnel_addr="10.244.1.0",
         ipv6_vxlan_tunnel_addr="fd00:244:0:1::",
+        vxlan_tunnel_mac="66:00:00:00:01:04",
+        vxlan_tunnel_mac_v6="66:00:00:00:01:06",
     )
     vtep = from_node(model, ["10.244.1.0/26"])
     assert vtep == VtepNode(
-        "n1", "10.1.0.11/24", "fd00:1::11/64", "10.244.1.0",
-        getattr(model, "vxlan_tunnel_mac_addr", None), "fd00:244:0:1::",
-        getattr(model, "vxlan_tunnel_mac_addr_v6", None), ("10.244.1.0/26",),
+        "n1", "10.1.0.11/24", "fd00:1::11/64", "10.244.1.0", "66:00:00:00:01:04",
+        "fd00:244:0:1::", "66:00:00:00:01:06", ("10.244.1.0/26",),
     )  # fmt: skip
+    # the VTEP these fields make has a device per family
+    state = desired(
+        vtep, [], [VxlanPool("10.244.0.0/16", "Always"), VxlanPool("fd00:244::/48", "Always")]
+    )
+    assert state.v4.device is not None and state.v6.device is not None
 
 
 def test_from_pool_keeps_cidr_and_mode() -> None:

@@ -227,21 +227,15 @@ def _family(
 
 
 def from_node(node: Node, blocks: Iterable[str] = ()) -> VtepNode:
-    """A ``VtepNode`` from a ``tortie.model.node.Node`` (duck-typed: the MAC fields are
-    read when the model has them, ``vxlan_tunnel_mac_addr`` / ``vxlan_tunnel_mac_addr_v6``)."""
-
-    def text(attr: str) -> str | None:
-        value = getattr(node, attr, None)
-        return value if isinstance(value, str) and value else None
-
+    """A ``VtepNode`` from a ``tortie.model.node.Node`` (empty fields read as unset)."""
     return VtepNode(
         name=node.name,
-        ipv4_address=text("ipv4_address"),
-        ipv6_address=text("ipv6_address"),
-        ipv4_tunnel_addr=text("ipv4_vxlan_tunnel_addr"),
-        ipv4_tunnel_mac=text("vxlan_tunnel_mac_addr"),
-        ipv6_tunnel_addr=text("ipv6_vxlan_tunnel_addr"),
-        ipv6_tunnel_mac=text("vxlan_tunnel_mac_addr_v6"),
+        ipv4_address=node.ipv4_address or None,
+        ipv6_address=node.ipv6_address or None,
+        ipv4_tunnel_addr=node.ipv4_vxlan_tunnel_addr or None,
+        ipv4_tunnel_mac=node.vxlan_tunnel_mac or None,
+        ipv6_tunnel_addr=node.ipv6_vxlan_tunnel_addr or None,
+        ipv6_tunnel_mac=node.vxlan_tunnel_mac_v6 or None,
         blocks=tuple(blocks),
     )
 
