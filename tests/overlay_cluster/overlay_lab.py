@@ -135,9 +135,9 @@ class SegmentedCluster(Cluster):
         for host in self.hosts:
             self.start_agent(host, mode, **extra)
 
-    def wait_running(self, timeout: float = 40) -> None:
-        """Every agent past its start-up (status file written) and still alive."""
-        for host in self.hosts:
+    def wait_running(self, timeout: float = 40, hosts: Sequence[Host] | None = None) -> None:
+        """Every agent (of ``hosts``) past its start-up (status file written), alive."""
+        for host in self.hosts if hosts is None else hosts:
             wait_for(
                 f"{host.name}: agent running",
                 partial(self.running, host),
