@@ -90,11 +90,18 @@ def test_never_and_blocks_outside_vxlan_pools_are_left_to_bird() -> None:
     assert state.v4.routes == {Route("10.244.9.0/32", None, True)}
 
 
-def test_nodes_without_a_vtep_get_no_entries_and_no_tunnel_routes() -> None:
-    state = desired(node(1), [node(2, vtep=False)], POOLS_ALWAYS)
-    assert state.v4.neighbours == frozenset() and state.v4.routes == frozenset()
-    # ... and a local node without a tunnel address has no device at all.
-    assert desired(node(1, vtep=False), [node(2)], POOLS_ALWAYS).v4.device is None
+def test_nodes_without_a_vtep_get_no_entries_and_native_routes_on_the_same_link() -> None:
+    # No VTEP yet (a pool just switched from Never): the remote on this node's link is
+    # routed natively, the one across a router not at all, and neither gets VTEP entries.
+    state = desired(node(1), [node(2, vtep=False), node(3, subnet=2, vtep=False)], POOLS_ALWAYS)
+    assert state.v4.neighbours == frozenset() and state.v4.fdb == frozenset()
+    assert state.v4.routes == {Route("10.244.2.0/26", "10.1.0.12", False)}
+    assert state.v6.routes == {Route("fd00:244:0:2::/122", "fd00:1::12", False)}
+    # ... and a local node without a tunnel address has no device, no VTEP entries, and
+    # the same native routes to its own link only.
+    state = desired(node(1, vtep=False), [node(2), node(3, subnet=2)], POOLS_ALWAYS)
+    assert state.v4.device is None and state.v4.neighbours == frozenset()
+    assert state.v4.routes == {Route("10.244.2.0/26", "10.1.0.12", False)}
 
 
 def test_settings_set_vni_port_and_mtus() -> None:
@@ -142,13 +149,19 @@ def test_from_node_reads_the_model() -> None:
         ipv6_address="fd00:1::11/64",
         ipv4_vxlan_tunnel_addr="10.244.1.0",
         ipv6_vxlan_tunnel_addr="fd00:244:0:1::",
+        vxlan_tunnel_mac="66:00:00:00:01:04",
+        vxlan_tunnel_mac_v6="66:00:00:00:01:06",
     )
     vtep = from_node(model, ["10.244.1.0/26"])
     assert vtep == VtepNode(
-        "n1", "10.1.0.11/24", "fd00:1::11/64", "10.244.1.0",
-        getattr(model, "vxlan_tunnel_mac_addr", None), "fd00:244:0:1::",
-        getattr(model, "vxlan_tunnel_mac_addr_v6", None), ("10.244.1.0/26",),
+        "n1", "10.1.0.11/24", "fd00:1::11/64", "10.244.1.0", "66:00:00:00:01:04",
+        "fd00:244:0:1::", "66:00:00:00:01:06", ("10.244.1.0/26",),
     )  # fmt: skip
+    # the VTEP these fields make has a device per family
+    state = desired(
+        vtep, [], [VxlanPool("10.244.0.0/16", "Always"), VxlanPool("fd00:244::/48", "Always")]
+    )
+    assert state.v4.device is not None and state.v6.device is not None
 
 
 def test_from_pool_keeps_cidr_and_mode() -> None:
@@ -162,7 +175,6 @@ def clusters(draw: st.DrawFn) -> tuple[VtepNode, list[VtepNode], str]:
     subnets = draw(st.lists(st.integers(1, 3), min_size=count, max_size=count))
     vteps = draw(st.lists(st.booleans(), min_size=count, max_size=count))
     nodes = [node(i + 1, subnets[i], vteps[i]) for i in range(count)]
-    nodes[0] = node(1, subnets[0], True)
     mode = draw(st.sampled_from(["Always", "CrossSubnet", "Never"]))
     return nodes[0], draw(st.permutations(nodes)), mode
 
@@ -183,18 +195,23 @@ def test_every_remote_block_is_routed_once_and_the_right_way(
         if mode == "Never":
             assert fam.device is None and fam.routes == frozenset()
             continue
-        with_vtep = [n for n in remotes if n.ipv4_tunnel_addr]
+        local_vtep = local.ipv4_tunnel_addr is not None
+        assert (fam.device is not None) == local_vtep
+        with_vtep = [n for n in remotes if n.ipv4_tunnel_addr and local_vtep]
         assert len(fam.neighbours) == len(fam.fdb) == len(with_vtep)
         by_dst = {r.dst: r for r in fam.routes}
         assert len(by_dst) == len(fam.routes)
         for remote in remotes:
             block = remote.blocks[0 if version == 4 else 1]
             host = ipaddress.ip_interface(remote.ipv4_address or "")
-            native = mode == "CrossSubnet" and host.ip in own.network
+            tunnel = local_vtep and remote.ipv4_tunnel_addr is not None
+            native = host.ip in own.network and (mode == "CrossSubnet" or not tunnel)
             route = by_dst.get(block)
             if native:
-                assert route is not None and not route.tunnel
-            elif remote.ipv4_tunnel_addr:
+                address = remote.ipv4_address if version == 4 else remote.ipv6_address
+                gateway = str(ipaddress.ip_interface(address or "").ip)
+                assert route is not None and not route.tunnel and route.gateway == gateway
+            elif tunnel:
                 assert route is not None and route.tunnel and route.gateway is not None
             else:
                 assert route is None

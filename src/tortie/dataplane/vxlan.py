@@ -270,7 +270,8 @@ def _routes(
             ours[key] = msg
         elif msg["type"] == 1 and msg.get_attr("RTA_PRIORITY", 0) == _default_metric(family):
             foreign.add(key)  # a unicast route at the metric tortie's would get
-    wanted = {r.dst: r for r in want} if index is not None else {}
+    # Without the device only native routes can be programmed (see node/vxlan.py).
+    wanted = {r.dst: r for r in want if index is not None or not r.tunnel}
     for key, msg in sorted(ours.items()):
         if key not in wanted:
             write("route", "del", **_route_id(msg, family))

@@ -9,6 +9,10 @@ host address), a direct route to the remote tunnel address, and a route for each
 remote node's blocks inside a VXLAN pool via the remote tunnel address, ``onlink``, over
 the device.  ``CrossSubnet`` pools send to nodes whose host address lies inside this
 node's own prefix natively (via that host address) and to the others through the tunnel.
+Until both ends have a VTEP (this node's or the remote's tunnel address and MAC not in
+the datastore yet), a remote in this node's prefix is routed natively in ``Always`` pools
+too: BIRD stops installing a pool's routes the moment it turns VXLAN, and a pool switched
+from ``Never`` would otherwise leave its pods without any route for a moment.
 
 Everything VXLAN routes is kept out of BIRD's kernel export: ``unprogrammed_pools`` lists
 the pools (per family) BIRD must not install (Felix owns them in Calico too).
@@ -184,18 +188,20 @@ def _family(
         if _net(p.cidr).version == version and p.vxlan_mode != NEVER
     ]
     host = _host_interface(local, version)
-    tunnel, mac = _tunnel(local, version)
-    if not vxlan_pools or host is None or tunnel is None or mac is None:
+    if not vxlan_pools or host is None:
         return FamilyState(version)
-    device = Device(
-        name=DEVICE_V4 if version == 4 else DEVICE_V6,
-        vni=settings.vni,
-        port=settings.port,
-        local=str(host.ip),
-        mtu=settings.mtu_v4 if version == 4 else settings.mtu_v6,
-        mac=mac,
-        address=f"{tunnel}/{32 if version == 4 else 128}",
-    )
+    tunnel, mac = _tunnel(local, version)
+    device = None
+    if tunnel is not None and mac is not None:
+        device = Device(
+            name=DEVICE_V4 if version == 4 else DEVICE_V6,
+            vni=settings.vni,
+            port=settings.port,
+            local=str(host.ip),
+            mtu=settings.mtu_v4 if version == 4 else settings.mtu_v6,
+            mac=mac,
+            address=f"{tunnel}/{32 if version == 4 else 128}",
+        )
     neighbours: set[Neighbour] = set()
     fdb: set[FdbEntry] = set()
     routes: dict[str, Route] = {}
@@ -204,8 +210,8 @@ def _family(
         if remote_host is None:
             continue
         remote_tunnel, remote_mac = _tunnel(remote, version)
-        vtep = remote_tunnel is not None and remote_mac is not None
-        if remote_tunnel is not None and remote_mac is not None:
+        vtep = device is not None and remote_tunnel is not None and remote_mac is not None
+        if vtep and remote_tunnel is not None and remote_mac is not None:
             neighbours.add(Neighbour(remote_tunnel, remote_mac))
             fdb.add(FdbEntry(remote_mac, str(remote_host.ip)))
             routes[_host_cidr(remote_tunnel)] = Route(_host_cidr(remote_tunnel), None, True)
@@ -217,7 +223,10 @@ def _family(
             mode = next((m for pool, m in vxlan_pools if _subnet_of(net, pool)), None)
             if mode is None:
                 continue  # not a VXLAN pool: BIRD's (or nobody's) route
-            if mode == CROSS_SUBNET and same_subnet:
+            if same_subnet and (mode == CROSS_SUBNET or not vtep):
+                # CrossSubnet, or no tunnel yet at one end (a pool just switched from
+                # Never, a node just started): the peer is on this link, so route natively
+                # rather than not at all; BIRD no longer installs routes in this pool.
                 routes[str(net)] = Route(str(net), str(remote_host.ip), False)
             elif vtep:
                 routes[str(net)] = Route(str(net), remote_tunnel, True)
@@ -227,21 +236,15 @@ def _family(
 
 
 def from_node(node: Node, blocks: Iterable[str] = ()) -> VtepNode:
-    """A ``VtepNode`` from a ``tortie.model.node.Node`` (duck-typed: the MAC fields are
-    read when the model has them, ``vxlan_tunnel_mac_addr`` / ``vxlan_tunnel_mac_addr_v6``)."""
-
-    def text(attr: str) -> str | None:
-        value = getattr(node, attr, None)
-        return value if isinstance(value, str) and value else None
-
+    """A ``VtepNode`` from a ``tortie.model.node.Node`` (empty fields read as unset)."""
     return VtepNode(
         name=node.name,
-        ipv4_address=text("ipv4_address"),
-        ipv6_address=text("ipv6_address"),
-        ipv4_tunnel_addr=text("ipv4_vxlan_tunnel_addr"),
-        ipv4_tunnel_mac=text("vxlan_tunnel_mac_addr"),
-        ipv6_tunnel_addr=text("ipv6_vxlan_tunnel_addr"),
-        ipv6_tunnel_mac=text("vxlan_tunnel_mac_addr_v6"),
+        ipv4_address=node.ipv4_address or None,
+        ipv6_address=node.ipv6_address or None,
+        ipv4_tunnel_addr=node.ipv4_vxlan_tunnel_addr or None,
+        ipv4_tunnel_mac=node.vxlan_tunnel_mac or None,
+        ipv6_tunnel_addr=node.ipv6_vxlan_tunnel_addr or None,
+        ipv6_tunnel_mac=node.vxlan_tunnel_mac_v6 or None,
         blocks=tuple(blocks),
     )
 
