@@ -21,7 +21,7 @@ import threading
 import time
 
 from tortie.datastore.base import Datastore
-from tortie.datastore.feed import Feed, FeedBroken, open_feed
+from tortie.datastore.feed import Change, Feed, FeedBroken, open_feed
 from tortie.errors import Conflict, TortieError, Unavailable
 from tortie.node.cache import FOLLOWED, ClusterView, NodeCache
 from tortie.node.config import NodeConfig
@@ -39,6 +39,7 @@ if TYPE_CHECKING:
     from typing import IO
 
     from tortie.cni.host import NodeService
+    from tortie.datastore.base import KV
     from tortie.datastore.config import DatastoreSettings
     from tortie.node.birdproc import Bird
     from tortie.node.metrics import AgentMetrics
@@ -149,7 +150,8 @@ def run_agent(
         if config.cni_service:
             service = start_cni_service(config, store, settings, log, metrics)
         host = host or Host()
-        parts = encapsulation_parts(config, store, log, host)
+        echoed: list[KV] = []  # what parts wrote to the store, for the cache at once
+        parts = encapsulation_parts(config, store, log, host, echoed.append)
         parts.append(NatPart(host.nat(), dict(config.felix_env), log))
         if result.backend == "bird":
             from tortie.node.birdproc import Bird
@@ -164,6 +166,7 @@ def run_agent(
         log.info("agent running for node %s (backend %s)", result.node_name, result.backend)
         feed = open_feed(store, FOLLOWED)
         loop = AgentLoop(config, store, log, stop, host, result, feed, Reconciler(parts, log))
+        loop.echoed = echoed
         if metrics is not None:
             from tortie.node.metrics import refresh_forever
 
@@ -185,7 +188,11 @@ def run_agent(
 
 
 def encapsulation_parts(
-    config: NodeConfig, store: Datastore, log: logging.Logger, host: Host
+    config: NodeConfig,
+    store: Datastore,
+    log: logging.Logger,
+    host: Host,
+    echo: Callable[[KV], None] | None = None,
 ) -> list[Part]:
     """Tunnel addresses, the pod MTU and (unless the backend is none) VXLAN."""
     from tortie.node.encapsulation import MtuPart, TunnelAddressPart, VxlanPart
@@ -195,7 +202,7 @@ def encapsulation_parts(
 
     mtu = host_mtu(host.links())
     parts: list[Part] = [
-        TunnelAddressPart(store, config.backend, log),
+        TunnelAddressPart(store, config.backend, log, echo),
         MtuPart(RunDir(config.run_dir), config.backend, mtu, config.veth_mtu, log),
     ]
     if config.backend != "none":
@@ -235,6 +242,7 @@ class AgentLoop:
         self.loaded = False
         self.resyncs = 0
         self._view: tuple[ClusterView, str] | None = None
+        self.echoed: list[KV] = []
         self._warned: frozenset[str] = frozenset()
 
     def current(self) -> tuple[ClusterView, str] | None:
@@ -276,6 +284,11 @@ class AgentLoop:
                 if resync:
                     next_dataplane = now + DATAPLANE_RESYNC
                 applied = self.reconciler.reconcile(view, self.result, resync=resync)
+                if self.echoed:  # a part wrote to the store: the others see it now
+                    echoed, self.echoed[:] = list(self.echoed), []
+                    self.cache.apply(Change(kv.key, kv.value, kv.revision) for kv in echoed)
+                    view = self.cache.view()
+                    applied += self.reconciler.reconcile(view, self.result)
                 if bird is not None:
                     bird.supervise()
                 if metrics is not None:

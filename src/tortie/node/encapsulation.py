@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import os
 
+from tortie.datastore import keys
 from tortie.node.mtu import pod_mtu, publish_mtu
 from tortie.node.tunnel import (
     IPIP,
@@ -30,8 +31,9 @@ from tortie.rundir import RunDir
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     import logging
+    from collections.abc import Callable
 
-    from tortie.datastore.base import Datastore
+    from tortie.datastore.base import KV, Datastore
     from tortie.node.cache import ClusterView
     from tortie.node.hostprep import VxlanApplier
     from tortie.node.startup import StartupResult
@@ -59,10 +61,20 @@ class TunnelAddressPart:
     name = "tunnel addresses"
     kernel = False
 
-    def __init__(self, store: Datastore, backend: str, log: logging.Logger) -> None:
+    def __init__(
+        self,
+        store: Datastore,
+        backend: str,
+        log: logging.Logger,
+        echo: Callable[[KV], None] | None = None,
+    ) -> None:
         self.store = store
         self.backend = backend
         self.log = log
+        # Hands the Node this part wrote to the agent's cache at once, so the parts after
+        # it (VXLAN) see the new tunnel address in the same pass: a node must not announce
+        # its VTEP before its own device exists.
+        self.echo = echo
 
     def desired(self, view: ClusterView, me: StartupResult) -> object:
         node = view.node(me.node_name)
@@ -83,7 +95,19 @@ class TunnelAddressPart:
         assert isinstance(desired, tuple)
         settings = desired[0]
         check_ipip_supported(settings, not settings.enabled(IPIP) or kernel_has_ipip())
-        ensure_tunnel_addresses(self.store, settings.node, self.backend, self.log)
+        before = desired[1:]
+        node = ensure_tunnel_addresses(self.store, settings.node, self.backend, self.log)
+        after = (
+            node.ipv4_ipip_tunnel_addr,
+            node.ipv4_vxlan_tunnel_addr,
+            node.ipv6_vxlan_tunnel_addr,
+            node.vxlan_tunnel_mac,
+            node.vxlan_tunnel_mac_v6,
+        )
+        if self.echo is not None and after != before:
+            kv = self.store.get(keys.resource_key("nodes", settings.node))
+            if kv is not None:
+                self.echo(kv)
         return True
 
 

@@ -142,7 +142,7 @@ def prepare(
     if ipv6 and not host.has_default_route(6):
         warnings.append(
             "no default IPv6 route on this host: pods still reach pods on other nodes "
-            "(routes come from BGP), but not IPv6 destinations outside the cluster; add one "
+            "(tortie routes them), but not IPv6 destinations outside the cluster; add one "
             "if they need to"
         )
     for w in warnings:
