@@ -12,7 +12,14 @@ Use from a test module (the tests directory has no ``__init__``)::
             yield pool
 
 Every namespace is named ``tt-<random hex>`` and deleted when the pool closes, which also
-removes every interface inside it.  Nothing here touches the machine's own namespace:
+removes every interface inside it.
+
+One limit is machine-wide: the kernel's IPv4 and IPv6 neighbour tables are shared by every
+namespace (``gc_thresh3``, 1,024 entries each, not settable from inside a namespace).  A
+lab of many hosts on one link (40 nodes: 40 × 39 entries) fills them, and then ARP/ND
+fails everywhere on the machine ("No buffer space available", "neighbor table overflow"
+in dmesg).  Permanent entries do not count: large labs pin theirs (``nud permanent``),
+or route through a router namespace so each host has one neighbour.  Nothing here touches the machine's own namespace:
 commands run through ``ip -n NAME`` or ``ip netns exec NAME``.
 """
 
