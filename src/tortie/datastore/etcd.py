@@ -39,17 +39,18 @@ from tortie.datastore.base import KV, Writes, check_writes, conflict_of
 from tortie.datastore.config import DatastoreSettings
 from tortie.datastore.etcd_http import Connection, ProtocolError, RemoteDisconnected
 from tortie.datastore.etcd_support import (
+    Endpoint,
+    Failed,
     WatchCompacted,
     WatchEvent,
-    _b64,
-    _describe,
-    _Endpoint,
-    _Failed,
-    _parse_endpoint,
-    _prefix_end,
-    _summary,
-    _text,
+    b64,
+    describe,
+    parse_endpoint,
+    prefix_end,
+    summary,
+    text,
 )
+from tortie.datastore.etcd_watch import WatchStreams
 from tortie.errors import (
     AlreadyExists,
     DatastoreError,
@@ -81,7 +82,7 @@ _UNAUTHENTICATED = 16
 _PERMISSION_DENIED = 7
 
 
-class EtcdDatastore:
+class EtcdDatastore(WatchStreams):
     """The datastore protocol on an etcd v3 cluster (3.4+) through its JSON gateway."""
 
     def __init__(
@@ -92,12 +93,12 @@ class EtcdDatastore:
         total_timeout: float = TOTAL_TIMEOUT,
     ) -> None:
         urls = settings.etcd_endpoints or (DEFAULT_ENDPOINT,)
-        self._endpoints = tuple(_parse_endpoint(u) for u in urls)
+        self._endpoints = tuple(parse_endpoint(u) for u in urls)
         self._settings = settings
         self.request_timeout = request_timeout
         self.total_timeout = total_timeout
         self._ssl: ssl.SSLContext | None = None
-        self._pool: dict[_Endpoint, list[Connection]] = {}
+        self._pool: dict[Endpoint, list[Connection]] = {}
         self._lock = threading.Lock()
         self._preferred = 0
         self._token: str | None = None
@@ -115,19 +116,19 @@ class EtcdDatastore:
     # ------------------------------------------------------------------ protocol
 
     def get(self, key: str) -> KV | None:
-        reply, _ = self._call("/v3/kv/range", {"key": _b64(key)})
+        reply, _ = self._call("/v3/kv/range", {"key": b64(key)})
         kvs = reply.get("kvs") or []
         return self._kv(kvs[0]) if kvs else None
 
     def list(self, prefix: str) -> list[KV]:
         raw = prefix.encode()
-        end = _b64(_prefix_end(raw))
+        end = b64(prefix_end(raw))
         out: list[KV] = []
         start = raw
         revision = 0
         while True:
             body: dict[str, Any] = {
-                "key": _b64(start),
+                "key": b64(start),
                 "range_end": end,
                 "limit": str(LIST_PAGE_SIZE),
             }
@@ -143,10 +144,10 @@ class EtcdDatastore:
             start = base64.b64decode(kvs[-1]["key"]) + b"\0"
 
     def create(self, key: str, value: str) -> KV:
-        k = _b64(key)
+        k = b64(key)
         txn = {
             "compare": [{"key": k, "target": "CREATE", "result": "EQUAL", "create_revision": "0"}],
-            "success": [{"request_put": {"key": k, "value": _b64(value)}}],
+            "success": [{"request_put": {"key": k, "value": b64(value)}}],
             "failure": [{"request_range": {"key": k}}],
         }
         reply, ambiguous = self._call("/v3/kv/txn", txn, write=True)
@@ -160,12 +161,12 @@ class EtcdDatastore:
     def update(self, key: str, value: str, revision: int) -> KV:
         if revision <= 0:
             raise RevisionConflict(f"{key} changed (expected revision {revision})")
-        k = _b64(key)
+        k = b64(key)
         txn = {
             "compare": [
                 {"key": k, "target": "MOD", "result": "EQUAL", "mod_revision": str(revision)}
             ],
-            "success": [{"request_put": {"key": k, "value": _b64(value)}}],
+            "success": [{"request_put": {"key": k, "value": b64(value)}}],
             "failure": [{"request_range": {"key": k}}],
         }
         reply, ambiguous = self._call("/v3/kv/txn", txn, write=True)
@@ -179,7 +180,7 @@ class EtcdDatastore:
         raise RevisionConflict(f"{key} changed (expected revision {revision})")
 
     def delete(self, key: str, revision: int | None = None) -> None:
-        k = _b64(key)
+        k = b64(key)
         if revision is None:
             reply, ambiguous = self._call("/v3/kv/deleterange", {"key": k}, write=True)
             if int(reply.get("deleted", "0")) == 0 and not ambiguous:
@@ -214,7 +215,7 @@ class EtcdDatastore:
         compare: list[dict[str, str]] = []
         success: list[dict[str, Any]] = []
         for w in writes:
-            k = _b64(w.key)
+            k = b64(w.key)
             if w.revision == 0:
                 compare.append(
                     {"key": k, "target": "CREATE", "result": "EQUAL", "create_revision": "0"}
@@ -226,11 +227,11 @@ class EtcdDatastore:
             if w.value is None:
                 success.append({"request_delete_range": {"key": k}})
             else:
-                success.append({"request_put": {"key": k, "value": _b64(w.value)}})
+                success.append({"request_put": {"key": k, "value": b64(w.value)}})
         body = {
             "compare": compare,
             "success": success,
-            "failure": [{"request_range": {"key": _b64(w.key)}} for w in writes],
+            "failure": [{"request_range": {"key": b64(w.key)}} for w in writes],
         }
         reply, ambiguous = self._call("/v3/kv/txn", body, write=True)
         if reply.get("succeeded"):
@@ -268,7 +269,7 @@ class EtcdDatastore:
 
     def current_revision(self) -> int:
         """The store-wide revision now (the revision of the latest write)."""
-        reply, _ = self._call("/v3/kv/range", {"key": _b64(b"\0"), "count_only": True})
+        reply, _ = self._call("/v3/kv/range", {"key": b64(b"\0"), "count_only": True})
         return self._header_revision(reply)
 
     def watch(self, prefix: str, start_revision: int) -> Generator[WatchEvent, None, None]:
@@ -295,7 +296,7 @@ class EtcdDatastore:
 
     def _kv(self, raw: dict[str, Any]) -> KV:
         try:
-            return KV(_text(raw["key"]), _text(raw.get("value", "")), int(raw["mod_revision"]))
+            return KV(text(raw["key"]), text(raw.get("value", "")), int(raw["mod_revision"]))
         except (KeyError, ValueError, TypeError) as exc:
             raise DatastoreError(f"etcd answered an unreadable key-value: {exc}") from exc
 
@@ -343,18 +344,18 @@ class EtcdDatastore:
             self._ssl = ctx
         return self._ssl
 
-    def _new_connection(self, ep: _Endpoint, timeout: float) -> Connection:
+    def _new_connection(self, ep: Endpoint, timeout: float) -> Connection:
         context = self._ssl_context() if ep.https else None
         return Connection(ep.host, ep.port, timeout, context)
 
-    def _checkout(self, ep: _Endpoint, timeout: float) -> tuple[Connection, bool]:
+    def _checkout(self, ep: Endpoint, timeout: float) -> tuple[Connection, bool]:
         with self._lock:
             pool = self._pool.get(ep)
             if pool:
                 return pool.pop(), True
         return self._new_connection(ep, timeout), False
 
-    def _checkin(self, ep: _Endpoint, conn: Connection) -> None:
+    def _checkin(self, ep: Endpoint, conn: Connection) -> None:
         with self._lock:
             pool = self._pool.setdefault(ep, [])
             if not self._closed and len(pool) < _POOL_SIZE:
@@ -369,7 +370,7 @@ class EtcdDatastore:
         return headers
 
     def _post(
-        self, ep: _Endpoint, path: str, data: bytes, headers: dict[str, str], deadline: float
+        self, ep: Endpoint, path: str, data: bytes, headers: dict[str, str], deadline: float
     ) -> tuple[int, dict[str, Any], bool]:
         """One request on one endpoint; a fresh connection once if a pooled one was stale.
 
@@ -395,10 +396,10 @@ class EtcdDatastore:
                 if stale and not resent:
                     resent = True
                     continue  # most likely the server closed an idle kept-alive connection
-                reason, permanent = _describe(
+                reason, permanent = describe(
                     exc, timeout, bool(self._settings.etcd_cert_file), ep.https
                 )
-                raise _Failed(reason, sent or resent, permanent) from exc
+                raise Failed(reason, sent or resent, permanent) from exc
             if not resp.will_close:  # (a closing answer has closed the connection)
                 self._checkin(ep, conn)
             try:
@@ -407,7 +408,7 @@ class EtcdDatastore:
                 reply = None
             if not isinstance(reply, dict):
                 if resp.status >= 500:
-                    raise _Failed(f"HTTP {resp.status} {resp.reason}", True)
+                    raise Failed(f"HTTP {resp.status} {resp.reason}", True)
                 raise DatastoreError(
                     f"etcd at {ep.url} answered HTTP {resp.status} {resp.reason} with no JSON "
                     f"for {path}: is it an etcd v3.4+ client URL?"
@@ -415,7 +416,7 @@ class EtcdDatastore:
             return resp.status, reply, resent
         raise AssertionError("unreachable")  # pragma: no cover
 
-    def _authenticate(self, ep: _Endpoint, deadline: float) -> None:
+    def _authenticate(self, ep: Endpoint, deadline: float) -> None:
         s = self._settings
         data = json.dumps({"name": s.etcd_username, "password": s.etcd_password}).encode()
         status, reply, _ = self._post(
@@ -430,13 +431,13 @@ class EtcdDatastore:
             return
         code = reply.get("code")
         if code in _RETRY_CODES or status >= 500:
-            raise _Failed(f"authentication: {message}", False)
+            raise Failed(f"authentication: {message}", False)
         raise InvalidInput(
             f"etcd at {ep.url}: authentication failed for user {s.etcd_username!r} "
             f"({message.removeprefix('etcdserver: ')}); check ETCD_USERNAME and ETCD_PASSWORD"
         )
 
-    def _attempts(self, deadline: float) -> Iterator[_Endpoint]:
+    def _attempts(self, deadline: float) -> Iterator[Endpoint]:
         """Endpoints to try, starting with the last good one, round after round."""
         n = len(self._endpoints)
         rounds = 0
@@ -465,7 +466,7 @@ class EtcdDatastore:
         ambiguous = False
         reauthed = False
         s = self._settings
-        broken: set[_Endpoint] = set()  # TLS configuration failures: no use retrying
+        broken: set[Endpoint] = set()  # TLS configuration failures: no use retrying
         for ep in self._attempts(deadline):
             if len(broken) == len(self._endpoints):
                 break
@@ -477,7 +478,7 @@ class EtcdDatastore:
                 if s.etcd_username and self._token is None and not self._auth_disabled:
                     self._authenticate(ep, deadline)
                 status, reply, resent = self._post(ep, path, data, self._headers(), deadline)
-            except _Failed as failure:
+            except Failed as failure:
                 reasons[ep.url] = failure.reason
                 ambiguous = ambiguous or (write and failure.sent)
                 if failure.permanent:
@@ -511,8 +512,8 @@ class EtcdDatastore:
             raise DatastoreError(f"etcd at {ep.url} refused {path}: {short} (code {code})")
         unknown = " (the write may or may not have been applied)" if ambiguous else ""
         if broken and len(broken) == len(self._endpoints):
-            raise InvalidInput(f"etcd: TLS failed on every endpoint: {_summary(reasons)}{unknown}")
+            raise InvalidInput(f"etcd: TLS failed on every endpoint: {summary(reasons)}{unknown}")
         raise Unavailable(
             f"etcd: no endpoint answered (tried {', '.join(tried) or 'none'}): "
-            f"{_summary(reasons)}{unknown}; check ETCD_ENDPOINTS and that etcd is running"
+            f"{summary(reasons)}{unknown}; check ETCD_ENDPOINTS and that etcd is running"
         )

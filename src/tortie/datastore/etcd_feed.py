@@ -19,8 +19,7 @@ import socket
 import threading
 import time
 
-from tortie.datastore.etcd_support import _b64, _prefix_end, _text
-from tortie.datastore.etcd_watch import open_stream
+from tortie.datastore.etcd_support import b64, prefix_end, text
 from tortie.datastore.feed import Change, FeedBroken
 from tortie.errors import DatastoreError, TortieError, Unavailable
 
@@ -135,12 +134,12 @@ class EtcdFeed:
         raw = prefix.encode()
         body = {
             "create_request": {
-                "key": _b64(raw),
-                "range_end": _b64(_prefix_end(raw)),
+                "key": b64(raw),
+                "range_end": b64(prefix_end(raw)),
                 "start_revision": str(rev),
             }
         }
-        conn, resp = open_stream(self.store, "/v3/watch", body)
+        conn, resp = self.store.open_stream("/v3/watch", body)
         with self._lock:
             if stop.is_set():
                 conn.close()
@@ -177,8 +176,8 @@ class EtcdFeed:
                     kv = ev.get("kv") or {}
                     mod = int(kv.get("mod_revision", "0"))
                     deleted = ev.get("type") == "DELETE"
-                    value = None if deleted else _text(kv.get("value", ""))
-                    self._queue.put((generation, Change(_text(kv.get("key", "")), value, mod)))
+                    value = None if deleted else text(kv.get("value", ""))
+                    self._queue.put((generation, Change(text(kv.get("key", "")), value, mod)))
                     rev = max(rev, mod + 1)
                     delivered = True
         finally:

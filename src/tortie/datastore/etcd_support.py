@@ -36,14 +36,14 @@ class WatchCompacted(DatastoreError):
 
 
 @record
-class _Endpoint:
+class Endpoint:
     url: str
     host: str
     port: int
     https: bool
 
 
-class _Failed(Exception):
+class Failed(Exception):
     """One attempt on one endpoint failed; ``sent`` when the request may have arrived."""
 
     def __init__(self, reason: str, sent: bool, permanent: bool = False) -> None:
@@ -53,16 +53,16 @@ class _Failed(Exception):
         self.permanent = permanent
 
 
-def _b64(text: str | bytes) -> str:
+def b64(text: str | bytes) -> str:
     raw = text.encode() if isinstance(text, str) else text
     return base64.b64encode(raw).decode("ascii")
 
 
-def _text(b64: str) -> str:
+def text(b64: str) -> str:
     return base64.b64decode(b64).decode("utf-8", "replace")
 
 
-def _prefix_end(prefix: bytes) -> bytes:
+def prefix_end(prefix: bytes) -> bytes:
     """etcd's range_end for "every key starting with prefix" (``\\0`` means no end)."""
     stripped = prefix.rstrip(b"\xff")
     if not stripped:
@@ -70,7 +70,7 @@ def _prefix_end(prefix: bytes) -> bytes:
     return stripped[:-1] + bytes([stripped[-1] + 1])
 
 
-def _common_prefix(prefixes: tuple[str, ...]) -> str:
+def common_prefix(prefixes: tuple[str, ...]) -> str:
     """The longest string every prefix starts with (character by character, on purpose)."""
     if not prefixes:
         return ""
@@ -81,7 +81,7 @@ def _common_prefix(prefixes: tuple[str, ...]) -> str:
     return first[:n]
 
 
-def _parse_endpoint(url: str) -> _Endpoint:
+def parse_endpoint(url: str) -> Endpoint:
     parts = urlsplit(url if "://" in url else f"http://{url}")
     try:
         port = parts.port
@@ -97,7 +97,7 @@ def _parse_endpoint(url: str) -> _Endpoint:
     host = parts.hostname
     if ":" in host:
         host = f"[{host}]"
-    return _Endpoint(
+    return Endpoint(
         url=f"{parts.scheme}://{host}" + (f":{port}" if port else ""),
         host=parts.hostname,
         port=port or 2379,
@@ -106,7 +106,7 @@ def _parse_endpoint(url: str) -> _Endpoint:
 
 
 def _describe_tls(exc: BaseException, client_cert: bool) -> tuple[str, bool] | None:
-    """``_describe`` for ``ssl`` errors (only called once ``ssl`` has been imported)."""
+    """``describe`` for ``ssl`` errors (only called once ``ssl`` has been imported)."""
     import ssl
 
     if isinstance(exc, ssl.SSLCertVerificationError):
@@ -139,7 +139,7 @@ def _remote_disconnected(exc: BaseException) -> bool:
     return client is not None and isinstance(exc, client.RemoteDisconnected)
 
 
-def _describe(
+def describe(
     exc: BaseException, timeout: float, client_cert: bool, https: bool
 ) -> tuple[str, bool]:
     """A short human reason for a transport failure, and whether it is a configuration
@@ -163,7 +163,7 @@ def _describe(
     return (f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__), False
 
 
-def _summary(reasons: dict[str, str]) -> str:
+def summary(reasons: dict[str, str]) -> str:
     if not reasons:
         return "no attempt within the time limit"
     return "; ".join(f"{url}: {why}" for url, why in reasons.items())

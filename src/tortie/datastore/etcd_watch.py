@@ -10,15 +10,15 @@ import time
 from collections.abc import Generator
 
 from tortie.datastore.etcd_support import (
+    Failed,
     WatchCompacted,
     WatchEvent,
-    _b64,
-    _common_prefix,
-    _describe,
-    _Failed,
-    _prefix_end,
-    _summary,
-    _text,
+    b64,
+    common_prefix,
+    describe,
+    prefix_end,
+    summary,
+    text,
 )
 from tortie.errors import DatastoreError, Unavailable
 
@@ -27,10 +27,13 @@ _UNAUTHENTICATED = 16  # gRPC status: the token is no longer valid
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     import http.client
+    import ssl
+    from collections.abc import Iterator
     from typing import Any
 
+    from tortie.datastore.config import DatastoreSettings
     from tortie.datastore.etcd import EtcdDatastore
-    from tortie.datastore.etcd_support import _Endpoint
+    from tortie.datastore.etcd_support import Endpoint
 
 
 def watch(
@@ -58,13 +61,13 @@ def watch(
             time.sleep(0.2)
         body = {
             "create_request": {
-                "key": _b64(raw),
-                "range_end": _b64(_prefix_end(raw)),
+                "key": b64(raw),
+                "range_end": b64(prefix_end(raw)),
                 "start_revision": str(next_rev),
                 "progress_notify": True,
             }
         }
-        conn, resp = open_stream(store, "/v3/watch", body)
+        conn, resp = store.open_stream("/v3/watch", body)
         opened = time.monotonic()
         delivered = False
         try:
@@ -99,8 +102,8 @@ def watch(
                     deleted = ev.get("type") == "DELETE"
                     yield WatchEvent(
                         type="DELETE" if deleted else "PUT",
-                        key=_text(kv.get("key", "")),
-                        value="" if deleted else _text(kv.get("value", "")),
+                        key=text(kv.get("key", "")),
+                        value="" if deleted else text(kv.get("value", "")),
                         revision=rev,
                     )
                     next_rev = max(next_rev, rev + 1)
@@ -122,16 +125,16 @@ def wait_for_change(
     import http.client
 
     deadline = time.monotonic() + max(0.0, timeout)
-    common = _common_prefix(prefixes).encode()
-    key, end = (common, _prefix_end(common)) if common else (b"\0", b"\0")
+    common = common_prefix(prefixes).encode()
+    key, end = (common, prefix_end(common)) if common else (b"\0", b"\0")
     body = {
         "create_request": {
-            "key": _b64(key),
-            "range_end": _b64(end),
+            "key": b64(key),
+            "range_end": b64(end),
             "start_revision": str(max(after_revision + 1, 1)),
         }
     }
-    conn, resp = open_stream(store, "/v3/watch", body)
+    conn, resp = store.open_stream("/v3/watch", body)
     try:
         while True:
             remaining = deadline - time.monotonic()
@@ -156,78 +159,99 @@ def wait_for_change(
             if result.get("compact_revision") not in (None, "0", 0) or result.get("canceled"):
                 return True
             for ev in result.get("events") or []:
-                if _text((ev.get("kv") or {}).get("key", "")).startswith(prefixes):
+                if text((ev.get("kv") or {}).get("key", "")).startswith(prefixes):
                     return True
     finally:
         conn.close()
 
 
-def new_stream_connection(
-    store: EtcdDatastore, ep: _Endpoint, timeout: float
-) -> http.client.HTTPConnection:
-    import http.client
+class WatchStreams:
+    """Long-lived streaming requests (watches) of the etcd client: a part of
+    ``EtcdDatastore`` (which inherits it), kept here with the rest of the watch code."""
 
-    if ep.https:
-        return http.client.HTTPSConnection(
-            ep.host, ep.port, timeout=timeout, context=store._ssl_context()
-        )
-    return http.client.HTTPConnection(ep.host, ep.port, timeout=timeout)
+    # The client's state this part uses (set by EtcdDatastore.__init__).
+    _endpoints: tuple[Endpoint, ...]
+    _settings: DatastoreSettings
+    _preferred: int
+    _token: str | None
+    _auth_disabled: bool
+    _closed: bool
+    total_timeout: float
+    request_timeout: float
 
+    if TYPE_CHECKING:
 
-def open_stream(
-    store: EtcdDatastore, path: str, body: dict[str, Any]
-) -> tuple[http.client.HTTPConnection, http.client.HTTPResponse]:
-    """Start a streaming request (watch) on the first endpoint that takes it."""
-    import http.client
+        def _ssl_context(self) -> ssl.SSLContext: ...
 
-    if store._closed:
-        raise DatastoreError("etcd datastore used after close()")
-    data = json.dumps(body).encode()
-    deadline = time.monotonic() + store.total_timeout
-    tried: list[str] = []
-    reasons: dict[str, str] = {}  # the latest failure of each endpoint, in try order
-    s = store._settings
-    for ep in store._attempts(deadline):
-        if ep.url not in tried:
-            tried.append(ep.url)
-        timeout = max(0.05, min(store.request_timeout, deadline - time.monotonic()))
-        try:
-            if s.etcd_username and store._token is None and not store._auth_disabled:
-                store._authenticate(ep, deadline)
-        except _Failed as failure:
-            reasons[ep.url] = failure.reason
-            continue
-        conn = new_stream_connection(store, ep, timeout)
-        try:
-            conn.connect()
-            conn.request("POST", path, body=data, headers=store._headers())
-            resp = conn.getresponse()
-        except (OSError, http.client.HTTPException) as exc:
-            conn.close()
-            reasons[ep.url] = _describe(exc, timeout, bool(s.etcd_cert_file), ep.https)[0]
-            continue
-        if resp.status != 200:
-            payload = resp.read()
-            conn.close()
+        def _attempts(self, deadline: float) -> Iterator[Endpoint]: ...
+
+        def _authenticate(self, ep: Endpoint, deadline: float) -> None: ...
+
+        def _headers(self, with_token: bool = True) -> dict[str, str]: ...
+
+    def _stream_connection(self, ep: Endpoint, timeout: float) -> http.client.HTTPConnection:
+        import http.client
+
+        if ep.https:
+            return http.client.HTTPSConnection(
+                ep.host, ep.port, timeout=timeout, context=self._ssl_context()
+            )
+        return http.client.HTTPConnection(ep.host, ep.port, timeout=timeout)
+
+    def open_stream(
+        self, path: str, body: dict[str, Any]
+    ) -> tuple[http.client.HTTPConnection, http.client.HTTPResponse]:
+        """Start a streaming request (watch) on the first endpoint that takes it."""
+        import http.client
+
+        if self._closed:
+            raise DatastoreError("etcd datastore used after close()")
+        data = json.dumps(body).encode()
+        deadline = time.monotonic() + self.total_timeout
+        tried: list[str] = []
+        reasons: dict[str, str] = {}  # the latest failure of each endpoint, in try order
+        s = self._settings
+        for ep in self._attempts(deadline):
+            if ep.url not in tried:
+                tried.append(ep.url)
+            timeout = max(0.05, min(self.request_timeout, deadline - time.monotonic()))
             try:
-                reply = json.loads(payload)
-            except ValueError:
-                reply = {}
-            message = str(reply.get("message") or f"HTTP {resp.status}")
-            if reply.get("code") == _UNAUTHENTICATED and s.etcd_username:
-                store._token = None
-            reasons[ep.url] = message.removeprefix("etcdserver: ")
-            continue
-        if conn.sock is not None:
-            # Wait for events forever, but notice a dead peer through TCP keepalive.
-            conn.sock.settimeout(None)
-            conn.sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
-            for opt, val in (("TCP_KEEPIDLE", 30), ("TCP_KEEPINTVL", 10), ("TCP_KEEPCNT", 3)):
-                if hasattr(socket, opt):
-                    conn.sock.setsockopt(socket.IPPROTO_TCP, getattr(socket, opt), val)
-        store._preferred = store._endpoints.index(ep)
-        return conn, resp
-    raise Unavailable(
-        f"etcd: no endpoint answered (tried {', '.join(tried) or 'none'}): "
-        f"{_summary(reasons)}; check ETCD_ENDPOINTS and that etcd is running"
-    )
+                if s.etcd_username and self._token is None and not self._auth_disabled:
+                    self._authenticate(ep, deadline)
+            except Failed as failure:
+                reasons[ep.url] = failure.reason
+                continue
+            conn = self._stream_connection(ep, timeout)
+            try:
+                conn.connect()
+                conn.request("POST", path, body=data, headers=self._headers())
+                resp = conn.getresponse()
+            except (OSError, http.client.HTTPException) as exc:
+                conn.close()
+                reasons[ep.url] = describe(exc, timeout, bool(s.etcd_cert_file), ep.https)[0]
+                continue
+            if resp.status != 200:
+                payload = resp.read()
+                conn.close()
+                try:
+                    reply = json.loads(payload)
+                except ValueError:
+                    reply = {}
+                message = str(reply.get("message") or f"HTTP {resp.status}")
+                if reply.get("code") == _UNAUTHENTICATED and s.etcd_username:
+                    self._token = None
+                reasons[ep.url] = message.removeprefix("etcdserver: ")
+                continue
+            if conn.sock is not None:
+                # Wait for events forever, but notice a dead peer through TCP keepalive.
+                conn.sock.settimeout(None)
+                conn.sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+                for opt, val in (("TCP_KEEPIDLE", 30), ("TCP_KEEPINTVL", 10), ("TCP_KEEPCNT", 3)):
+                    if hasattr(socket, opt):
+                        conn.sock.setsockopt(socket.IPPROTO_TCP, getattr(socket, opt), val)
+            self._preferred = self._endpoints.index(ep)
+            return conn, resp
+        raise Unavailable(
+            f"etcd: no endpoint answered (tried {', '.join(tried) or 'none'}): "
+            f"{summary(reasons)}; check ETCD_ENDPOINTS and that etcd is running"
+        )

@@ -33,7 +33,7 @@ _Row = tuple[object, ...]
 Change = Callable[[sqlite3.Connection, int, "int | None"], None]
 
 
-def _prefix_end(prefix: str) -> str:
+def prefix_end(prefix: str) -> str:
     """The smallest string greater than every string starting with ``prefix``."""
     return prefix[:-1] + chr(ord(prefix[-1]) + 1) if prefix else "\U0010ffff"
 
@@ -217,7 +217,7 @@ class SqliteDatastore:
     def list(self, prefix: str) -> list[KV]:
         rows = self._read(
             "SELECT key, value, revision FROM kv WHERE key >= ? AND key < ? ORDER BY key",
-            (prefix, _prefix_end(prefix)),
+            (prefix, prefix_end(prefix)),
         )
         return [KV(str(k), str(v), int(str(r))) for k, v, r in rows]
 
@@ -231,7 +231,7 @@ class SqliteDatastore:
         (``tortie.datastore.feed``) lists a prefix again only when this moved."""
         rows = self._read(
             "SELECT count(*), coalesce(max(revision), 0) FROM kv WHERE key >= ? AND key < ?",
-            (prefix, _prefix_end(prefix)),
+            (prefix, prefix_end(prefix)),
         )
         return (int(str(rows[0][0])), int(str(rows[0][1]))) if rows else (0, 0)
 

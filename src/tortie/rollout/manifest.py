@@ -174,7 +174,7 @@ def _ipam_edits(full: str, node: yaml.ScalarNode, want: Wanted, edits: Edits) ->
 # ------------------------------------------------------------------ the environment
 
 
-def _last_index(node: yaml.Node) -> int:
+def last_index(node: yaml.Node) -> int:
     if isinstance(node, yaml.ScalarNode):
         return int(node.end_mark.index)
     children: list[yaml.Node] = []
@@ -182,7 +182,7 @@ def _last_index(node: yaml.Node) -> int:
         children = [n for pair in node.value for n in pair]
     elif isinstance(node, yaml.SequenceNode):
         children = list(node.value)
-    return max((_last_index(c) for c in children), default=int(node.end_mark.index))
+    return max((last_index(c) for c in children), default=int(node.end_mark.index))
 
 
 def append_item(
@@ -194,7 +194,7 @@ def append_item(
     dash = line.rfind("-")
     if dash < 0:
         raise InvalidInput(f"cannot add to a flow-style list ({note}); write it in block style")
-    pos = after_line(full, _last_index(seq.value[-1]))
+    pos = after_line(full, last_index(seq.value[-1]))
     text = (
         " " * dash
         + "- "

@@ -9,7 +9,7 @@ import ipaddress
 import yaml
 
 from tortie.errors import InvalidInput
-from tortie.rollout.manifest import Result, Wanted, _last_index, append_item
+from tortie.rollout.manifest import Result, Wanted, append_item, last_index
 from tortie.rollout.yamledit import (
     Edits,
     after_line,
@@ -36,7 +36,7 @@ def _family(pool: yaml.Node) -> int | None:
 
 def _remove(full: str, start_node: yaml.Node, last: yaml.Node, edits: Edits, note: str) -> None:
     edits.replace(
-        line_start(full, start_node.start_mark.index), after_line(full, _last_index(last)), "", note
+        line_start(full, start_node.start_mark.index), after_line(full, last_index(last)), "", note
     )
 
 
@@ -83,7 +83,7 @@ def rewrite_installation(full: str, source: str, inst: yaml.Node, want: Wanted) 
         if on and entry is None:
             first = net.value[0][0]
             col = first.start_mark.column
-            pos = after_line(full, _last_index(net))
+            pos = after_line(full, last_index(net))
             text = f"{' ' * col}{key}:\n{' ' * (col + 2)}firstFound: true\n"
             edits.replace(pos, pos, text, f"calicoNetwork: add {key} firstFound")
         if not on and entry is not None:
