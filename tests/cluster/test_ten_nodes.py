@@ -1,5 +1,6 @@
-"""10 simulated nodes × 100 pods against a 3-member etcd cluster, every pod a real
-dual-stack ``calico-ipam`` ADD process, the nodes running concurrently; then DEL all."""
+"""10 simulated nodes × 100 pods (40 on the in-process route) against a 3-member etcd
+cluster, every pod a real dual-stack ``calico-ipam`` ADD process, the nodes running
+concurrently; then DEL all."""
 
 from __future__ import annotations
 
@@ -28,6 +29,9 @@ from tortie.ipam.usage import usage
 
 NODES = [f"node-{i:02d}" for i in range(10)]
 PODS = 100
+# The in-process route (no node service: a Python plugin process per call) proves the same
+# properties with fewer pods; 100 per node made it a minute of the suite.
+PODS_IN_PROCESS = 40
 
 
 @pytest.mark.slow
@@ -45,12 +49,15 @@ def test_ten_nodes_hundred_pods(
     confs = {node: etcd_conf(node, eps) for node, eps in endpoints.items()}
     services = NodeServices(tmp_path, endpoints) if route == "service" else None
     try:
-        adds, dels = ten_nodes(store3, plugin, confs, services)
+        adds, dels = ten_nodes(
+            store3, plugin, confs, services, PODS if route == "service" else PODS_IN_PROCESS
+        )
     finally:
         if services is not None:
             services.close()
     with capsys.disabled():
-        print(f"\n10x100 dual-stack on 3-member etcd, {route}: ADD {adds.summary()}")
+        pods = PODS if route == "service" else PODS_IN_PROCESS
+        print(f"\n10x{pods} dual-stack on 3-member etcd, {route}: ADD {adds.summary()}")
         print(f"                                  DEL {dels.summary()}")
 
 
@@ -59,9 +66,10 @@ def ten_nodes(
     plugin: str,
     confs: dict[str, bytes],
     services: NodeServices | None,
+    pods: int,
 ) -> tuple[NodesRun, NodesRun]:
     sockets = services.sockets if services is not None else None
-    adds = run_nodes(plugin, confs, PODS, "ADD", sockets=sockets)
+    adds = run_nodes(plugin, confs, pods, "ADD", sockets=sockets)
     failed = adds.failures()
     assert not failed, "\n".join(o.describe() for o in failed[:5])
 
@@ -69,8 +77,8 @@ def ten_nodes(
     v6 = [o.addresses[1] for o in adds.all()]
     assert all(len(o.addresses) == 2 for o in adds.all())
     assert all(":" not in a for a in v4) and all(":" in a for a in v6)
-    assert len(set(v4)) == len(NODES) * PODS
-    assert len(set(v6)) == len(NODES) * PODS
+    assert len(set(v4)) == len(NODES) * pods
+    assert len(set(v6)) == len(NODES) * pods
     # auto-assigned addresses carry the block prefix (reference §3)
     assert {a.split("/")[1] for a in v4} == {"26"} and {a.split("/")[1] for a in v6} == {"122"}
 
@@ -90,14 +98,14 @@ def ten_nodes(
     owners = {
         attr.handle_id for b in blocks for _, attr in b.allocated() if attr.handle_id is not None
     }
-    assert owners == {handle_id(n, p) for n in NODES for p in range(PODS)}
+    assert owners == {handle_id(n, p) for n in NODES for p in range(pods)}
     report = check(store3)
     assert report.problem_count == 0, [p.line() for p in report.problems]
-    assert report.allocations == 2 * len(NODES) * PODS
-    assert sum(p.in_use for p in usage(store3)) == 2 * len(NODES) * PODS
+    assert report.allocations == 2 * len(NODES) * pods
+    assert sum(p.in_use for p in usage(store3)) == 2 * len(NODES) * pods
     assert all(len(c) <= 2 for c in blocks_per_node(blocks).values())
 
-    dels = run_nodes(plugin, confs, PODS, "DEL", sockets=sockets)
+    dels = run_nodes(plugin, confs, pods, "DEL", sockets=sockets)
     failed = dels.failures()
     assert not failed, "\n".join(o.describe() for o in failed[:5])
     assert all(o.result is None for o in dels.all())  # DEL prints nothing on success
