@@ -13,15 +13,15 @@ from __future__ import annotations
 
 import contextlib
 import http.client
-import json
 import queue
 import socket
 import threading
 import time
 
-from tortie.datastore.etcd_support import b64, prefix_end, text
+from tortie.datastore.etcd_support import WatchCompacted, b64, prefix_end
+from tortie.datastore.etcd_watch import stream_events
 from tortie.datastore.feed import Change, FeedBroken
-from tortie.errors import DatastoreError, TortieError, Unavailable
+from tortie.errors import TortieError, Unavailable
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -148,38 +148,15 @@ class EtcdFeed:
             self.streams_opened += 1
         delivered = False
         try:
-            while not stop.is_set():
-                try:
-                    line = resp.readline()
-                except (OSError, http.client.HTTPException):
+            for event in stream_events(resp, prefix, rev):
+                if stop.is_set():
                     break
-                if not line:
-                    break
-                if not line.strip():
-                    continue
-                try:
-                    msg = json.loads(line)
-                except ValueError as exc:
-                    raise DatastoreError(f"etcd watch sent unreadable data: {exc}") from exc
-                if "error" in msg:
-                    break  # e.g. "no leader": open it again elsewhere
-                result = msg.get("result") or {}
-                compacted = int(result.get("compact_revision", "0") or 0)
-                if compacted:
-                    raise FeedBroken(
-                        f"etcd watch on {prefix!r}: revision {rev} was compacted (oldest "
-                        f"kept: {compacted}); listing again"
-                    )
-                if result.get("canceled"):
-                    break
-                for ev in result.get("events") or []:
-                    kv = ev.get("kv") or {}
-                    mod = int(kv.get("mod_revision", "0"))
-                    deleted = ev.get("type") == "DELETE"
-                    value = None if deleted else text(kv.get("value", ""))
-                    self._queue.put((generation, Change(text(kv.get("key", "")), value, mod)))
-                    rev = max(rev, mod + 1)
-                    delivered = True
+                value = None if event.type == "DELETE" else event.value
+                self._queue.put((generation, Change(event.key, value, event.revision)))
+                rev = max(rev, event.revision + 1)
+                delivered = True
+        except WatchCompacted as exc:
+            raise FeedBroken(str(exc)) from None
         finally:
             with self._lock:
                 self._conns.discard(conn)

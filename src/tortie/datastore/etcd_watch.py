@@ -46,7 +46,6 @@ def watch(
     ``total_timeout`` and ``WatchCompacted`` when ``start_revision`` is compacted.
     Close the generator (or let it be collected) to stop watching.
     """
-    import http.client  # the agent's long-lived stream: not worth a second client
 
     raw = prefix.encode()
     next_rev = max(start_revision, 1)
@@ -71,49 +70,58 @@ def watch(
         opened = time.monotonic()
         delivered = False
         try:
-            while True:
-                try:
-                    line = resp.readline()
-                except (OSError, http.client.HTTPException):
-                    break  # reconnect and resume from next_rev
-                if not line:
-                    break
-                if not line.strip():
-                    continue
-                try:
-                    msg = json.loads(line)
-                except ValueError as exc:
-                    raise DatastoreError(f"etcd watch sent unreadable data: {exc}") from exc
-                if "error" in msg:
-                    break  # e.g. "no leader": reconnect elsewhere
-                result = msg.get("result") or {}
-                compacted = int(result.get("compact_revision", "0") or 0)
-                if compacted:
-                    raise WatchCompacted(
-                        f"etcd watch on {prefix!r}: revision {next_rev} was compacted "
-                        f"(oldest kept: {compacted}); list again and watch from there",
-                        compacted,
-                    )
-                if result.get("canceled"):
-                    break
-                for ev in result.get("events") or []:
-                    kv = ev.get("kv") or {}
-                    rev = int(kv.get("mod_revision", "0"))
-                    deleted = ev.get("type") == "DELETE"
-                    yield WatchEvent(
-                        type="DELETE" if deleted else "PUT",
-                        key=text(kv.get("key", "")),
-                        value="" if deleted else text(kv.get("value", "")),
-                        revision=rev,
-                    )
-                    next_rev = max(next_rev, rev + 1)
-                    delivered = True
+            for event in stream_events(resp, prefix, next_rev):
+                yield event
+                next_rev = max(next_rev, event.revision + 1)
+                delivered = True
         finally:
             conn.close()
         # A stream that worked for a while starts a fresh failure window.
         now = time.monotonic()
         if failing_since is None or delivered or now - opened > store.total_timeout:
             failing_since = now
+
+
+def stream_events(resp: http.client.HTTPResponse, prefix: str, rev: int) -> Iterator[WatchEvent]:
+    """The events of one open watch stream (asked for from ``rev``) until it ends — broken,
+    canceled or an error message such as "no leader": the caller opens it again.
+    ``WatchCompacted`` when ``rev`` was compacted away."""
+    import http.client
+
+    while True:
+        try:
+            line = resp.readline()
+        except (OSError, http.client.HTTPException):
+            return
+        if not line:
+            return
+        if not line.strip():
+            continue
+        try:
+            msg = json.loads(line)
+        except ValueError as exc:
+            raise DatastoreError(f"etcd watch sent unreadable data: {exc}") from exc
+        if "error" in msg:
+            return
+        result = msg.get("result") or {}
+        compacted = int(result.get("compact_revision", "0") or 0)
+        if compacted:
+            raise WatchCompacted(
+                f"etcd watch on {prefix!r}: revision {rev} was compacted "
+                f"(oldest kept: {compacted}); list again and watch from there",
+                compacted,
+            )
+        if result.get("canceled"):
+            return
+        for ev in result.get("events") or []:
+            kv = ev.get("kv") or {}
+            deleted = ev.get("type") == "DELETE"
+            yield WatchEvent(
+                type="DELETE" if deleted else "PUT",
+                key=text(kv.get("key", "")),
+                value="" if deleted else text(kv.get("value", "")),
+                revision=int(kv.get("mod_revision", "0")),
+            )
 
 
 def wait_for_change(

@@ -34,6 +34,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable
 
     from tortie.datastore.base import KV, Datastore
+    from tortie.model.node import Node
     from tortie.node.cache import ClusterView
     from tortie.node.hostprep import VxlanApplier
     from tortie.node.startup import StartupResult
@@ -55,6 +56,17 @@ def host_links(sys_net: str = SYS_NET) -> list[tuple[str, int]]:
         except (OSError, ValueError):
             continue
     return out
+
+
+def tunnel_fields(node: Node) -> tuple[str | None, ...]:
+    """The Node fields the tunnel-address part writes."""
+    return (
+        node.ipv4_ipip_tunnel_addr,
+        node.ipv4_vxlan_tunnel_addr,
+        node.ipv6_vxlan_tunnel_addr,
+        node.vxlan_tunnel_mac,
+        node.vxlan_tunnel_mac_v6,
+    )
 
 
 class TunnelAddressPart:
@@ -80,14 +92,7 @@ class TunnelAddressPart:
         node = view.node(me.node_name)
         if node is None:
             return None
-        return (
-            tunnel_settings(node, view.pools, self.backend),
-            node.ipv4_ipip_tunnel_addr,
-            node.ipv4_vxlan_tunnel_addr,
-            node.ipv6_vxlan_tunnel_addr,
-            node.vxlan_tunnel_mac,
-            node.vxlan_tunnel_mac_v6,
-        )
+        return (tunnel_settings(node, view.pools, self.backend), *tunnel_fields(node))
 
     def apply(self, desired: object) -> bool:
         if desired is None:
@@ -97,14 +102,7 @@ class TunnelAddressPart:
         check_ipip_supported(settings, not settings.enabled(IPIP) or kernel_has_ipip())
         before = desired[1:]
         node = ensure_tunnel_addresses(self.store, settings.node, self.backend, self.log)
-        after = (
-            node.ipv4_ipip_tunnel_addr,
-            node.ipv4_vxlan_tunnel_addr,
-            node.ipv6_vxlan_tunnel_addr,
-            node.vxlan_tunnel_mac,
-            node.vxlan_tunnel_mac_v6,
-        )
-        if self.echo is not None and after != before:
+        if self.echo is not None and tunnel_fields(node) != before:
             kv = self.store.get(keys.resource_key("nodes", settings.node))
             if kv is not None:
                 self.echo(kv)
