@@ -11,7 +11,8 @@ from typing import Any
 import pytest
 
 from tortie.errors import InvalidInput
-from tortie.model.bgp import bgpconfiguration_from_dict, bgppeer_from_dict
+from tortie.model.bgp import bgpconfiguration_from_dict
+from tortie.model.bgppeer import bgppeer_from_dict
 from tortie.model.ippool import ippool_from_dict
 from tortie.model.node import Node, node_from_dict
 from tortie.node.bird import render

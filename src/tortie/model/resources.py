@@ -10,12 +10,8 @@ from collections.abc import Callable, Mapping
 
 from tortie.core.record import record
 from tortie.errors import InvalidInput
-from tortie.model.bgp import (
-    bgpconfiguration_from_dict,
-    bgpconfiguration_to_dict,
-    bgppeer_from_dict,
-    bgppeer_to_dict,
-)
+from tortie.model.bgp import bgpconfiguration_from_dict, bgpconfiguration_to_dict
+from tortie.model.bgppeer import bgppeer_from_dict, bgppeer_to_dict
 from tortie.model.fields import (
     API_VERSION,
     CRD_API_VERSION,

@@ -33,11 +33,10 @@ from tortie.errors import TortieError
 from tortie.model.bgp import (
     DEFAULT_AS,
     BGPConfiguration,
-    BGPPeer,
     bgpconfiguration_from_dict,
-    bgppeer_from_dict,
     duration_seconds,
 )
+from tortie.model.bgppeer import BGPPeer, bgppeer_from_dict
 from tortie.model.ippool import IPPool
 from tortie.model.node import Node
 from tortie.node.bird import GLOBAL, MESH, NODE, Peer, RoutingView
