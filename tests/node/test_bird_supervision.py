@@ -35,7 +35,7 @@ import pytest
 
 from tortie.datastore import keys
 from tortie.datastore.sqlite import SqliteDatastore
-from tortie.node.birdproc import names_run_dir, stat_fields, stop_left_behind
+from tortie.node.birdfind import names_run_dir, stat_fields, stop_left_behind
 from tortie.rundir import RunDir
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))

@@ -159,7 +159,7 @@ def run_agent(
             bird = Bird(config.run_dir, log)  # adopts a BIRD a killed agent left behind
             parts.append(BirdPart(bird, log, config.bgp_hold_time, config.bgp_connect_retry))
         else:
-            from tortie.node.birdproc import stop_left_behind
+            from tortie.node.birdfind import stop_left_behind
 
             stop_left_behind(config.run_dir, log)  # no BIRD may route for this node now
         write_status(config.run_dir, result)
