@@ -2,9 +2,8 @@
 restart with back-off when it dies, stop; and the BIRD a previous agent left behind.
 
 Never two BIRDs for one run directory.  ``Bird(...)`` first looks for BIRDs already
-running for it (found by ``tortie.node.birdfind``: a process counts only when its executable is ``bird`` and its command
-line names this run directory's control socket and configuration (``bird.pid`` is read,
-but a pid alone proves nothing: pids get reused).  One such BIRD that runs the installed
+running for it (``tortie.node.birdfind``: the executable is ``bird`` and the command line
+names this run directory's socket and configuration; a pid alone proves nothing).  One such BIRD that runs the installed
 binary and answers on the socket is *adopted*: it keeps its BGP sessions and kernel
 routes, gets this agent's configuration at the next ``apply`` (``birdc configure``), and
 is watched by pid and start time, since it is not our child.  Anything else found
