@@ -3,10 +3,11 @@ restart with back-off when it dies, stop; and the BIRD a previous agent left beh
 
 Never two BIRDs for one run directory.  ``Bird(...)`` first looks for BIRDs already
 running for it (``tortie.node.birdfind``: the executable is ``bird`` and the command line
-names this run directory's socket and configuration; a pid alone proves nothing).  One such BIRD that runs the installed
-binary and answers on the socket is *adopted*: it keeps its BGP sessions and kernel
-routes, gets this agent's configuration at the next ``apply`` (``birdc configure``), and
-is watched by pid and start time, since it is not our child.  Anything else found
+names this run directory's socket and configuration; a pid alone proves nothing).  One
+such BIRD that runs the installed binary and answers on the socket is *adopted*: it
+keeps its BGP sessions and kernel routes, gets this agent's configuration at the next
+``apply`` (``birdc configure``), and is watched by pid and start time, since it is not
+our child.  Anything else found
 (several BIRDs, one that does not answer, one whose binary was replaced) is stopped.
 Every start, the first as well as restarts, from ``apply`` as from ``supervise``, passes
 one back-off gate, and looks for strays once more.  docs/design/node-routing.md says why.
