@@ -15,7 +15,14 @@ from rollout_cli import run as cli
 
 from tortie.rollout.manifest import parse_cni, rewrite, wanted
 
-SHARED = Path(__file__).resolve().parents[2].parent / "shared" / "reference" / "calico-manifests"
+SHARED = next(
+    (
+        base / "shared" / "reference" / "calico-manifests"
+        for base in (Path(__file__).resolve().parents[2].parent, Path("/work"))
+        if (base / "shared" / "reference" / "calico-manifests").is_dir()
+    ),
+    Path(__file__).resolve().parents[2].parent / "shared" / "reference" / "calico-manifests",
+)  # beside the repository (CI lays it there), or the workplace's copy
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 POOL6 = "fd00:10:244::/48"
 
